@@ -1,0 +1,124 @@
+"""The ProgressiveGrowth callback: applies the growth schedule to the module and the data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+
+from progan_lightning.schedule import GrowthSchedule, Phase
+
+
+class ProgressiveGrowth(L.Callback):
+    """Drives stage, fade alpha, learning rate and data resolution from images seen.
+
+    An epoch here is one *tick*: it ends at the next multiple of ``tick_kimg`` or at the
+    next phase boundary, whichever comes first, so per-tick callbacks (sample grids,
+    checkpoints) also fire at every phase end and the dataloader is rebuilt exactly when the
+    resolution or batch size changes.
+
+    Args:
+        final_resolution: Last resolution (``data.resolution``).
+        start_resolution: First resolution (official 4).
+        stable_kimg: Thousands of images per stable phase.
+        fade_kimg: Thousands of images per fade-in phase (0 = no fade).
+        batch_size: Global minibatch size, one int or ``{resolution: size}``.
+        lr: Optional learning rate, one float or ``{resolution: lr}``.
+        total_kimg: Stop here; default: end of the last stable phase.
+        tick_kimg: Length of a tick (an epoch) in thousands of images.
+    """
+
+    def __init__(
+        self,
+        final_resolution: int,
+        start_resolution: int = 4,
+        stable_kimg: float = 600,
+        fade_kimg: float = 600,
+        batch_size: int | Mapping[Any, int] = 16,
+        lr: float | Mapping[Any, float] | None = None,
+        total_kimg: float | None = None,
+        tick_kimg: float = 10,
+    ) -> None:
+        super().__init__()
+        self.schedule = GrowthSchedule(
+            start_resolution=start_resolution,
+            final_resolution=final_resolution,
+            stable_kimg=stable_kimg,
+            fade_kimg=fade_kimg,
+            batch_size=batch_size,
+            lr=lr,
+            total_kimg=total_kimg,
+        )
+        if tick_kimg <= 0:
+            raise ValueError(f"growth.tick_kimg={tick_kimg} must be > 0")
+        self.tick_nimg = max(1, round(tick_kimg * 1000))
+
+    # Planning.
+
+    def _apply(self, module: L.LightningModule) -> Phase:
+        phase = self.schedule.phase_at(module.cur_nimg)
+        if phase.index != module.phase_index:
+            rank_zero_info(
+                f"[growth] kimg {module.cur_nimg / 1000:.1f}: {phase.name} "
+                f"(batch {phase.batch_size})"
+            )
+        module.enter_phase(phase)
+        module.alpha = phase.alpha(module.cur_nimg)
+        return phase
+
+    def _plan_epoch(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        nimg = module.cur_nimg
+        phase = self.schedule.phase_at(nimg)
+        next_tick = (nimg // self.tick_nimg + 1) * self.tick_nimg
+        end = min(next_tick, self.schedule.next_boundary(nimg))
+        trainer.datamodule.set_plan(phase.resolution, phase.batch_size, nimg, end - nimg)
+
+    def done(self, module: L.LightningModule) -> bool:
+        """Whether the run has seen ``total_kimg``."""
+        return module.cur_nimg >= self.schedule.total_nimg
+
+    # Hooks.
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        world = trainer.world_size
+        for phase in self.schedule.phases:
+            if phase.batch_size % world:
+                raise ValueError(
+                    f"growth.batch_size={phase.batch_size} at {phase.resolution}x"
+                    f"{phase.resolution} does not divide over {world} devices; use a "
+                    f"multiple of {world} (batch sizes are global)"
+                )
+        if trainer.datamodule is None or not hasattr(trainer.datamodule, "set_plan"):
+            raise TypeError("ProgressiveGrowth needs a ProGANDataModule passed to trainer.fit")
+        rank_zero_info("[growth] schedule:\n" + self.schedule.describe())
+        self._apply(pl_module)
+        self._plan_epoch(trainer, pl_module)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._apply(pl_module)
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self.done(pl_module):
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.done(pl_module):
+            trainer.should_stop = True
+            return
+        self._plan_epoch(trainer, pl_module)
+
+    @property
+    def total_kimg(self) -> float:
+        """Where training stops, in thousands of images."""
+        return self.schedule.total_nimg / 1000

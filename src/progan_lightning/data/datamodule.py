@@ -1,0 +1,135 @@
+"""The ProGAN DataModule: prepared multi-resolution images, served per growth stage."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from progan_lightning.data.cache import load_level, prepare_cache
+from progan_lightning.data.sources import ImageSource
+from progan_lightning.data.stream import BatchArray, StreamSampler
+from progan_lightning.schedule import check_resolution
+
+
+class ProGANDataModule(L.LightningDataModule):
+    """Serves uint8 batches at the current stage's resolution and batch size.
+
+    The growth callback calls :meth:`set_plan` before each epoch; an epoch never crosses a
+    change of resolution or batch size, so the dataloader is rebuilt exactly at those points
+    (``reload_dataloaders_every_n_epochs=1``). Batches become float [-1, 1] (and are
+    mirrored) on the device in :meth:`on_after_batch_transfer`.
+
+    Args:
+        source: Where images come from (shapes, folder, ...).
+        resolution: Final resolution; a copy at every power of two down to 4 is prepared.
+        channels: 3 (RGB) or 1 (grayscale).
+        cache_dir: Root folder of the prepared multi-resolution caches.
+        mirror: Flip half of the real images left-right (paper: on for faces and LSUN).
+        seed: Seed of the data order (see ``data/stream.py``).
+        num_workers: DataLoader worker processes.
+        pin_memory: Pin host memory for faster copies to the GPU.
+        prepare_workers: Processes that decode and resize images while preparing the cache.
+        ram_limit_mb: Levels up to this size are loaded into RAM, larger ones memory-mapped.
+    """
+
+    def __init__(
+        self,
+        source: ImageSource,
+        resolution: int,
+        channels: int = 3,
+        cache_dir: str | Path = ".cache",
+        mirror: bool = False,
+        seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = True,
+        prepare_workers: int = 0,
+        ram_limit_mb: int = 4096,
+    ) -> None:
+        super().__init__()
+        check_resolution(resolution, "data.resolution")
+        if channels not in (1, 3):
+            raise ValueError(f"data.channels={channels} is not supported; use 3 (RGB) or 1")
+        self.source = source
+        self.resolution = resolution
+        self.channels = channels
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.mirror = mirror
+        self.seed = seed
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.prepare_workers = prepare_workers
+        self.ram_limit_mb = ram_limit_mb
+        self.cache_path: Path | None = None
+        self._level: tuple[int, np.ndarray] | None = None
+        self.plan: dict[str, int] | None = None
+
+    def prepare_data(self) -> None:
+        prepare_cache(
+            self.source, self.resolution, self.channels, self.cache_dir, self.prepare_workers
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        # Rank 0 prepared the cache in prepare_data; here every rank only finds it.
+        if self.cache_path is None:
+            self.cache_path = prepare_cache(
+                self.source, self.resolution, self.channels, self.cache_dir, self.prepare_workers
+            )
+
+    def set_plan(self, resolution: int, batch_size: int, start_nimg: int, num_images: int) -> None:
+        """Serve ``num_images`` (global) images at ``resolution`` from stream position
+        ``start_nimg``, in global batches of ``batch_size``, for the next epoch."""
+        self.plan = {
+            "resolution": resolution,
+            "batch_size": batch_size,
+            "start_nimg": start_nimg,
+            "num_batches": max(1, math.ceil(num_images / batch_size)),
+        }
+
+    def images(self, resolution: int) -> np.ndarray:
+        """The prepared uint8 images [N, C, res, res]; only one level is held at a time."""
+        if self._level is None or self._level[0] != resolution:
+            self.setup()
+            self._level = None
+            array = load_level(self.cache_path, resolution, mmap=True)
+            if array.nbytes <= self.ram_limit_mb * 2**20:
+                array = np.ascontiguousarray(array)
+            self._level = (resolution, array)
+        return self._level[1]
+
+    def train_dataloader(self) -> DataLoader:
+        if self.plan is None:
+            raise RuntimeError(
+                "ProGANDataModule has no plan: train with the ProgressiveGrowth callback "
+                "(cfg.growth), or call set_plan() first"
+            )
+        images = self.images(self.plan["resolution"])
+        trainer = self._trainer
+        sampler = StreamSampler(
+            num_items=len(images),
+            batch_size=self.plan["batch_size"],
+            start_nimg=self.plan["start_nimg"],
+            num_batches=self.plan["num_batches"],
+            seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+        return DataLoader(
+            BatchArray(images),
+            sampler=sampler,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+        )
+
+    def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Tensor:
+        x = batch.float().div_(127.5).sub_(1.0)  # [NCHW] in [-1, 1]
+        if self.mirror:
+            flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+            x = torch.where(flip, x.flip(3), x)
+        return x

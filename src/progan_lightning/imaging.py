@@ -1,0 +1,52 @@
+"""Image helpers: tensors in [-1, 1] to uint8 grids and PNG files."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """[NCHW] float in [-1, 1] -> [NCHW] uint8 in [0, 255] (clamped)."""
+    return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def make_grid(images: Tensor, tile: int | None = None, cols: int | None = None) -> np.ndarray:
+    """Tile a batch into one picture, each image upscaled (nearest) to ``tile`` pixels.
+
+    Args:
+        images: [NCHW] float in [-1, 1] (C is 1 or 3).
+        tile: Display size of each image; default: the images' own size.
+        cols: Images per row; default: a near-square grid.
+
+    Returns:
+        [H, W, C] uint8 array (C is 1 or 3).
+    """
+    n, c, h, _ = images.shape
+    tile = tile or h
+    if tile != h:
+        images = F.interpolate(images.detach().float(), size=(tile, tile), mode="nearest")
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    canvas = torch.zeros(rows * cols, c, tile, tile, dtype=torch.uint8)
+    canvas[:n] = to_uint8(images).cpu()
+    grid = canvas.view(rows, cols, c, tile, tile).permute(0, 3, 1, 4, 2)  # [rows,H,cols,W,C]
+    return grid.reshape(rows * tile, cols * tile, c).numpy()
+
+
+def save_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write an [H, W, C] uint8 array as PNG atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "L" if image.shape[-1] == 1 else "RGB"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    Image.fromarray(image.squeeze(-1) if mode == "L" else image).save(tmp, "PNG")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,161 @@
+"""The ProGAN LightningModule: G, D and G_ema trained with manual optimization."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from progan_lightning.layers import fade_reals
+from progan_lightning.schedule import Phase
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class ProGAN(L.LightningModule):
+    """Trains a progressive GAN: per batch one D step, one G step, then an EMA update.
+
+    The stage, fade ``alpha`` and phase are set from outside by the ``ProgressiveGrowth``
+    callback; the module only counts images. ``cur_nimg`` (global across devices) is saved in
+    checkpoints; nothing depends on ``global_step``, which counts two optimizer steps per batch.
+
+    Args:
+        G: Generator built at full depth.
+        D: Discriminator built at full depth.
+        loss: An object with ``discriminator(D, reals, fakes)`` and ``generator(scores)``.
+        optimizer: Factory (``functools.partial`` of an optimizer) used for both G and D.
+        ema_beta: G_ema decay per step (paper: 0.999); ignored when ``ema_kimg`` is set.
+        ema_kimg: Optional EMA half-life in thousands of images (StyleGAN style).
+        reset_optimizer: Clear optimizer state at every phase change (official default).
+    """
+
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module,
+        loss: Any,
+        optimizer: OptimizerFactory,
+        ema_beta: float = 0.999,
+        ema_kimg: float | None = None,
+        reset_optimizer: bool = True,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        # Keep modules and factories out of the hyperparameters: they break weights-only loading.
+        self.save_hyperparameters(ignore=["G", "D", "loss", "optimizer"])
+        self.G = G
+        self.D = D
+        self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.ema_beta = ema_beta
+        self.ema_kimg = ema_kimg
+        self.reset_optimizer = reset_optimizer
+
+        # Progress, set by the growth callback and saved in checkpoints.
+        self.cur_nimg = 0
+        self.stage = 0
+        self.alpha = 1.0
+        self.phase_index = -1
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        opt_g = self.optimizer_factory(self.G.parameters())
+        opt_d = self.optimizer_factory(self.D.parameters())
+        for opt in (opt_g, opt_d):
+            for group in opt.param_groups:
+                group.setdefault("base_lr", group["lr"])
+        return [opt_g, opt_d]
+
+    def enter_phase(self, phase: Phase) -> None:
+        """Switch to ``phase``: stage, learning rate and (optionally) fresh optimizer state."""
+        changed = phase.index != self.phase_index
+        self.stage = phase.stage
+        self.phase_index = phase.index
+        if not changed or self._trainer is None:
+            return
+        for opt in self.trainer.optimizers:
+            if self.reset_optimizer:
+                opt.state.clear()
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] if phase.lr is None else phase.lr
+
+    def forward(self, z: Tensor, stage: int | None = None, alpha: float | None = None) -> Tensor:
+        """Images from G_ema at the current stage and alpha (or the given ones). [NCHW]"""
+        return self.G_ema(
+            z, self.stage if stage is None else stage, self.alpha if alpha is None else alpha
+        )
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> None:
+        reals = batch  # [NCHW] in [-1, 1] at the stage resolution
+        if self.alpha < 1.0:
+            # Cross-fade the reals exactly like the generator output.
+            reals = fade_reals(reals, self.alpha)
+        n = reals.shape[0]
+        stage, alpha = self.stage, self.alpha
+        opt_g, opt_d = self.optimizers()
+
+        # Discriminator step.
+        self.toggle_optimizer(opt_d)
+        with torch.no_grad():
+            fakes = self.G(self._latents(n), stage, alpha)
+        loss_d, stats = self.loss.discriminator(lambda x: self.D(x, stage, alpha), reals, fakes)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+
+        # Generator step.
+        self.toggle_optimizer(opt_g)
+        fakes = self.G(self._latents(n), stage, alpha)
+        loss_g = self.loss.generator(self.D(fakes, stage, alpha))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        # Moving average of G, then count the images (global over devices).
+        global_batch = n * self.trainer.world_size
+        self.update_ema(global_batch)
+        self.cur_nimg += global_batch
+
+        self.log_dict({"loss/D": loss_d.detach(), "loss/G": loss_g.detach()}, prog_bar=True)
+        self.log_dict(stats)
+        self.log_dict(
+            {
+                "progress/kimg": self.cur_nimg / 1000,
+                "progress/resolution": float(reals.shape[-1]),
+                "progress/alpha": float(alpha),
+            },
+            prog_bar=True,
+        )
+
+    def _latents(self, n: int) -> Tensor:
+        return torch.randn(n, self.G.z_dim, device=self.device)
+
+    @torch.no_grad()
+    def update_ema(self, batch: int) -> None:
+        """``G_ema = beta * G_ema + (1 - beta) * G`` over parameters; buffers are copied."""
+        beta = self.ema_beta if self.ema_kimg is None else 0.5 ** (batch / (self.ema_kimg * 1e3))
+        ema_params = list(self.G_ema.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in self.G.parameters()], 1.0 - beta)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["progress"] = {
+            "cur_nimg": self.cur_nimg,
+            "stage": self.stage,
+            "alpha": self.alpha,
+            "phase_index": self.phase_index,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        progress = checkpoint.get("progress", {})
+        self.cur_nimg = int(progress.get("cur_nimg", 0))
+        self.stage = int(progress.get("stage", 0))
+        self.alpha = float(progress.get("alpha", 1.0))
+        self.phase_index = int(progress.get("phase_index", -1))

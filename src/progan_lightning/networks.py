@@ -1,0 +1,396 @@
+"""ProGAN generator and discriminator, built at full depth and run at any stage.
+
+Stage ``s`` works at resolution ``4 * 2**s`` (stage 0 is 4x4). Blocks and to/from-RGB layers
+live in ``nn.ModuleDict``s keyed by resolution (``"b4"``, ``"b8"``, ...), so parameter names
+never change with the stage and one checkpoint format serves every resolution. The layout
+follows the official TF code (tkarras/progressive_growing_of_gans, ``networks.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from progan_lightning.layers import (
+    LRELU_SLOPE,
+    EqualizedConv2d,
+    EqualizedLinear,
+    MinibatchStddev,
+    PixelNorm,
+    downsample2x,
+    fade,
+    upsample2x,
+)
+
+
+def num_features(stage: int, fmap_base: int, fmap_decay: float, fmap_max: int) -> int:
+    """Feature maps at ``stage`` (the official ``nf()``).
+
+    The block at resolution ``r`` uses ``num_features(log2(r) - 1, ...)``: with fmap_base 8192
+    and fmap_max 512 that is 512 up to 32x32, then 256, 128, 64, 32 and 16 at 1024x1024.
+
+    Args:
+        stage: Official stage index (``log2(resolution) - 1`` for a block's own width).
+        fmap_base: Overall multiplier for the number of feature maps.
+        fmap_decay: Log2 feature-map reduction when doubling the resolution.
+        fmap_max: Upper bound on the number of feature maps.
+
+    Returns:
+        ``min(int(fmap_base / 2 ** (stage * fmap_decay)), fmap_max)``.
+    """
+    return min(int(fmap_base / 2 ** (stage * fmap_decay)), fmap_max)
+
+
+def _count_stages(img_resolution: int, img_channels: int) -> int:
+    """Validate the image geometry and return the number of stages (4x4 .. img_resolution)."""
+    if (
+        not isinstance(img_resolution, int)
+        or img_resolution < 4
+        or img_resolution & (img_resolution - 1)
+    ):
+        raise ValueError(
+            f"img_resolution={img_resolution} is not a power of two >= 4; use 4, 8, 16, ..., 1024"
+        )
+    if img_channels < 1:
+        raise ValueError(f"img_channels={img_channels} must be >= 1 (3 for RGB, 1 for grey)")
+    return int(math.log2(img_resolution)) - 1
+
+
+def _block_key(stage: int) -> str:
+    """ModuleDict key of ``stage``: ``"b4"``, ``"b8"``, ..."""
+    return f"b{4 * 2**stage}"
+
+
+def _is_faded_in(alpha: float | Tensor) -> bool:
+    """True when a python ``alpha`` means the new path alone (a tensor always blends)."""
+    return not isinstance(alpha, Tensor) and alpha >= 1.0
+
+
+def _lrelu(x: Tensor) -> Tensor:
+    return F.leaky_relu(x, LRELU_SLOPE)
+
+
+class GeneratorInputBlock(nn.Module):
+    """G 4x4 block: latent -> dense -> [N, C, 4, 4] + bias, lrelu, norm; conv3x3, lrelu, norm.
+
+    Args:
+        z_dim: Latent size.
+        channels: Feature maps of the block.
+        use_wscale: Equalized learning rate.
+        use_pixel_norm: Pixel norm after each activation.
+        normalize_latent: Pixel norm of the latent before the dense layer.
+        eps: Pixel norm epsilon.
+    """
+
+    def __init__(
+        self,
+        z_dim: int,
+        channels: int,
+        use_wscale: bool,
+        use_pixel_norm: bool,
+        normalize_latent: bool,
+        eps: float,
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.latent_norm = PixelNorm(eps) if normalize_latent else nn.Identity()
+        # Gain sqrt(2)/4 as in the official code; the bias is per channel, added after reshape.
+        self.dense = EqualizedLinear(
+            z_dim, channels * 16, gain=math.sqrt(2) / 4, use_wscale=use_wscale, bias=False
+        )
+        self.bias = nn.Parameter(torch.zeros(channels))  # [C]
+        self.conv = EqualizedConv2d(channels, channels, 3, use_wscale=use_wscale)
+        self.norm = PixelNorm(eps) if use_pixel_norm else nn.Identity()
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Map latents [N, z_dim] to features [N, C, 4, 4]."""
+        x = self.dense(self.latent_norm(z))  # [N, C*16]
+        x = x.reshape(-1, self.channels, 4, 4) + self.bias.reshape(1, -1, 1, 1)  # [NC44]
+        x = self.norm(_lrelu(x))
+        return self.norm(_lrelu(self.conv(x)))  # [NC44]
+
+
+class GeneratorBlock(nn.Module):
+    """G block above 4x4: upsample x2, (conv3x3, lrelu, norm) twice.
+
+    Args:
+        in_channels: Feature maps of the previous block.
+        out_channels: Feature maps of this block.
+        use_wscale: Equalized learning rate.
+        use_pixel_norm: Pixel norm after each activation.
+        eps: Pixel norm epsilon.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        use_wscale: bool,
+        use_pixel_norm: bool,
+        eps: float,
+    ) -> None:
+        super().__init__()
+        self.conv0 = EqualizedConv2d(in_channels, out_channels, 3, use_wscale=use_wscale)
+        self.conv1 = EqualizedConv2d(out_channels, out_channels, 3, use_wscale=use_wscale)
+        self.norm = PixelNorm(eps) if use_pixel_norm else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map [N, in, H, W] to [N, out, 2H, 2W]."""
+        x = upsample2x(x)
+        x = self.norm(_lrelu(self.conv0(x)))
+        return self.norm(_lrelu(self.conv1(x)))
+
+
+class Generator(nn.Module):
+    """ProGAN generator: latent [N, z_dim] -> image [N, img_channels, R, R] at any stage.
+
+    Built at full depth once. At stage ``s > 0`` with ``alpha < 1`` the new block's toRGB
+    output is cross-faded with the nearest-upsampled toRGB output of the previous stage.
+    The output is linear (no tanh); real images live in [-1, 1].
+    """
+
+    def __init__(
+        self,
+        img_resolution: int,  # Final output resolution, a power of two >= 4.
+        img_channels: int = 3,  # Output colour channels.
+        z_dim: int = 512,  # Latent size.
+        fmap_base: int = 8192,  # Overall multiplier for the number of feature maps.
+        fmap_decay: float = 1.0,  # Log2 feature-map reduction when doubling the resolution.
+        fmap_max: int = 512,  # Upper bound on the number of feature maps.
+        use_wscale: bool = True,  # Equalized learning rate.
+        use_pixel_norm: bool = True,  # Pixel norm after every activation.
+        normalize_latent: bool = True,  # Pixel norm of the latent before the first layer.
+        pixel_norm_eps: float = 1e-8,  # Pixel norm epsilon.
+    ) -> None:
+        super().__init__()
+        self.num_stages = _count_stages(img_resolution, img_channels)
+        self.init_kwargs: dict[str, Any] = {
+            "img_resolution": int(img_resolution),
+            "img_channels": int(img_channels),
+            "z_dim": int(z_dim),
+            "fmap_base": int(fmap_base),
+            "fmap_decay": float(fmap_decay),
+            "fmap_max": int(fmap_max),
+            "use_wscale": bool(use_wscale),
+            "use_pixel_norm": bool(use_pixel_norm),
+            "normalize_latent": bool(normalize_latent),
+            "pixel_norm_eps": float(pixel_norm_eps),
+        }
+        self.img_resolution = img_resolution
+        self.img_channels = img_channels
+        self.z_dim = z_dim
+        self.channels = [
+            num_features(s + 1, fmap_base, fmap_decay, fmap_max) for s in range(self.num_stages)
+        ]
+
+        # One block and one toRGB per resolution, 4x4 first.
+        self.blocks = nn.ModuleDict()
+        self.to_rgb = nn.ModuleDict()
+        for s, ch in enumerate(self.channels):
+            key = _block_key(s)
+            if s == 0:
+                self.blocks[key] = GeneratorInputBlock(
+                    z_dim, ch, use_wscale, use_pixel_norm, normalize_latent, pixel_norm_eps
+                )
+            else:
+                self.blocks[key] = GeneratorBlock(
+                    self.channels[s - 1], ch, use_wscale, use_pixel_norm, pixel_norm_eps
+                )
+            self.to_rgb[key] = EqualizedConv2d(
+                ch, img_channels, 1, gain=1.0, use_wscale=use_wscale
+            )
+
+    def forward(self, z: Tensor, stage: int, alpha: float | Tensor = 1.0) -> Tensor:
+        """Generate images at ``stage``.
+
+        Args:
+            z: Latents. [N, z_dim]
+            stage: Current stage, ``0 <= stage < num_stages`` (resolution ``4 * 2**stage``).
+            alpha: Fade-in weight of the newest block in [0, 1]; ignored at stage 0. A python
+                float >= 1 skips the old path; a 0-dim tensor always computes both paths.
+
+        Returns:
+            Images. [N, img_channels, 4 * 2**stage, 4 * 2**stage]
+        """
+        if not 0 <= stage < self.num_stages:
+            raise ValueError(
+                f"stage={stage} is out of range for img_resolution={self.img_resolution}; "
+                f"use 0..{self.num_stages - 1}"
+            )
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z has shape {list(z.shape)}; expected [N, {self.z_dim}]")
+
+        # Features up to the previous stage.
+        x = z
+        for s in range(stage):
+            x = self.blocks[_block_key(s)](x)
+            assert x.shape[1:] == (self.channels[s], 4 * 2**s, 4 * 2**s)  # [NCHW]
+
+        # Newest block, faded in over the upsampled previous output.
+        key = _block_key(stage)
+        new = self.to_rgb[key](self.blocks[key](x))  # [N, img_channels, R, R]
+        if stage == 0 or _is_faded_in(alpha):
+            return new
+        old = upsample2x(self.to_rgb[_block_key(stage - 1)](x))  # [N, img_channels, R, R]
+        return fade(old, new, alpha)
+
+
+class FromRGB(nn.Module):
+    """D input layer: 1x1 equalized conv from image channels to features, then lrelu.
+
+    Args:
+        img_channels: Image channels.
+        channels: Feature maps out.
+        use_wscale: Equalized learning rate.
+    """
+
+    def __init__(self, img_channels: int, channels: int, use_wscale: bool) -> None:
+        super().__init__()
+        self.conv = EqualizedConv2d(img_channels, channels, 1, use_wscale=use_wscale)
+
+    def forward(self, img: Tensor) -> Tensor:
+        """Map [N, img_channels, H, W] to [N, channels, H, W]."""
+        return _lrelu(self.conv(img))
+
+
+class DiscriminatorBlock(nn.Module):
+    """D block above 4x4: conv3x3, lrelu, conv3x3, lrelu, 2x2 average pool.
+
+    Args:
+        in_channels: Feature maps of this block (its first conv keeps them).
+        out_channels: Feature maps of the next lower block.
+        use_wscale: Equalized learning rate.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, use_wscale: bool) -> None:
+        super().__init__()
+        self.conv0 = EqualizedConv2d(in_channels, in_channels, 3, use_wscale=use_wscale)
+        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, use_wscale=use_wscale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map [N, in, H, W] to [N, out, H/2, W/2]."""
+        x = _lrelu(self.conv0(x))
+        return downsample2x(_lrelu(self.conv1(x)))
+
+
+class DiscriminatorOutputBlock(nn.Module):
+    """D 4x4 block: minibatch stddev, conv3x3, lrelu, dense, lrelu, dense -> 1 score.
+
+    Args:
+        channels: Feature maps in (and of the conv).
+        hidden: Width of the first dense layer.
+        use_wscale: Equalized learning rate.
+        mbstd_group_size: Minibatch stddev group size; below 2 leaves the layer out.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        use_wscale: bool,
+        mbstd_group_size: int,
+    ) -> None:
+        super().__init__()
+        use_mbstd = mbstd_group_size >= 2
+        self.mbstd = MinibatchStddev(mbstd_group_size) if use_mbstd else nn.Identity()
+        self.conv = EqualizedConv2d(channels + int(use_mbstd), channels, 3, use_wscale=use_wscale)
+        self.dense0 = EqualizedLinear(channels * 16, hidden, use_wscale=use_wscale)
+        self.dense1 = EqualizedLinear(hidden, 1, gain=1.0, use_wscale=use_wscale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map features [N, C, 4, 4] to scores [N, 1]."""
+        x = self.mbstd(x)  # [N, C(+1), 4, 4]
+        x = _lrelu(self.conv(x))  # [NC44]
+        x = _lrelu(self.dense0(x.flatten(1)))  # [N, hidden]
+        return self.dense1(x)  # [N1]
+
+
+class Discriminator(nn.Module):
+    """ProGAN discriminator (critic): image [N, img_channels, R, R] -> score [N, 1].
+
+    Mirrors the generator: at stage ``s > 0`` with ``alpha < 1`` the new block's output is
+    cross-faded with fromRGB of the 2x2 average-pooled image at the previous stage.
+    """
+
+    def __init__(
+        self,
+        img_resolution: int,  # Final input resolution, a power of two >= 4.
+        img_channels: int = 3,  # Input colour channels.
+        fmap_base: int = 8192,  # Overall multiplier for the number of feature maps.
+        fmap_decay: float = 1.0,  # Log2 feature-map reduction when doubling the resolution.
+        fmap_max: int = 512,  # Upper bound on the number of feature maps.
+        use_wscale: bool = True,  # Equalized learning rate.
+        mbstd_group_size: int = 4,  # Minibatch stddev group size; 0 or 1 disables the layer.
+    ) -> None:
+        super().__init__()
+        self.num_stages = _count_stages(img_resolution, img_channels)
+        self.init_kwargs: dict[str, Any] = {
+            "img_resolution": int(img_resolution),
+            "img_channels": int(img_channels),
+            "fmap_base": int(fmap_base),
+            "fmap_decay": float(fmap_decay),
+            "fmap_max": int(fmap_max),
+            "use_wscale": bool(use_wscale),
+            "mbstd_group_size": int(mbstd_group_size),
+        }
+        self.img_resolution = img_resolution
+        self.img_channels = img_channels
+        # channels[s + 1] feeds the block at stage s; channels[0] is the 4x4 dense width.
+        self.channels = [
+            num_features(s, fmap_base, fmap_decay, fmap_max) for s in range(self.num_stages + 1)
+        ]
+
+        # One fromRGB and one block per resolution, 4x4 first.
+        self.from_rgb = nn.ModuleDict()
+        self.blocks = nn.ModuleDict()
+        for s in range(self.num_stages):
+            key = _block_key(s)
+            ch = self.channels[s + 1]
+            self.from_rgb[key] = FromRGB(img_channels, ch, use_wscale)
+            if s == 0:
+                self.blocks[key] = DiscriminatorOutputBlock(
+                    ch, self.channels[0], use_wscale, mbstd_group_size
+                )
+            else:
+                self.blocks[key] = DiscriminatorBlock(ch, self.channels[s], use_wscale)
+
+    def forward(self, img: Tensor, stage: int, alpha: float | Tensor = 1.0) -> Tensor:
+        """Score images at ``stage``.
+
+        Args:
+            img: Images at the stage resolution. [N, img_channels, 4 * 2**stage, 4 * 2**stage]
+            stage: Current stage, ``0 <= stage < num_stages``.
+            alpha: Fade-in weight of the newest block in [0, 1]; ignored at stage 0. A python
+                float >= 1 skips the old path; a 0-dim tensor always computes both paths.
+
+        Returns:
+            Scores. [N, 1]
+        """
+        if not 0 <= stage < self.num_stages:
+            raise ValueError(
+                f"stage={stage} is out of range for img_resolution={self.img_resolution}; "
+                f"use 0..{self.num_stages - 1}"
+            )
+        res = 4 * 2**stage
+        if img.ndim != 4 or tuple(img.shape[1:]) != (self.img_channels, res, res):
+            raise ValueError(
+                f"Discriminator at stage {stage} expects images [N, {self.img_channels}, "
+                f"{res}, {res}], got {list(img.shape)}; resize the images to {res}x{res}"
+            )
+
+        # Newest block, faded in over fromRGB of the pooled image.
+        key = _block_key(stage)
+        x = self.blocks[key](self.from_rgb[key](img))
+        if stage > 0 and not _is_faded_in(alpha):
+            old = self.from_rgb[_block_key(stage - 1)](downsample2x(img))
+            x = fade(old, x, alpha)
+
+        # Remaining blocks down to 4x4 and the score.
+        for s in reversed(range(stage)):
+            assert x.shape[1:] == (self.channels[s + 1], 4 * 2**s, 4 * 2**s)  # [NCHW]
+            x = self.blocks[_block_key(s)](x)
+        return x  # [N1]

@@ -1,0 +1,207 @@
+"""The progressive growth schedule: images seen -> phase.
+
+Pure Python (no torch, no Lightning), so it is trivial to test. It reproduces the official
+``TrainingSchedule``: the first resolution trains stable for ``stable_kimg``; every later
+resolution first fades in for ``fade_kimg`` and then trains stable for ``stable_kimg``. The
+last stable phase runs until ``total_kimg``. Only real images shown to D count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+PerResolution = int | float | Mapping[int | str, int | float] | None
+
+
+def check_resolution(value: int, name: str) -> int:
+    """Return ``value`` if it is a power of two >= 4, else raise one clear ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 4 or value & (value - 1):
+        raise ValueError(
+            f"{name}={value!r} is not a power of two >= 4; use one of 4, 8, 16, ..., 1024"
+        )
+    return value
+
+
+def _per_resolution(
+    value: PerResolution, resolutions: list[int], name: str
+) -> dict[int, int | float | None]:
+    """Expand a scalar or a {resolution: value} mapping to one value per resolution.
+
+    Resolutions missing from a mapping take the value of the nearest lower resolution that
+    has one (like the official ``minibatch_dict`` with ``minibatch_base`` as fallback).
+    """
+    if value is None or isinstance(value, int | float):
+        return dict.fromkeys(resolutions, value)
+    table = {}
+    for key, val in value.items():
+        try:
+            table[int(key)] = val
+        except ValueError:
+            raise ValueError(
+                f"{name} has key {key!r}; keys must be resolutions like 4, 8, 16"
+            ) from None
+    out: dict[int, int | float | None] = {}
+    known = sorted(table)
+    for res in resolutions:
+        lower = [r for r in known if r <= res]
+        if not lower:
+            raise ValueError(
+                f"{name} has no value for resolution {res} (keys: {known}); "
+                f"add {res} or a lower resolution"
+            )
+        out[res] = table[lower[-1]]
+    return out
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of training at a fixed resolution, either fading in or stable.
+
+    Attributes:
+        index: Position in the schedule (0 = stable phase of the start resolution).
+        resolution: Image side length trained in this phase.
+        stage: ``log2(resolution) - 2`` (0 = 4x4), the argument of ``G`` and ``D``.
+        fading: Whether the new top block is being faded in.
+        start_nimg: Images seen when the phase starts.
+        end_nimg: Images seen when the phase ends (exclusive).
+        batch_size: Global minibatch size (summed over all devices).
+        lr: Learning rate for this resolution, or None for the optimizer's default.
+    """
+
+    index: int
+    resolution: int
+    stage: int
+    fading: bool
+    start_nimg: int
+    end_nimg: int
+    batch_size: int
+    lr: float | None
+
+    def alpha(self, nimg: int) -> float:
+        """Fade-in weight of the new block at ``nimg`` images seen (1 when stable)."""
+        if not self.fading:
+            return 1.0
+        span = self.end_nimg - self.start_nimg
+        return min(max((nimg - self.start_nimg) / span, 0.0), 1.0)
+
+    @property
+    def name(self) -> str:
+        """Short label such as ``fade16`` or ``stable32``."""
+        return f"{'fade' if self.fading else 'stable'}{self.resolution}"
+
+
+class GrowthSchedule:
+    """Maps images seen to the training phase.
+
+    Args:
+        start_resolution: First resolution trained (official: 4).
+        final_resolution: Last resolution (``data.resolution``).
+        stable_kimg: Thousands of images per stable phase (official TF default 600), one
+            number or ``{resolution: kimg}``.
+        fade_kimg: Thousands of images per fade-in phase (0 switches fading off), one number
+            or ``{resolution: kimg}``.
+        batch_size: Global minibatch, one int or ``{resolution: size}``.
+        lr: Learning rate per resolution (``{resolution: lr}``), one float, or None.
+        total_kimg: Where training stops; default: the end of the last stable phase.
+    """
+
+    def __init__(
+        self,
+        start_resolution: int,
+        final_resolution: int,
+        stable_kimg: PerResolution,
+        fade_kimg: PerResolution,
+        batch_size: PerResolution,
+        lr: PerResolution = None,
+        total_kimg: float | None = None,
+    ) -> None:
+        check_resolution(start_resolution, "growth.start_resolution")
+        check_resolution(final_resolution, "data.resolution")
+        if start_resolution > final_resolution:
+            raise ValueError(
+                f"growth.start_resolution={start_resolution} is above "
+                f"data.resolution={final_resolution}; lower it or raise data.resolution"
+            )
+        resolutions = [
+            2**i
+            for i in range(int(math.log2(start_resolution)), int(math.log2(final_resolution)) + 1)
+        ]
+        sizes = _per_resolution(batch_size, resolutions, "growth.batch_size")
+        for res, size in sizes.items():
+            if not isinstance(size, int) or size < 1:
+                raise ValueError(
+                    f"growth.batch_size at {res}x{res} is {size!r}; use a positive integer"
+                )
+        lrs = _per_resolution(lr, resolutions, "growth.lr")
+        stables = _per_resolution(stable_kimg, resolutions, "growth.stable_kimg")
+        fades = _per_resolution(fade_kimg, resolutions, "growth.fade_kimg")
+        for res in resolutions:
+            if not isinstance(stables[res], int | float) or stables[res] <= 0:
+                raise ValueError(
+                    f"growth.stable_kimg at {res}x{res} is {stables[res]!r}; use a number > 0"
+                )
+            if not isinstance(fades[res], int | float) or fades[res] < 0:
+                raise ValueError(
+                    f"growth.fade_kimg at {res}x{res} is {fades[res]!r}; use a number >= 0 "
+                    "(0 disables fading)"
+                )
+
+        # Lay the phases end to end.
+        phases: list[Phase] = []
+        nimg = 0
+        for res in resolutions:
+            stable, fade = round(stables[res] * 1000), round(fades[res] * 1000)
+            kinds = [False] if res == start_resolution or fade == 0 else [True, False]
+            for fading in kinds:
+                length = fade if fading else stable
+                phases.append(
+                    Phase(
+                        index=len(phases),
+                        resolution=res,
+                        stage=int(math.log2(res)) - 2,
+                        fading=fading,
+                        start_nimg=nimg,
+                        end_nimg=nimg + length,
+                        batch_size=int(sizes[res]),
+                        lr=None if lrs[res] is None else float(lrs[res]),
+                    )
+                )
+                nimg += length
+
+        # The last stable phase runs until total_kimg.
+        self.total_nimg = nimg if total_kimg is None else round(total_kimg * 1000)
+        if self.total_nimg <= 0:
+            raise ValueError(f"growth.total_kimg={total_kimg} must be > 0")
+        last = phases[-1]
+        phases[-1] = Phase(**{**last.__dict__, "end_nimg": max(last.end_nimg, self.total_nimg)})
+        self.phases = [p for p in phases if p.start_nimg < self.total_nimg]
+        self.start_resolution = start_resolution
+        self.final_resolution = final_resolution
+
+    def phase_at(self, nimg: int) -> Phase:
+        """The phase in force after ``nimg`` images (the last phase once past the end)."""
+        for phase in self.phases:
+            if nimg < phase.end_nimg:
+                return phase
+        return self.phases[-1]
+
+    def next_boundary(self, nimg: int) -> int:
+        """Images seen at the end of the phase in force (capped at ``total_nimg``)."""
+        return min(self.phase_at(nimg).end_nimg, self.total_nimg)
+
+    @property
+    def resolutions(self) -> list[int]:
+        """Every resolution the schedule visits, in order."""
+        return sorted({p.resolution for p in self.phases})
+
+    def describe(self) -> str:
+        """A one-line-per-phase table for logs."""
+        lines = [
+            f"{p.index:>3} {p.name:<10} kimg {p.start_nimg / 1000:>8.1f} -> "
+            f"{min(p.end_nimg, self.total_nimg) / 1000:>8.1f}  batch {p.batch_size}"
+            + (f"  lr {p.lr:g}" if p.lr is not None else "")
+            for p in self.phases
+        ]
+        return "\n".join(lines)

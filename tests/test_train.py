@@ -1,0 +1,59 @@
+"""End to end: a tiny run grows 4 -> 8 -> 16 and writes what a user expects."""
+
+import csv
+from pathlib import Path
+
+import torch
+
+from progan_lightning.train import train
+
+
+def test_tiny_run_grows_across_two_transitions(make_cfg, tmp_path: Path):
+    cfg = make_cfg()
+    metrics, objects = train(cfg)
+    model, growth = objects["model"], objects["callbacks"][0]
+
+    # Progress counters: stable4, fade8, stable8, fade16, stable16 at 64 images each.
+    assert growth.schedule.total_nimg == 320
+    assert model.cur_nimg == 320
+    assert model.stage == 2 and model.alpha == 1.0
+    assert metrics["progress/kimg"] == 0.32
+    assert metrics["progress/resolution"] == 16
+    assert torch.isfinite(torch.tensor([metrics["loss/D"], metrics["loss/G"]])).all()
+
+    # Checkpoints: last plus periodic ones, holding the images-seen counter.
+    ckpts = tmp_path / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file()
+    assert len(list(ckpts.glob("kimg*.ckpt"))) >= 2
+    state = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["progress"]["cur_nimg"] == 320
+    assert any(k.startswith("G_ema.") for k in state["state_dict"])
+
+    # Sample grids at every tick, named by kimg and resolution; reals per resolution.
+    samples = sorted(p.name for p in (tmp_path / "samples").glob("fakes_*.png"))
+    assert len(samples) == 10  # 320 images / 32 per tick
+    assert {s.rsplit("_res", 1)[1] for s in samples} == {"4.png", "8.png", "16.png"}
+    assert samples[-1] == "fakes_kimg000000.3_res16.png"
+    assert {p.name for p in (tmp_path / "samples").glob("reals_*.png")} == {
+        "reals_res4.png",
+        "reals_res8.png",
+        "reals_res16.png",
+    }
+
+    # CSV metrics with the progress columns.
+    rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
+    kimg = [float(r["progress/kimg"]) for r in rows if r.get("progress/kimg")]
+    assert kimg == sorted(kimg) and kimg[-1] == 0.32
+    alphas = [float(r["progress/alpha"]) for r in rows if r.get("progress/alpha")]
+    assert any(0 < a < 1 for a in alphas)  # a fade was logged mid-way
+
+
+def test_phase_change_resets_optimizer_and_sets_per_resolution_lr(make_cfg):
+    cfg = make_cfg("growth.lr={4: 0.002, 16: 0.0005}", "growth.fade_kimg=0")
+    _, objects = train(cfg)
+    trainer = objects["trainer"]
+    for opt in trainer.optimizers:
+        assert opt.param_groups[0]["lr"] == 0.0005
+        # Adam state was cleared at the last phase change, so its step count restarted there.
+        step = next(iter(opt.state.values()))["step"]
+        assert int(step) == 64 // 16
