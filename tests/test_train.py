@@ -3,6 +3,7 @@
 import csv
 from pathlib import Path
 
+import pytest
 import torch
 
 from progan_lightning.train import train
@@ -17,7 +18,7 @@ def test_tiny_run_grows_across_two_transitions(make_cfg, tmp_path: Path):
     assert growth.schedule.total_nimg == 320
     assert model.cur_nimg == 320
     assert model.stage == 2 and model.alpha == 1.0
-    assert metrics["progress/kimg"] == 0.32
+    assert metrics["progress/kimg"] == pytest.approx(0.32)
     assert metrics["progress/resolution"] == 16
     assert torch.isfinite(torch.tensor([metrics["loss/D"], metrics["loss/G"]])).all()
 
@@ -33,7 +34,7 @@ def test_tiny_run_grows_across_two_transitions(make_cfg, tmp_path: Path):
     samples = sorted(p.name for p in (tmp_path / "samples").glob("fakes_*.png"))
     assert len(samples) == 10  # 320 images / 32 per tick
     assert {s.rsplit("_res", 1)[1] for s in samples} == {"4.png", "8.png", "16.png"}
-    assert samples[-1] == "fakes_kimg000000.3_res16.png"
+    assert samples[-1] == "fakes_kimg00000.320_res16.png"
     assert {p.name for p in (tmp_path / "samples").glob("reals_*.png")} == {
         "reals_res4.png",
         "reals_res8.png",
@@ -43,7 +44,7 @@ def test_tiny_run_grows_across_two_transitions(make_cfg, tmp_path: Path):
     # CSV metrics with the progress columns.
     rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
     kimg = [float(r["progress/kimg"]) for r in rows if r.get("progress/kimg")]
-    assert kimg == sorted(kimg) and kimg[-1] == 0.32
+    assert kimg == sorted(kimg) and kimg[-1] == pytest.approx(0.32)
     alphas = [float(r["progress/alpha"]) for r in rows if r.get("progress/alpha")]
     assert any(0 < a < 1 for a in alphas)  # a fade was logged mid-way
 

@@ -49,7 +49,7 @@ class ProGAN(L.LightningModule):
         self.save_hyperparameters(ignore=["G", "D", "loss", "optimizer"])
         self.G = G
         self.D = D
-        self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+        self.G_ema = copy.deepcopy(G).requires_grad_(False)
         self.loss = loss
         self.optimizer_factory = optimizer
         self.ema_beta = ema_beta
@@ -89,20 +89,29 @@ class ProGAN(L.LightningModule):
             z, self.stage if stage is None else stage, self.alpha if alpha is None else alpha
         )
 
+    def discriminator_loss(self, reals: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """D loss on a real batch [NCHW] (already cross-faded) and as many fresh fakes."""
+        stage, alpha = self.stage, self.alpha
+        with torch.no_grad():
+            fakes = self.G(self._latents(reals.shape[0]), stage, alpha)
+        return self.loss.discriminator(lambda x: self.D(x, stage, alpha), reals, fakes)
+
+    def generator_loss(self, n: int) -> Tensor:
+        """G loss on ``n`` fresh fakes."""
+        fakes = self.G(self._latents(n), self.stage, self.alpha)
+        return self.loss.generator(self.D(fakes, self.stage, self.alpha))
+
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
         reals = batch  # [NCHW] in [-1, 1] at the stage resolution
         if self.alpha < 1.0:
             # Cross-fade the reals exactly like the generator output.
             reals = fade_reals(reals, self.alpha)
         n = reals.shape[0]
-        stage, alpha = self.stage, self.alpha
         opt_g, opt_d = self.optimizers()
 
         # Discriminator step.
         self.toggle_optimizer(opt_d)
-        with torch.no_grad():
-            fakes = self.G(self._latents(n), stage, alpha)
-        loss_d, stats = self.loss.discriminator(lambda x: self.D(x, stage, alpha), reals, fakes)
+        loss_d, stats = self.discriminator_loss(reals)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
         opt_d.step()
@@ -110,8 +119,7 @@ class ProGAN(L.LightningModule):
 
         # Generator step.
         self.toggle_optimizer(opt_g)
-        fakes = self.G(self._latents(n), stage, alpha)
-        loss_g = self.loss.generator(self.D(fakes, stage, alpha))
+        loss_g = self.generator_loss(n)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
         opt_g.step()
@@ -128,7 +136,7 @@ class ProGAN(L.LightningModule):
             {
                 "progress/kimg": self.cur_nimg / 1000,
                 "progress/resolution": float(reals.shape[-1]),
-                "progress/alpha": float(alpha),
+                "progress/alpha": float(self.alpha),
             },
             prog_bar=True,
         )

@@ -199,8 +199,8 @@ class GrowthSchedule:
     def describe(self) -> str:
         """A one-line-per-phase table for logs."""
         lines = [
-            f"{p.index:>3} {p.name:<10} kimg {p.start_nimg / 1000:>8.1f} -> "
-            f"{min(p.end_nimg, self.total_nimg) / 1000:>8.1f}  batch {p.batch_size}"
+            f"{p.index:>3} {p.name:<10} kimg {p.start_nimg / 1000:>9.3f} -> "
+            f"{min(p.end_nimg, self.total_nimg) / 1000:>9.3f}  batch {p.batch_size}"
             + (f"  lr {p.lr:g}" if p.lr is not None else "")
             for p in self.phases
         ]

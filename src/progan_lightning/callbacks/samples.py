@@ -65,5 +65,5 @@ class SampleGrid(L.Callback):
             fakes = pl_module(self.latents(pl_module.G_ema.z_dim, pl_module.device))
         grid = make_grid(fakes, tile=self.tile)
         res = fakes.shape[-1]
-        save_png(self.dirpath / f"fakes_kimg{kimg:08.1f}_res{res}.png", grid)
+        save_png(self.dirpath / f"fakes_kimg{kimg:09.3f}_res{res}.png", grid)
         log_image(trainer.loggers, "samples/fakes", grid, trainer.global_step)

@@ -109,7 +109,7 @@ class ProGANDataModule(L.LightningDataModule):
                 "(cfg.growth), or call set_plan() first"
             )
         images = self.images(self.plan["resolution"])
-        trainer = self._trainer
+        trainer = self.trainer
         sampler = StreamSampler(
             num_items=len(images),
             batch_size=self.plan["batch_size"],

@@ -1,0 +1,135 @@
+"""The multi-resolution cache: levels, reuse, keys, atomic builds, parallel loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from progan_lightning.data import cache as cache_module
+from progan_lightning.data.cache import box_downsample, load_level, prepare_cache
+from progan_lightning.data.sources import ShapesSource
+
+
+class FailingShapes(ShapesSource):
+    """Shapes whose image ``fail_at`` cannot be loaded (a crash mid-build)."""
+
+    def __init__(self, num_images: int, fail_at: int) -> None:
+        super().__init__(num_images)
+        self.fail_at = fail_at
+
+    def load(self, index: int, resolution: int, channels: int) -> np.ndarray:
+        if index == self.fail_at:
+            raise RuntimeError("simulated crash")
+        return super().load(index, resolution, channels)
+
+
+def test_box_downsample_rounds_half_to_even() -> None:
+    blocks = [
+        [0, 0, 0, 1],
+        [0, 1, 1, 1],
+        [0, 0, 1, 1],
+        [1, 1, 2, 2],
+        [2, 2, 3, 3],
+        [255] * 3 + [254],
+    ]
+    x = np.array(blocks, dtype=np.uint8).reshape(6, 1, 2, 2)  # Means .25 .75 .5 1.5 2.5 254.75
+    assert box_downsample(x).ravel().tolist() == [0, 1, 0, 2, 2, 255]
+    assert box_downsample(np.zeros((2, 3, 8, 6), dtype=np.uint8)).shape == (2, 3, 4, 3)
+    with pytest.raises(ValueError, match="even"):
+        box_downsample(np.zeros((1, 1, 3, 4), dtype=np.uint8))
+
+
+def test_levels_match_source_and_box_filter(tmp_path: Path) -> None:
+    source = ShapesSource(20, seed=3)
+    folder = prepare_cache(source, 16, 3, tmp_path, progress=False)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["levels"] == [4, 8, 16]
+    assert manifest["num_images"] == 20
+    top = load_level(folder, 16)
+    assert top.shape == (20, 3, 16, 16) and top.dtype == np.uint8
+    expected = np.stack([source.load(i, 16, 3).transpose(2, 0, 1) for i in range(20)])
+    np.testing.assert_array_equal(top, expected)
+    for res in (8, 4):
+        level = load_level(folder, res, mmap=False)
+        assert level.shape == (20, 3, res, res)
+        np.testing.assert_array_equal(
+            level, box_downsample(np.asarray(load_level(folder, 2 * res)))
+        )
+
+
+def test_grayscale_cache(tmp_path: Path) -> None:
+    source = ShapesSource(6, seed=0)
+    level = load_level(prepare_cache(source, 8, 1, tmp_path, progress=False), 8)
+    assert level.shape == (6, 1, 8, 8)
+    np.testing.assert_array_equal(level[2, 0], source.load(2, 8, 1)[..., 0])
+
+
+def test_second_call_reuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = ShapesSource(10, seed=0)
+    first = prepare_cache(source, 8, 3, tmp_path, progress=False)
+
+    def no_loading(*args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("the cache was rebuilt")
+
+    monkeypatch.setattr(ShapesSource, "load", no_loading)
+    assert prepare_cache(ShapesSource(10, seed=0), 8, 3, tmp_path, progress=False) == first
+
+
+def test_changed_settings_get_their_own_folder(tmp_path: Path) -> None:
+    folders = {
+        prepare_cache(ShapesSource(8, seed=0), 8, 3, tmp_path, progress=False),
+        prepare_cache(ShapesSource(8, seed=1), 8, 3, tmp_path, progress=False),
+        prepare_cache(ShapesSource(9, seed=0), 8, 3, tmp_path, progress=False),
+        prepare_cache(ShapesSource(8, seed=0), 16, 3, tmp_path, progress=False),
+        prepare_cache(ShapesSource(8, seed=0), 8, 1, tmp_path, progress=False),
+    }
+    assert len(folders) == 5
+    assert all(f.parent == tmp_path for f in folders)
+
+
+def test_crash_leaves_nothing_complete(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        prepare_cache(FailingShapes(12, fail_at=7), 8, 3, tmp_path, progress=False)
+    assert not list(tmp_path.rglob("manifest.json"))
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+    # A good build of the same data afterwards succeeds (same key: same fingerprint).
+    good = ShapesSource(12, seed=0)
+    folder = prepare_cache(good, 8, 3, tmp_path, progress=False)
+    np.testing.assert_array_equal(load_level(folder, 8)[7], good.load(7, 8, 3).transpose(2, 0, 1))
+
+
+def test_stale_build_is_replaced(tmp_path: Path) -> None:
+    source = ShapesSource(6, seed=0)
+    key, _ = cache_module.cache_key(source, 8, 3)
+    # Leftovers of a killed build: a tmp folder and a final folder without manifest.
+    (tmp_path / f"{key}.tmp-999999").mkdir()
+    (tmp_path / key).mkdir()
+    (tmp_path / key / "8.npy").write_bytes(b"half-written")
+    folder = prepare_cache(source, 8, 3, tmp_path, progress=False)
+    assert folder == tmp_path / key
+    assert load_level(folder, 8).shape == (6, 3, 8, 8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [key, f"{key}.lock"]
+
+
+def test_bad_resolution(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="24"):
+        prepare_cache(ShapesSource(4), 24, 3, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="channels=2"):
+        prepare_cache(ShapesSource(4), 8, 2, tmp_path, progress=False)
+
+
+def test_missing_level(tmp_path: Path) -> None:
+    folder = prepare_cache(ShapesSource(4), 8, 3, tmp_path, progress=False)
+    with pytest.raises(FileNotFoundError, match="16x16"):
+        load_level(folder, 16)
+
+
+def test_workers_match_serial(tmp_path: Path) -> None:
+    source = ShapesSource(40, seed=5)
+    serial = prepare_cache(source, 16, 3, tmp_path / "serial", num_workers=0, progress=False)
+    parallel = prepare_cache(source, 16, 3, tmp_path / "parallel", num_workers=2, progress=False)
+    for res in (4, 8, 16):
+        np.testing.assert_array_equal(load_level(serial, res), load_level(parallel, res))
