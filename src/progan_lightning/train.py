@@ -10,11 +10,22 @@ import hydra
 import lightning as L
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def auto_strategy(devices: Any) -> str:
+    """Lightning strategy for ``trainer.devices``: plain for one device, else DDP that
+    tolerates unused parameters (the D step leaves G unused; low stages leave top blocks
+    unused), which plain ``ddp`` rejects."""
+    single = devices in (1, "1") or (isinstance(devices, list | ListConfig) and len(devices) == 1)
+    return "auto" if single else "ddp_find_unused_parameters_true"
+
+
+OmegaConf.register_new_resolver("auto_strategy", auto_strategy, replace=True)
 
 
 def instantiate_dict(cfg: DictConfig | None) -> list[Any]:

@@ -36,6 +36,7 @@ class ProGANDataModule(L.LightningDataModule):
         pin_memory: Pin host memory for faster copies to the GPU.
         prepare_workers: Processes that decode and resize images while preparing the cache.
         ram_limit_mb: Levels up to this size are loaded into RAM, larger ones memory-mapped.
+        path: Where the data lives (``data.path``); the config hands it to file sources.
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class ProGANDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         prepare_workers: int = 0,
         ram_limit_mb: int = 4096,
+        path: str | Path | None = None,
     ) -> None:
         super().__init__()
         check_resolution(resolution, "data.resolution")
@@ -65,6 +67,7 @@ class ProGANDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.prepare_workers = prepare_workers
         self.ram_limit_mb = ram_limit_mb
+        self.path = path
         self.cache_path: Path | None = None
         self._level: tuple[int, np.ndarray] | None = None
         self.plan: dict[str, int] | None = None

@@ -1,0 +1,154 @@
+"""Every config group and experiment composes and instantiates."""
+
+from pathlib import Path
+
+import hydra
+import lightning as L
+import pytest
+from PIL import Image
+
+from progan_lightning.callbacks.growth import ProgressiveGrowth
+from progan_lightning.data.datamodule import ProGANDataModule
+from progan_lightning.module import ProGAN
+from progan_lightning.train import CONFIG_DIR, auto_strategy, instantiate_dict
+
+CONF = Path(CONFIG_DIR)
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if p.stem != "default")
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(8):
+        Image.new("RGB", (40, 30), (30 * i, 100, 200)).save(folder / f"{i}.png")
+    return folder
+
+
+def build(cfg) -> dict:
+    """Instantiate every part the way train() does, without fitting."""
+    return {
+        "data": hydra.utils.instantiate(cfg.data),
+        "model": hydra.utils.instantiate(cfg.model),
+        "growth": hydra.utils.instantiate(cfg.growth),
+        "callbacks": instantiate_dict(cfg.get("callbacks")),
+        "loggers": instantiate_dict(cfg.get("logger")),
+    }
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_composes_and_instantiates(experiment, make_cfg, image_folder):
+    cfg = make_cfg(f"experiment={experiment}", f"++data.path={image_folder}", tiny=False)
+    assert cfg.task_name == experiment
+    parts = build(cfg)
+    assert isinstance(parts["data"], ProGANDataModule)
+    assert isinstance(parts["model"], ProGAN)
+    assert isinstance(parts["growth"], ProgressiveGrowth)
+    assert parts["growth"].schedule.final_resolution == cfg.data.resolution
+    trainer = hydra.utils.instantiate(cfg.trainer, accelerator="cpu", devices=1, logger=False)
+    assert isinstance(trainer, L.Trainer)
+
+
+def test_celebahq_has_the_paper_setup(make_cfg, image_folder):
+    cfg = make_cfg("experiment=celebahq", f"data.path={image_folder}", tiny=False)
+    parts = build(cfg)
+    G, D = parts["model"].G, parts["model"].D
+    assert G.img_resolution == 1024 and G.z_dim == 512
+    assert G.channels == [512, 512, 512, 512, 256, 128, 64, 32, 16]
+    n_params = sum(p.numel() for p in G.parameters())
+    assert abs(n_params - 23.1e6) / 23.1e6 < 0.01  # paper, Table 2
+    sched = parts["growth"].schedule
+    sizes = {p.resolution: p.batch_size for p in sched.phases}
+    assert sizes == {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 16, 256: 14, 512: 6, 1024: 3}
+    assert sched.phases[1].end_nimg - sched.phases[1].start_nimg == 800_000
+    assert parts["data"].mirror is True
+    assert D.init_kwargs["mbstd_group_size"] == 4
+
+
+def test_cifar10_has_the_official_setup(make_cfg, image_folder):
+    cfg = make_cfg("experiment=cifar10", f"data.path={image_folder}", tiny=False)
+    parts = build(cfg)
+    assert parts["model"].G.z_dim == 128
+    assert parts["model"].G.init_kwargs["fmap_base"] == 4096
+    assert parts["model"].G.init_kwargs["fmap_max"] == 128
+    assert parts["model"].loss.gp_target == 750.0
+    assert parts["growth"].schedule.phases[0].end_nimg == 400_000
+
+
+@pytest.mark.parametrize("loss", options("model/loss"))
+def test_every_loss_instantiates(loss, make_cfg):
+    model = hydra.utils.instantiate(make_cfg(f"model/loss={loss}").model)
+    assert callable(model.loss.discriminator) and callable(model.loss.generator)
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+def test_every_logger_instantiates(logger, make_cfg):
+    loggers = instantiate_dict(make_cfg(f"logger={logger}").get("logger"))
+    assert len(loggers) == (0 if logger == "none" else 1)
+
+
+@pytest.mark.parametrize("trainer", options("trainer"))
+def test_every_trainer_composes(trainer, make_cfg):
+    cfg = make_cfg(f"trainer={trainer}", tiny=False)
+    assert cfg.trainer.use_distributed_sampler is False
+    assert cfg.trainer.reload_dataloaders_every_n_epochs == 1
+    if cfg.trainer.accelerator == "cpu":
+        hydra.utils.instantiate(cfg.trainer, logger=False)
+
+
+@pytest.mark.parametrize("callbacks", options("callbacks"))
+def test_every_callbacks_group_instantiates(callbacks, make_cfg):
+    built = instantiate_dict(make_cfg(f"callbacks={callbacks}", tiny=False).get("callbacks"))
+    assert all(isinstance(c, L.Callback) for c in built)
+
+
+@pytest.mark.parametrize("debug", options("debug"))
+def test_every_debug_mode_composes(debug, make_cfg):
+    cfg = make_cfg(f"debug={debug}", tiny=False)
+    assert cfg.task_name == "debug"
+
+
+def test_strategy_follows_device_count():
+    assert auto_strategy(1) == "auto"
+    assert auto_strategy([0]) == "auto"
+    assert auto_strategy(8) == "ddp_find_unused_parameters_true"
+    assert auto_strategy("auto") == "ddp_find_unused_parameters_true"
+
+
+def test_paper_ablation_switches_reach_the_networks(make_cfg):
+    cfg = make_cfg(
+        "model.D.mbstd_group_size=0",
+        "model.G.use_pixel_norm=false",
+        "model.G.use_wscale=false",
+        "growth.start_resolution=16",
+        "growth.fade_kimg=0",
+    )
+    parts = build(cfg)
+    G, D = parts["model"].G, parts["model"].D
+    assert G.init_kwargs["use_pixel_norm"] is False
+    assert G.init_kwargs["use_wscale"] is False and D.init_kwargs["use_wscale"] is False
+    assert D.init_kwargs["mbstd_group_size"] == 0
+    assert [p.name for p in parts["growth"].schedule.phases] == ["stable16"]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("data.resolution=48", "data.resolution=48 is not a power of two"),
+        ("growth.start_resolution=3", "growth.start_resolution=3 is not a power of two"),
+        ("data.channels=2", "data.channels=2"),
+    ],
+)
+def test_bad_values_fail_at_instantiation_with_the_key(override, message, make_cfg):
+    cfg = make_cfg(override)
+    with pytest.raises(Exception, match=message):
+        build(cfg)
+
+
+def test_missing_folder_names_the_path(make_cfg, tmp_path):
+    cfg = make_cfg("data=folder", f"data.path={tmp_path / 'nope'}", tiny=False)
+    with pytest.raises(Exception, match=r"data.path=.*nope does not exist"):
+        build(cfg)
