@@ -198,7 +198,7 @@ class PeakMemory:
         except OSError:
             import resource
 
-            # ru_maxrss is in KiB on Linux: the best available without /proc.
+            # No /proc: the process-lifetime peak (KiB on Linux) for both fields.
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
         return int(match.group(1)) / 1024 if match else 0.0
@@ -278,6 +278,8 @@ def stage_batches(cfg: DictConfig) -> dict[int, int]:
     resolutions = cfg.bench.resolutions
     if resolutions is None:
         resolutions = schedule.resolutions
+    elif isinstance(resolutions, int):
+        resolutions = [resolutions]
     for res in resolutions:
         check_resolution(res, "bench.resolutions[]")
         if res not in batches:
@@ -393,7 +395,8 @@ def format_section(rows: list[dict[str, Any]], command: str) -> str:
             command,
             "```",
             "",
-            f"Dense matmul peak ({first['matmul_size']}x{first['matmul_size']}, median): {peaks}."
+            f"Dense matmul peak ({first['matmul_size']}x{first['matmul_size']}, median of the "
+            f"repeats, higher of before and after the stages): {peaks}."
             f" Utilization is against {first['matmul_peak_dtype']}."
             f" Memory: {first['peak_mem_kind']}.",
             "",
