@@ -58,3 +58,40 @@ def test_phase_change_resets_optimizer_and_sets_per_resolution_lr(make_cfg):
         # Adam state was cleared at the last phase change, so its step count restarted there.
         step = next(iter(opt.state.values()))["step"]
         assert int(step) == 64 // 16
+
+
+def test_celebahq_experiment_trains_on_a_folder_with_tiny_overrides(make_cfg, tmp_path: Path):
+    from PIL import Image
+
+    folder = tmp_path / "faces"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(12):
+        Image.new("RGB", (24 + i, 20), (20 * i, 90, 160)).save(folder / "sub" / f"{i}.JPG")
+    cfg = make_cfg(
+        "experiment=celebahq",
+        f"data.path={folder}",
+        "data.resolution=8",
+        "model.G.z_dim=16",
+        "model.G.fmap_base=32",
+        "model.G.fmap_max=16",
+        "growth.stable_kimg=0.016",
+        "growth.fade_kimg=0.016",
+        "growth.batch_size=4",
+        "growth.tick_kimg=0.016",
+        "logger=csv",
+        "trainer.accelerator=cpu",
+        "callbacks.samples.num_images=4",
+        "callbacks.samples.tile=8",
+        tiny=False,
+    )
+    _, objects = train(cfg)
+    assert objects["model"].cur_nimg == 48
+    assert objects["model"].stage == 1
+    assert objects["datamodule"].mirror is True
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_fast_dev_run_runs_one_batch(make_cfg):
+    metrics, objects = train(make_cfg("debug=fdr"))
+    assert objects["model"].cur_nimg == 16
+    assert "loss/D" in metrics

@@ -36,7 +36,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from progan_lightning.flops import count_flops
-from progan_lightning.layers import fade_reals
 from progan_lightning.module import ProGAN
 from progan_lightning.schedule import check_resolution
 
@@ -228,11 +227,8 @@ class PeakMemory:
 
 
 def make_train_step(module: ProGAN, reals: torch.Tensor) -> Callable[[], None]:
-    """One training step exactly as ``ProGAN.training_step`` runs it, without a Trainer.
-
-    Lightning's ``toggle_optimizer`` is replaced by switching ``requires_grad`` of G and D
-    (the same effect: the D step computes no G weight gradients and vice versa); the
-    optimizers are fresh, as after a phase change.
+    """One training step, ``ProGAN.train_step`` itself, with fresh optimizers (as after a
+    phase change).
 
     Args:
         module: The LightningModule with ``stage`` and ``alpha`` already set.
@@ -243,30 +239,9 @@ def make_train_step(module: ProGAN, reals: torch.Tensor) -> Callable[[], None]:
     """
     opt_g = module.optimizer_factory(module.G.parameters())
     opt_d = module.optimizer_factory(module.D.parameters())
-    n = reals.shape[0]
 
     def step() -> None:
-        batch = fade_reals(reals, module.alpha) if module.alpha < 1.0 else reals
-
-        # Discriminator step.
-        module.G.requires_grad_(False)
-        module.D.requires_grad_(True)
-        loss_d, _ = module.discriminator_loss(batch)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-
-        # Generator step.
-        module.D.requires_grad_(False)
-        module.G.requires_grad_(True)
-        loss_g = module.generator_loss(n)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        module.D.requires_grad_(True)
-
-        # Moving average of G.
-        module.update_ema(n)
+        module.train_step(reals, opt_g, opt_d)
 
     return step
 

@@ -102,44 +102,71 @@ class ProGAN(L.LightningModule):
         return self.loss.generator(self.D(fakes, self.stage, self.alpha))
 
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
-        reals = batch  # [NCHW] in [-1, 1] at the stage resolution
-        if self.alpha < 1.0:
-            # Cross-fade the reals exactly like the generator output.
-            reals = fade_reals(reals, self.alpha)
-        n = reals.shape[0]
         opt_g, opt_d = self.optimizers()
-
-        # Discriminator step.
-        self.toggle_optimizer(opt_d)
-        loss_d, stats = self.discriminator_loss(reals)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        opt_d.step()
-        self.untoggle_optimizer(opt_d)
-
-        # Generator step.
-        self.toggle_optimizer(opt_g)
-        loss_g = self.generator_loss(n)
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
-        self.untoggle_optimizer(opt_g)
-
-        # Moving average of G, then count the images (global over devices).
-        global_batch = n * self.trainer.world_size
-        self.update_ema(global_batch)
-        self.cur_nimg += global_batch
+        loss_d, loss_g, stats = self.train_step(batch, opt_g, opt_d)
+        self.cur_nimg += batch.shape[0] * self.world_size
 
         self.log_dict({"loss/D": loss_d.detach(), "loss/G": loss_g.detach()}, prog_bar=True)
         self.log_dict(stats)
         self.log_dict(
             {
                 "progress/kimg": self.cur_nimg / 1000,
-                "progress/resolution": float(reals.shape[-1]),
+                "progress/resolution": float(batch.shape[-1]),
                 "progress/alpha": float(self.alpha),
             },
             prog_bar=True,
         )
+
+    def train_step(
+        self, reals: Tensor, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """One D step, one G step and the G_ema update; runs with or without a Trainer.
+
+        Args:
+            reals: Real images at the stage resolution, in [-1, 1]. [NCHW]
+            opt_g: G's optimizer (Lightning's wrapper or a plain one).
+            opt_d: D's optimizer.
+
+        Returns:
+            D loss, G loss and the loss's extra statistics (all attached tensors).
+        """
+        if self.alpha < 1.0:
+            # Cross-fade the reals exactly like the generator output.
+            reals = fade_reals(reals, self.alpha)
+
+        # Discriminator step (G frozen: no weight gradients for it).
+        self._train_only(self.D)
+        loss_d, stats = self.discriminator_loss(reals)
+        opt_d.zero_grad(set_to_none=True)
+        self._backward(loss_d)
+        opt_d.step()
+
+        # Generator step (D frozen).
+        self._train_only(self.G)
+        loss_g = self.generator_loss(reals.shape[0])
+        opt_g.zero_grad(set_to_none=True)
+        self._backward(loss_g)
+        opt_g.step()
+        self.D.requires_grad_(True)
+
+        self.update_ema(reals.shape[0] * self.world_size)
+        return loss_d, loss_g, stats
+
+    @property
+    def world_size(self) -> int:
+        """Processes sharing each global batch (1 without a Trainer)."""
+        return self._trainer.world_size if self._trainer is not None else 1
+
+    def _train_only(self, net: nn.Module) -> None:
+        self.G.requires_grad_(net is self.G)
+        self.D.requires_grad_(net is self.D)
+
+    def _backward(self, loss: Tensor) -> None:
+        # Lightning's backward applies precision scaling and DDP hooks when it runs us.
+        if self._trainer is not None:
+            self.manual_backward(loss)
+        else:
+            loss.backward()
 
     def _latents(self, n: int) -> Tensor:
         return torch.randn(n, self.G.z_dim, device=self.device)
