@@ -72,6 +72,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     callbacks = [growth, *instantiate_dict(cfg.get("callbacks"))]
     loggers = instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    # Before any process is launched: one clear error instead of one per rank.
+    growth.check_world_size(trainer.world_size)
     objects = {
         "cfg": cfg,
         "datamodule": datamodule,

@@ -81,15 +81,18 @@ class ProgressiveGrowth(L.Callback):
 
     # Hooks.
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        world = trainer.world_size
+    def check_world_size(self, world_size: int) -> None:
+        """Fail if a global batch size does not split evenly over ``world_size`` devices."""
         for phase in self.schedule.phases:
-            if phase.batch_size % world:
+            if phase.batch_size % world_size:
                 raise ValueError(
                     f"growth.batch_size={phase.batch_size} at {phase.resolution}x"
-                    f"{phase.resolution} does not divide over {world} devices; use a "
-                    f"multiple of {world} (batch sizes are global)"
+                    f"{phase.resolution} does not divide over {world_size} devices; use a "
+                    f"multiple of {world_size} (batch sizes are global)"
                 )
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check_world_size(trainer.world_size)
         if trainer.datamodule is None or not hasattr(trainer.datamodule, "set_plan"):
             raise TypeError("ProgressiveGrowth needs a ProGANDataModule passed to trainer.fit")
         rank_zero_info("[growth] schedule:\n" + self.schedule.describe())
