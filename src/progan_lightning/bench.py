@@ -64,6 +64,10 @@ TABLE_COLUMNS = [
 ]
 
 
+# bench.precision -> autocast dtype (None: full float32, as trainer.precision=32-true).
+PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16}
+
+
 def summarize(values: list[float]) -> dict[str, float]:
     """Median, interquartile range, min and max of repeated measurements."""
     ordered = sorted(values)
@@ -226,13 +230,16 @@ class PeakMemory:
         return max(0.0, self._status_mb("VmHWM") - self.baseline)
 
 
-def make_train_step(module: ProGAN, reals: torch.Tensor) -> Callable[[], None]:
+def make_train_step(
+    module: ProGAN, reals: torch.Tensor, dtype: torch.dtype | None = None
+) -> Callable[[], None]:
     """One training step, ``ProGAN.train_step`` itself, with fresh optimizers (as after a
     phase change).
 
     Args:
         module: The LightningModule with ``stage`` and ``alpha`` already set.
         reals: A real batch at the stage resolution. [NCHW]
+        dtype: Autocast dtype (``torch.bfloat16``) or None for full precision.
 
     Returns:
         A function running D step, G step and EMA update once.
@@ -241,9 +248,15 @@ def make_train_step(module: ProGAN, reals: torch.Tensor) -> Callable[[], None]:
     opt_d = module.optimizer_factory(module.D.parameters())
 
     def step() -> None:
-        module.train_step(reals, opt_g, opt_d)
+        with autocast(reals.device, dtype):
+            module.train_step(reals, opt_g, opt_d)
 
     return step
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """Mixed precision as Lightning's ``bf16-mixed``/``16-mixed`` runs it (off for None)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def stage_batches(cfg: DictConfig) -> dict[int, int]:
@@ -285,7 +298,10 @@ def bench_stage(
     module.alpha = float(bench.alpha)
     channels = module.G.img_channels
     reals = torch.rand(batch, channels, resolution, resolution, device=device) * 2 - 1
-    step = make_train_step(module, reals)
+    if bench.channels_last:
+        reals = reals.contiguous(memory_format=torch.channels_last)
+    dtype = PRECISIONS[str(bench.precision)]
+    step = make_train_step(module, reals, dtype)
 
     # Count the FLOPs once (this also creates the optimizer state), then time.
     flops = count_flops(step)
@@ -295,7 +311,7 @@ def bench_stage(
     peak_mb = memory.peak_mb()
 
     z = torch.randn(batch, module.G.z_dim, device=device)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, dtype):
         infer_s, _ = time_calls(
             lambda: module(z), device, bench.warmup, bench.repeats, bench.min_repeat_s
         )
@@ -330,7 +346,69 @@ def bench_stage(
         "gflop_per_img": flops / batch / 1e9,
         "train_gflop_s": flops / median_step / 1e9,
         "peak_mem_mb": peak_mb,
+        "precision": str(bench.precision),
+        "channels_last": bool(bench.channels_last),
     }
+
+
+def memory_table(
+    module: ProGAN, batches: dict[int, int], bench: DictConfig, device: torch.device
+) -> list[dict[str, Any]]:
+    """Largest per-device batch that fits each memory budget, from measured CUDA peaks.
+
+    The peak of a training step is measured at batch ``b`` and ``2b``; peak memory is
+    linear in the batch (weights, optimizer state and workspace fixed, activations per
+    image), so ``fixed + per_image * batch <= 0.9 * budget`` gives the largest batch (10%
+    is left for the CUDA context and fragmentation).
+    """
+    dtype = PRECISIONS[str(bench.precision)]
+    rows = []
+    for resolution, batch in batches.items():
+        module.stage = int(math.log2(resolution)) - 2
+        module.alpha = float(bench.alpha)
+        peaks = []
+        for size in (batch, 2 * batch):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            shape = (size, module.G.img_channels, resolution, resolution)
+            step = make_train_step(module, torch.rand(shape, device=device) * 2 - 1, dtype)
+            step()
+            step()
+            torch.cuda.synchronize(device)
+            peaks.append(torch.cuda.max_memory_allocated(device))
+        per_image = (peaks[1] - peaks[0]) / batch
+        fixed = peaks[0] - per_image * batch
+        row = {
+            "resolution": resolution,
+            "fixed_mb": fixed / 2**20,
+            "per_image_mb": per_image / 2**20,
+        }
+        for gb in bench.memory_budgets_gb:
+            row[f"max_batch_{gb}gb"] = max(0, int((0.9 * gb * 2**30 - fixed) // per_image))
+        rows.append(row)
+        log.info("memory %dx%d: %s", resolution, resolution, row)
+    return rows
+
+
+def format_memory_section(rows: list[dict[str, Any]], budgets: list[int], command: str) -> str:
+    """The memory table as a markdown section."""
+    head = "| res | fixed MB | MB per image | " + " | ".join(f"{gb} GB" for gb in budgets) + " |"
+    lines = [
+        "### Largest per-device batch (measured CUDA peaks)",
+        "",
+        f"```\n{command}\n```",
+        "",
+        head,
+        "|" + "---:|" * (3 + len(budgets)),
+    ]
+    for r in rows:
+        cells = [str(r[f"max_batch_{gb}gb"]) for gb in budgets]
+        lines.append(
+            f"| {r['resolution']} | {r['fixed_mb']:.0f} | {r['per_image_mb']:.1f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def format_rate(flop_s: float) -> str:
@@ -430,6 +508,8 @@ def measure(cfg: DictConfig, device: torch.device, batches: dict[int, int]) -> l
     size = bench.matmul_size or DEFAULT_MATMUL_SIZE.get(device.type, 4096)
     before = measure_peaks(device, size, bench)
     module: ProGAN = hydra.utils.instantiate(cfg.model).to(device)
+    if bench.channels_last:
+        module = module.to(memory_format=torch.channels_last)
     memory = PeakMemory(device)
     stages = [
         bench_stage(module, resolution, batch, bench, device, memory)
@@ -439,6 +519,8 @@ def measure(cfg: DictConfig, device: torch.device, batches: dict[int, int]) -> l
 
     # The step runs in float32; on CUDA its convolutions use TF32 when cuDNN allows it.
     reference = "tf32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
+    if PRECISIONS[str(bench.precision)] is not None and device.type == "cuda":
+        reference = "bf16"
     peaks = {k: max(before[k], after[k]) for k in before}
     common = {
         "device_kind": device.type,
@@ -475,7 +557,12 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             f"bench.repeats={bench.repeats} / bench.warmup={bench.warmup}; "
             "use repeats >= 1 and warmup >= 0"
         )
+    if str(bench.precision) not in PRECISIONS:
+        raise ValueError(
+            f"bench.precision={bench.precision!r}; use one of {', '.join(PRECISIONS)}"
+        )
     device = pick_device(str(bench.device))
+    torch.backends.cudnn.benchmark = bool(bench.cudnn_benchmark)
     batches = stage_batches(cfg)
     threads = torch.get_num_threads()
     if bench.threads is not None:
@@ -491,11 +578,20 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(rows, indent=2) + "\n")
         log.info("Wrote %s", out)
+    notes = None
     if bench.notes:
         notes = Path(bench.notes)
         notes = notes if notes.is_absolute() else PROJECT_ROOT / notes
         update_notes(notes, device.type, format_section(rows, command_line()))
         log.info("Updated %s", notes)
+    if bench.memory_budgets_gb and device.type == "cuda":
+        module: ProGAN = hydra.utils.instantiate(cfg.model).to(device)
+        table = memory_table(module, batches, bench, device)
+        if bench.out:
+            Path(bench.out).with_suffix(".memory.json").write_text(json.dumps(table, indent=2))
+        if notes is not None:
+            section = format_memory_section(table, list(bench.memory_budgets_gb), command_line())
+            update_notes(notes, "memory-cuda", section)
     return rows
 
 

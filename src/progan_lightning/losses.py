@@ -32,7 +32,8 @@ def gradient_penalty(D: Critic, reals: Tensor, fakes: Tensor, target: float = 1.
         Penalties [N].
     """
     t = torch.rand(reals.shape[0], 1, 1, 1, device=reals.device, dtype=reals.dtype)
-    mixed = torch.lerp(reals.detach(), fakes.detach(), t).requires_grad_(True)  # [NCHW]
+    # Under autocast G's output may be bf16 while reals are float32: mix in the reals' dtype.
+    mixed = torch.lerp(reals.detach(), fakes.detach().to(reals.dtype), t).requires_grad_(True)
     (grad,) = torch.autograd.grad(D(mixed).sum(), mixed, create_graph=True)
     norms = grad.flatten(1).norm(dim=1)  # [N]
     return (norms - target).square()
