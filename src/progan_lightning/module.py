@@ -187,8 +187,28 @@ class ProGAN(L.LightningModule):
             "alpha": self.alpha,
             "phase_index": self.phase_index,
         }
+        # Constructor arguments: export rebuilds G_ema from them, resume checks them.
+        checkpoint["architecture"] = {"G": self.G.init_kwargs, "D": self.D.init_kwargs}
+
+    def check_architecture(self, checkpoint: dict[str, Any]) -> None:
+        """Raise a clear error when the checkpoint's networks differ from this config's."""
+        saved = checkpoint.get("architecture")
+        if saved is None:
+            return
+        diffs = [
+            f"model.{net}.{key}: checkpoint {saved[net].get(key)!r}, config {value!r}"
+            for net, mine in (("G", self.G.init_kwargs), ("D", self.D.init_kwargs))
+            for key, value in mine.items()
+            if net in saved and saved[net].get(key) != value
+        ]
+        if diffs:
+            raise ValueError(
+                "the checkpoint does not fit this config (resume with the settings it was "
+                "trained with): " + "; ".join(diffs)
+            )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_architecture(checkpoint)
         progress = checkpoint.get("progress", {})
         self.cur_nimg = int(progress.get("cur_nimg", 0))
         self.stage = int(progress.get("stage", 0))

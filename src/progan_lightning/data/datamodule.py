@@ -128,6 +128,9 @@ class ProGANDataModule(L.LightningDataModule):
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
+            # Its own generator: starting an iterator draws a seed, which must not move the
+            # global RNG (latents, mirror flips) so that a resumed run stays exact.
+            generator=torch.Generator().manual_seed(self.seed + self.plan["start_nimg"]),
         )
 
     def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Tensor:

@@ -1,0 +1,196 @@
+"""Safe checkpoints: atomic writes at tick ends, retention, SIGTERM/SIGINT, RNG states, export."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.utilities import rank_zero_info
+
+from progan_lightning.callbacks.growth import ProgressiveGrowth
+from progan_lightning.export import export_generator
+
+LAST = "last.ckpt"
+
+
+def find_last_checkpoint(dirpath: str | Path) -> Path:
+    """``last.ckpt`` of a checkpoint folder, else its newest ``.ckpt`` file.
+
+    Raises:
+        FileNotFoundError: No checkpoint in ``dirpath``.
+    """
+    dirpath = Path(dirpath).expanduser()
+    if (dirpath / LAST).is_file():
+        return dirpath / LAST
+    ckpts = sorted(dirpath.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not ckpts:
+        raise FileNotFoundError(
+            f"ckpt_path=last: no checkpoint in {dirpath}; point hydra.run.dir at the run to "
+            "resume (its checkpoints/ folder) or give ckpt_path=/path/to/file.ckpt"
+        )
+    return ckpts[-1]
+
+
+def rng_states() -> dict[str, Any]:
+    """Global RNG states (torch CPU/CUDA, numpy, python) as weights-only-loadable values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` returned."""
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class SafeCheckpoint(Checkpoint):
+    """Writes resumable checkpoints only at tick (epoch) ends, so a resume is exact.
+
+    Every tick end rewrites ``last.ckpt``; ``kimg<kimg>.ckpt`` is kept every ``every_kimg``
+    (checked at tick ends) or ``every_n_epochs`` ticks, the newest ``keep_last`` of them
+    survive; ``phase<i>_kimg<kimg>.ckpt`` is kept at every phase end. Each file is written
+    to a temporary name and renamed, so a kill during a write leaves the previous file
+    intact. SIGTERM/SIGINT (e.g. SLURM pre-emption) finish the current batch, end the tick
+    there, write ``last.ckpt`` and stop. Checkpoints hold the global RNG states, restored
+    when training resumes. At the end of fit, G_ema is exported (see ``export.py``).
+
+    Args:
+        dirpath: Folder of the checkpoints (``${paths.output_dir}/checkpoints``).
+        every_kimg: Keep a checkpoint every this many kimg (null = off).
+        every_n_epochs: Keep a checkpoint every this many ticks (null = off).
+        keep_last: Periodic checkpoints kept (older ones are deleted).
+        handle_signals: Checkpoint and stop on SIGTERM/SIGINT.
+        export_path: Where G_ema is exported at the end of fit (null = no export).
+    """
+
+    def __init__(
+        self,
+        dirpath: str | Path,
+        every_kimg: float | None = None,
+        every_n_epochs: int | None = None,
+        keep_last: int = 3,
+        handle_signals: bool = True,
+        export_path: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.dirpath = Path(dirpath)
+        self.every_nimg = round(every_kimg * 1000) if every_kimg else None
+        self.every_n_epochs = every_n_epochs
+        self.keep_last = keep_last
+        self.handle_signals = handle_signals
+        self.export_path = Path(export_path) if export_path else None
+        self.signal_received: int | None = None
+        self._old_handlers: dict[int, Any] = {}
+        self._rng: dict[str, Any] | None = None
+        self._last_kept_nimg = 0
+
+    # Writing.
+
+    def save(self, trainer: L.Trainer, name: str) -> Path:
+        """Write ``<dirpath>/<name>`` atomically (every rank calls it; rank 0 writes)."""
+        path = self.dirpath / name
+        tmp = self.dirpath / f".{name}.tmp"
+        if trainer.is_global_zero:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+        trainer.strategy.barrier("SafeCheckpoint.save")
+        return path
+
+    def _prune(self) -> None:
+        kept = sorted(self.dirpath.glob("kimg*.ckpt"))
+        for old in kept[: max(0, len(kept) - self.keep_last)]:
+            old.unlink(missing_ok=True)
+
+    def _keep_periodic(self, trainer: L.Trainer, nimg: int) -> bool:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            return True
+        return bool(self.every_nimg) and nimg // self.every_nimg > self._last_kept_nimg // (
+            self.every_nimg
+        )
+
+    # Hooks.
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signal_received is not None:
+            # A second signal: stop at once, as without this callback.
+            signal.signal(signum, self._old_handlers.get(signum, signal.SIG_DFL))
+            signal.raise_signal(signum)
+        self.signal_received = signum
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After Lightning's own handlers (registered once fit set-up is done), which would
+        # abort mid-tick instead.
+        self.signal_received = None
+        if self.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        # After every restore and set-up hook: the next batch sees the saved RNG states.
+        if self._rng is not None:
+            set_rng_states(self._rng)
+            self._rng = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.signal_received is not None:
+            rank_zero_info(f"[checkpoint] signal {self.signal_received}: saving and stopping")
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        nimg = pl_module.cur_nimg
+        kimg = f"{nimg / 1000:09.3f}"
+        self.save(trainer, LAST)
+        growth = next((c for c in trainer.callbacks if isinstance(c, ProgressiveGrowth)), None)
+        if growth is not None and growth.schedule.phase_at(nimg).index != pl_module.phase_index:
+            self.save(trainer, f"phase{pl_module.phase_index:02d}_kimg{kimg}.ckpt")
+        if self._keep_periodic(trainer, nimg):
+            self._last_kept_nimg = nimg
+            self.save(trainer, f"kimg{kimg}.ckpt")
+            if trainer.is_global_zero:
+                self._prune()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.export_path is not None and trainer.is_global_zero:
+            export_generator(pl_module.G_ema, self.export_path, pl_module.stage, pl_module.alpha)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._rng = checkpoint.get("rng_states")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_kept_nimg": self._last_kept_nimg}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_kept_nimg = int(state_dict.get("last_kept_nimg", 0))

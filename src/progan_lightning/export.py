@@ -1,0 +1,167 @@
+"""Weights-only export of G_ema and safe loading of generators and training checkpoints.
+
+An export is two files side by side: ``<name>.safetensors`` (G_ema's tensors, no pickle)
+and ``<name>.json`` (the generator's constructor arguments and the last trained stage).
+:func:`load_generator` rebuilds the generator from them without unpickling anything.
+
+    python -m progan_lightning.export CHECKPOINT.ckpt [OUT.safetensors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from progan_lightning.networks import Generator
+
+FORMAT = "progan-lightning/generator"
+FORMAT_VERSION = 1
+
+
+def export_paths(path: str | Path) -> tuple[Path, Path]:
+    """The weights file and the architecture JSON of an export named by either of them."""
+    path = Path(path).expanduser()
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def export_generator(
+    G: nn.Module, path: str | Path, stage: int | None = None, alpha: float = 1.0
+) -> tuple[Path, Path]:
+    """Write ``G``'s weights (safetensors) and architecture (JSON), each atomically.
+
+    Args:
+        G: A :class:`~progan_lightning.networks.Generator` (usually G_ema).
+        path: ``<name>.safetensors`` (or ``<name>.json`` / ``<name>``).
+        stage: Last trained stage; default: the full depth.
+        alpha: Fade-in weight reached at ``stage``.
+
+    Returns:
+        The weights path and the JSON path.
+    """
+    weights, arch = export_paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    stage = G.num_stages - 1 if stage is None else int(stage)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "class": "Generator",
+        "init_kwargs": G.init_kwargs,
+        "stage": stage,
+        "alpha": float(alpha),
+        "resolution": 4 * 2**stage,
+        "weights": weights.name,
+    }
+    _atomic(weights, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    _atomic(arch, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    return weights, arch
+
+
+def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> Generator:
+    """Rebuild an exported generator from its ``.safetensors`` and ``.json`` (no unpickling).
+
+    The returned generator is in eval mode and carries ``trained_stage`` and
+    ``trained_alpha`` (how far training got).
+
+    Args:
+        path: The export's ``.safetensors`` or ``.json`` file (the other one sits beside it).
+        map_location: Device for the weights.
+    """
+    weights, arch = export_paths(path)
+    for p in (weights, arch):
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"{p} not found: an export is a .safetensors file plus a .json beside it "
+                "(write one with `python -m progan_lightning.export CHECKPOINT`)"
+            )
+    meta = json.loads(arch.read_text())
+    if meta.get("format") != FORMAT or meta.get("class") != "Generator":
+        raise ValueError(f"{arch} is not a progan-lightning generator export")
+    G = Generator(**meta["init_kwargs"])
+    G.load_state_dict(load_file(str(weights), device=str(map_location)))
+    G.trained_stage = int(meta.get("stage", G.num_stages - 1))
+    G.trained_alpha = float(meta.get("alpha", 1.0))
+    return G.to(map_location).eval().requires_grad_(False)
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", allow_pickle: bool = False
+) -> dict[str, Any]:
+    """Load a training checkpoint with ``torch.load(weights_only=True)``.
+
+    Args:
+        path: A ``.ckpt`` written by training.
+        map_location: Device for the tensors.
+        allow_pickle: Fall back to full unpickling (only for files you trust) when the safe
+            loader refuses the file.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not allow_pickle:
+            raise ValueError(
+                f"{path} holds objects that the safe (weights-only) loader refuses: {err}. "
+                "If you created this file yourself, pass allow_pickle=true to load it fully."
+            ) from err
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def generator_from_checkpoint(
+    checkpoint: dict[str, Any], map_location: str | torch.device = "cpu"
+) -> Generator:
+    """G_ema from a loaded training checkpoint, with ``trained_stage``/``trained_alpha``."""
+    arch = checkpoint.get("architecture", {}).get("G")
+    if arch is None:
+        raise ValueError("this checkpoint has no architecture record; it predates export")
+    G = Generator(**arch)
+    prefix = "G_ema."
+    state = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+    G.load_state_dict(state)
+    progress = checkpoint.get("progress", {})
+    G.trained_stage = int(progress.get("stage", G.num_stages - 1))
+    G.trained_alpha = float(progress.get("alpha", 1.0))
+    return G.to(map_location).eval().requires_grad_(False)
+
+
+def export_checkpoint(
+    ckpt_path: str | Path, out: str | Path | None = None, allow_pickle: bool = False
+) -> tuple[Path, Path]:
+    """Export G_ema of a training checkpoint; default output: ``<ckpt>.safetensors``."""
+    G = generator_from_checkpoint(load_checkpoint(ckpt_path, allow_pickle=allow_pickle))
+    out = Path(ckpt_path).with_suffix(".safetensors") if out is None else out
+    return export_generator(G, out, G.trained_stage, G.trained_alpha)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: export G_ema of a checkpoint."""
+    parser = argparse.ArgumentParser(description="Export G_ema of a training checkpoint.")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path, nargs="?", default=None)
+    parser.add_argument("--allow-pickle", action="store_true", help="only for trusted files")
+    args = parser.parse_args(argv)
+    weights, arch = export_checkpoint(args.checkpoint, args.out, args.allow_pickle)
+    print(f"wrote {weights} and {arch}")
+
+
+if __name__ == "__main__":
+    main()
