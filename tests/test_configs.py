@@ -87,7 +87,7 @@ def test_every_loss_instantiates(loss, make_cfg):
 @pytest.mark.parametrize("logger", options("logger"))
 def test_every_logger_instantiates(logger, make_cfg):
     loggers = instantiate_dict(make_cfg(f"logger={logger}").get("logger"))
-    assert len(loggers) == (0 if logger == "none" else 1)
+    assert len(loggers) == {"none": 0, "many": 3}.get(logger, 1)
 
 
 @pytest.mark.parametrize("trainer", options("trainer"))

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import netrc
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import hydra
 import lightning as L
-from lightning.pytorch.loggers import Logger
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -35,6 +40,79 @@ def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(c) for c in cfg.values() if c and "_target_" in c]
 
 
+def wandb_has_key() -> bool:
+    """Whether W&B can log in: ``WANDB_API_KEY`` or a netrc entry for its host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """Extra ``wandb.init`` arguments: the resolved config, offline mode without an API key
+    (unless ``WANDB_MODE`` says otherwise) and, in a multirun, one group per sweep."""
+    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    config.pop("hydra", None)
+    kwargs: dict[str, Any] = {"config": config}
+    if not os.environ.get("WANDB_MODE") and not wandb_has_key():
+        log.info("W&B: no API key found, logging offline (sync later with `wandb sync`)")
+        kwargs["mode"] = "offline"
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        sweep = Path(hydra_cfg.sweep.dir).name
+        kwargs["group"] = f"{cfg.task_name}_{sweep}"
+        kwargs["name"] = f"{cfg.task_name}_{sweep}_{hydra_cfg.job.num}"
+    return kwargs
+
+
+def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
+    """Instantiate ``cfg.logger``; a W&B logger also gets :func:`wandb_kwargs` (its
+    ``upload_generator`` key is read by :func:`train`, not passed to W&B)."""
+    loggers = []
+    for c in (cfg.get("logger") or {}).values():
+        if not c or "_target_" not in c:
+            continue
+        if str(c._target_).endswith("WandbLogger"):
+            params = OmegaConf.to_container(c, resolve=True)
+            params.pop("upload_generator", None)
+            # A partial: `config` would clash with instantiate's own first argument.
+            loggers.append(hydra.utils.instantiate(params, _partial_=True)(**wandb_kwargs(cfg)))
+        else:
+            loggers.append(hydra.utils.instantiate(c))
+    return loggers
+
+
+@rank_zero_only
+def setup_wandb(loggers: list[Logger]) -> None:
+    """Plot everything a W&B logger receives against ``progress/kimg``."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.define_metric("progress/kimg")
+            logger.experiment.define_metric("*", step_metric="progress/kimg", step_sync=True)
+
+
+@rank_zero_only
+def upload_generator(cfg: DictConfig, model: L.LightningModule, loggers: list[Logger]) -> None:
+    """Save G_ema's weights to ``<run>/generator.pt`` and log them as a W&B artifact when
+    ``logger.wandb.upload_generator`` is set."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb") or {}
+    if not wandb_cfg.get("upload_generator"):
+        return
+    import torch
+    import wandb
+
+    path = Path(cfg.paths.output_dir) / "generator.pt"
+    torch.save(model.G_ema.state_dict(), path)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            artifact = wandb.Artifact(f"{cfg.task_name}-generator", type="model")
+            artifact.add_file(str(path))
+            logger.experiment.log_artifact(artifact)
+
+
 def finish_wandb() -> None:
     """Close an open W&B run so offline files are complete even after a crash."""
     import sys
@@ -55,6 +133,21 @@ def log_hyperparameters(cfg: DictConfig, loggers: list[Logger]) -> None:
         logger.log_hyperparams(resolved)
 
 
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``cfg.ckpt_path``, with ``last`` meaning the newest checkpoint in
+    ``callbacks.model_checkpoint.dirpath`` (the run dir's ``checkpoints/``)."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path != "last":
+        return ckpt_path
+    from progan_lightning.callbacks.checkpoint import find_last_checkpoint
+
+    dirpath = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("dirpath")
+    dirpath = dirpath or Path(cfg.paths.output_dir) / "checkpoints"
+    path = str(find_last_checkpoint(dirpath))
+    log.info(f"Resuming from {path}")
+    return path
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Seed, build data, model, callbacks, loggers and trainer, then fit.
 
@@ -70,7 +163,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     model = hydra.utils.instantiate(cfg.model)
     growth = hydra.utils.instantiate(cfg.growth)
     callbacks = [growth, *instantiate_dict(cfg.get("callbacks"))]
-    loggers = instantiate_dict(cfg.get("logger"))
+    loggers = instantiate_loggers(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     # Before any process is launched: one clear error instead of one per rank.
     growth.check_world_size(trainer.world_size)
@@ -84,7 +177,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     try:
         log_hyperparameters(cfg, loggers)
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        setup_wandb(loggers)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg))
+        upload_generator(cfg, model, loggers)
     finally:
         finish_wandb()
     metrics = {

@@ -1,0 +1,94 @@
+"""Loggers: W&B offline without a key (no network), and every logger combination on a tiny run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf, open_dict
+
+from progan_lightning.train import train, wandb_kwargs
+
+# Short tiny runs: 4 -> 8 only, small metric sets.
+SHORT = ["data.resolution=8", "metrics.num_images=32", "metrics.batch_size=32"]
+
+
+def wandb_payload(path: Path) -> bytes:
+    """The records of a ``.wandb`` file joined, without the LevelDB-style block framing (7-byte
+    file header; 32 KiB blocks of chunks with a 7-byte header: crc32, length, type)."""
+    data, out, pos, block = path.read_bytes(), bytearray(), 7, 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # zero padding at the end of a block
+            pos += block - pos % block
+            continue
+        length = int.from_bytes(data[pos + 4 : pos + 6], "little")
+        out += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+    return bytes(out)
+
+
+def test_wandb_goes_offline_without_an_api_key(make_cfg, monkeypatch, tmp_path: Path):
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    cfg = make_cfg("logger=wandb")
+    kwargs = wandb_kwargs(cfg)
+    assert kwargs["mode"] == "offline"
+    assert kwargs["config"]["growth"]["tick_kimg"] == 0.032  # the resolved config
+    assert "hydra" not in kwargs["config"]
+    # With a key (or an explicit WANDB_MODE) the user's choice stands.
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert "mode" not in wandb_kwargs(cfg)
+
+
+def test_wandb_groups_the_runs_of_a_multirun(make_cfg):
+    cfg = make_cfg("logger=wandb")
+    OmegaConf.set_readonly(cfg.hydra, False)
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.sweep.dir = "/x/multiruns/2026-01-01_10-00-00"
+        cfg.hydra.job.num = 3
+    HydraConfig().set_config(cfg)
+    kwargs = wandb_kwargs(cfg)
+    assert kwargs["group"] == "quickstart_2026-01-01_10-00-00"
+    assert kwargs["name"] == "quickstart_2026-01-01_10-00-00_3"
+
+
+def test_wandb_offline_run_writes_its_files_and_finishes(make_cfg, monkeypatch, tmp_path: Path):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = make_cfg("logger=wandb", "logger.wandb.upload_generator=true", *SHORT)
+    metrics, _ = train(cfg)
+    assert wandb.run is None  # finished
+
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    run = runs[0]
+    # Offline runs keep config, history and artifacts in one protobuf log (the service
+    # process may still be flushing the last records for a moment after finish()).
+    keys = (b"tick_kimg", b"progress/kimg", b"metrics/swd_avg", b"lr/G", b"samples/interpolation")
+    for _ in range(50):
+        record = wandb_payload(next(run.glob("run-*.wandb")))
+        if all(k in record for k in (*keys, b"generator.pt")):
+            break
+        time.sleep(0.2)
+    for text in (*keys, b"generator.pt"):
+        assert text in record, text
+    media = list((run / "files" / "media" / "images").rglob("*.png"))
+    assert any("fakes" in p.name for p in media) and any("reals" in p.name for p in media)
+    assert (tmp_path / "generator.pt").is_file()
+    assert "metrics/swd_avg" in metrics
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "many"])
+def test_other_loggers_run(logger, make_cfg, monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    train(make_cfg(f"logger={logger}", *SHORT))
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    if logger == "many":
+        assert (tmp_path / "csv" / "metrics.csv").is_file()
