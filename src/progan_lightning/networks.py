@@ -25,6 +25,7 @@ from progan_lightning.layers import (
     fade,
     upsample2x,
 )
+from progan_lightning.schedule import check_resolution
 
 
 def num_features(stage: int, fmap_base: int, fmap_decay: float, fmap_max: int) -> int:
@@ -47,14 +48,7 @@ def num_features(stage: int, fmap_base: int, fmap_decay: float, fmap_max: int) -
 
 def _count_stages(img_resolution: int, img_channels: int) -> int:
     """Validate the image geometry and return the number of stages (4x4 .. img_resolution)."""
-    if (
-        not isinstance(img_resolution, int)
-        or img_resolution < 4
-        or img_resolution & (img_resolution - 1)
-    ):
-        raise ValueError(
-            f"img_resolution={img_resolution} is not a power of two >= 4; use 4, 8, 16, ..., 1024"
-        )
+    check_resolution(img_resolution, "img_resolution")
     if img_channels < 1:
         raise ValueError(f"img_channels={img_channels} must be >= 1 (3 for RGB, 1 for grey)")
     return int(math.log2(img_resolution)) - 1
