@@ -15,8 +15,9 @@ from PIL import Image
 
 import progan_lightning
 from progan_lightning.export import export_checkpoint, load_checkpoint
-from progan_lightning.generate import generate, latents, load_any
+from progan_lightning.generate import generate, load_any
 from progan_lightning.imaging import to_uint8
+from progan_lightning.networks import seeded_latents
 from progan_lightning.train import train
 
 
@@ -33,7 +34,7 @@ def test_export_load_generate_reproduces_module(trained, tmp_path: Path):
     arch = json.loads((tmp_path / "generator.json").read_text())
     assert arch["init_kwargs"] == model.G_ema.init_kwargs and arch["resolution"] == 8
 
-    z = latents(5, model.G_ema.z_dim, seed=3)
+    z = seeded_latents((5, model.G_ema.z_dim), seed=3)
     with torch.no_grad():
         expected = model.eval()(z)  # G_ema at the module's stage and alpha
     from_export = progan_lightning.load_generator(tmp_path / "generator.safetensors")

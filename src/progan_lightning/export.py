@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from progan_lightning.imaging import atomic_write
 from progan_lightning.networks import Generator
 
 FORMAT = "progan-lightning/generator"
@@ -31,12 +31,6 @@ def export_paths(path: str | Path) -> tuple[Path, Path]:
     path = Path(path).expanduser()
     stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-
-
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def export_generator(
@@ -67,8 +61,8 @@ def export_generator(
         "resolution": 4 * 2**stage,
         "weights": weights.name,
     }
-    _atomic(weights, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
-    _atomic(arch, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    atomic_write(arch, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return weights, arch
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from progan_lightning.callbacks.samples import save_gif, slerp
 from progan_lightning.export import generator_from_checkpoint, load_checkpoint, load_generator
 from progan_lightning.imaging import make_grid, save_png
+from progan_lightning.networks import seeded_latents
 from progan_lightning.train import CONFIG_DIR
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,6 @@ def stage_for(G: nn.Module, resolution: int | None) -> tuple[int, float]:
             f"{[4 * 2**s for s in range(trained + 1)]}"
         )
     return stage, getattr(G, "trained_alpha", 1.0) if stage == trained else 1.0
-
-
-def latents(n: int, z_dim: int, seed: int) -> torch.Tensor:
-    """``n`` seeded latents [n, z_dim] (the same on every device)."""
-    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
 
 
 @torch.no_grad()
@@ -97,7 +93,7 @@ def generate(
     """
     out_dir = Path(out_dir)
     stage, alpha = stage_for(G, resolution)
-    images = render(G, latents(num_images, G.z_dim, seed), stage, alpha, batch_size)
+    images = render(G, seeded_latents((num_images, G.z_dim), seed), stage, alpha, batch_size)
     paths = [
         save_png(out_dir / f"seed{seed}_{i:04d}.png", make_grid(images[i : i + 1]))
         for i in range(num_images)
@@ -106,7 +102,7 @@ def generate(
     if grid and num_images:
         result["grid"] = save_png(out_dir / "grid.png", make_grid(images))
     if interp_keyframes > 1:
-        keys = latents(interp_keyframes, G.z_dim, seed + 1)
+        keys = seeded_latents((interp_keyframes, G.z_dim), seed + 1)
         keys = torch.cat([keys, keys[:1]])  # Loop back to the start.
         z = torch.cat(
             [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +42,22 @@ def make_grid(images: Tensor, tile: int | None = None, cols: int | None = None) 
     return grid.reshape(rows * tile, cols * tile, c).numpy()
 
 
-def save_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write an [H, W, C] uint8 array as PNG atomically (temp file, then rename)."""
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place, so a
+    crash mid-write never leaves a truncated file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "L" if image.shape[-1] == 1 else "RGB"
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    Image.fromarray(image.squeeze(-1) if mode == "L" else image).save(tmp, "PNG")
+    write(tmp)
     os.replace(tmp, path)
     return path
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+    """An [H, W, C] uint8 array (C is 1 or 3) as a PIL image."""
+    return Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+
+
+def save_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write an [H, W, C] uint8 array as PNG atomically."""
+    return atomic_write(path, lambda tmp: to_pil(image).save(tmp, "PNG"))

@@ -46,6 +46,12 @@ def num_features(stage: int, fmap_base: int, fmap_decay: float, fmap_max: int) -
     return min(int(fmap_base / 2 ** (stage * fmap_decay)), fmap_max)
 
 
+def seeded_latents(shape: tuple[int, ...], seed: int) -> Tensor:
+    """Standard-normal latents of ``shape`` from their own generator: the same for a seed on
+    every call, run and device (they are drawn on the CPU)."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
 def _count_stages(img_resolution: int, img_channels: int) -> int:
     """Validate the image geometry and return the number of stages (4x4 .. img_resolution)."""
     check_resolution(img_resolution, "img_resolution")

@@ -18,6 +18,7 @@ from torchmetrics import Metric
 
 from progan_lightning.callbacks.samples import log_values, phase_ended
 from progan_lightning.metrics.registry import METRICS, prepare_metrics
+from progan_lightning.networks import seeded_latents
 
 # Keys of the `metrics` config node that are settings, not metric names.
 SETTINGS = ("every_kimg", "num_images", "batch_size")
@@ -114,11 +115,10 @@ class MetricsCallback(L.Callback):
         """Compute every metric on G_ema now (all processes must call it); log and return."""
         start = time.perf_counter()
         device = pl_module.device
-        resolution = pl_module(torch.zeros(1, pl_module.G_ema.z_dim, device=device)).shape[-1]
+        resolution = 4 * 2**pl_module.stage
         # As many generated as real images (SWD compares sets of equal size).
         num_images = min(self.num_images, len(trainer.datamodule.images(resolution)))
-        gen = torch.Generator().manual_seed(self.seed)
-        z = torch.randn(num_images, pl_module.G_ema.z_dim, generator=gen)
+        z = seeded_latents((num_images, pl_module.G_ema.z_dim), self.seed)
         z = z[torch.from_numpy(self._shard(trainer, num_images))]
         metrics = self._metrics_for(resolution, device)
 

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from PIL import Image
 
 from progan_lightning.callbacks.growth import ProgressiveGrowth
-from progan_lightning.imaging import make_grid, save_png
+from progan_lightning.imaging import atomic_write, make_grid, save_png, to_pil
+from progan_lightning.networks import seeded_latents
 
 
 def phase_ended(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
@@ -60,12 +60,18 @@ def log_animation(loggers: list[Logger], key: str, path: Path) -> None:
 
 def save_gif(path: Path, frames: list[np.ndarray], fps: int = 12) -> Path:
     """Write [H, W, C] uint8 frames as a looping GIF."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images = [Image.fromarray(f.squeeze(-1) if f.shape[-1] == 1 else f) for f in frames]
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+    images = [to_pil(f) for f in frames]
+    return atomic_write(
+        path,
+        lambda tmp: images[0].save(
+            tmp,
+            "GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=round(1000 / fps),
+            loop=0,
+        ),
     )
-    return path
 
 
 class SampleGrid(L.Callback):
@@ -108,8 +114,7 @@ class SampleGrid(L.Callback):
 
     def latents(self, z_dim: int, device: torch.device) -> torch.Tensor:
         """The fixed latents [N, z_dim], identical on every call and every run."""
-        gen = torch.Generator().manual_seed(self.seed)
-        return torch.randn(self.num_images, z_dim, generator=gen).to(device)
+        return seeded_latents((self.num_images, z_dim), self.seed).to(device)
 
     @rank_zero_only
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -138,9 +143,8 @@ class SampleGrid(L.Callback):
     @torch.no_grad()
     def interpolation_frames(self, pl_module: L.LightningModule) -> list[np.ndarray]:
         """Frames ([H, W, C] uint8) of the looping latent interpolation, at alpha 1."""
-        gen = torch.Generator().manual_seed(self.seed + 1)
         z_dim = pl_module.G_ema.z_dim
-        keys = torch.randn(self.interp_keyframes, self.interp_images, z_dim, generator=gen)
+        keys = seeded_latents((self.interp_keyframes, self.interp_images, z_dim), self.seed + 1)
         frames = []
         for k in range(self.interp_keyframes):
             a, b = keys[k], keys[(k + 1) % self.interp_keyframes]
