@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from progan_lightning.data import cache as cache_module
-from progan_lightning.data.cache import box_downsample, load_level, prepare_cache
+from progan_lightning.data.cache import (
+    EncodedLevel,
+    Storage,
+    box_downsample,
+    load_level,
+    prepare_cache,
+    read_manifest,
+)
 from progan_lightning.data.sources import ShapesSource
 
 
 class FailingShapes(ShapesSource):
     """Shapes whose image ``fail_at`` cannot be loaded (a crash mid-build)."""
 
-    def __init__(self, num_images: int, fail_at: int) -> None:
+    def __init__(self, num_images: int, fail_at: int, error: type[BaseException] = RuntimeError):
         super().__init__(num_images)
         self.fail_at = fail_at
+        self.error = error
 
     def load(self, index: int, resolution: int, channels: int) -> np.ndarray:
         if index == self.fail_at:
-            raise RuntimeError("simulated crash")
+            raise self.error("simulated crash")
         return super().load(index, resolution, channels)
 
 
@@ -90,9 +99,10 @@ def test_changed_settings_get_their_own_folder(tmp_path: Path) -> None:
     assert all(f.parent == tmp_path for f in folders)
 
 
-def test_crash_leaves_nothing_complete(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        prepare_cache(FailingShapes(12, fail_at=7), 8, 3, tmp_path, progress=False)
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_crash_leaves_nothing_complete(tmp_path: Path, error: type[BaseException]) -> None:
+    with pytest.raises(error, match="simulated crash"):
+        prepare_cache(FailingShapes(12, fail_at=7, error=error), 8, 3, tmp_path, progress=False)
     assert not list(tmp_path.rglob("manifest.json"))
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]
     # A good build of the same data afterwards succeeds (same key: same fingerprint).
@@ -133,3 +143,76 @@ def test_workers_match_serial(tmp_path: Path) -> None:
     parallel = prepare_cache(source, 16, 3, tmp_path / "parallel", num_workers=2, progress=False)
     for res in (4, 8, 16):
         np.testing.assert_array_equal(load_level(serial, res), load_level(parallel, res))
+
+
+@pytest.mark.parametrize("compress_format", ["png", "jpeg"])
+def test_compressed_top_levels(tmp_path: Path, compress_format: str) -> None:
+    source = ShapesSource(12, seed=2)
+    raw = prepare_cache(source, 32, 3, tmp_path, progress=False)
+    storage = Storage(compress_above=8, compress_format=compress_format)
+    packed = prepare_cache(source, 32, 3, tmp_path, progress=False, storage=storage)
+    assert packed != raw
+    manifest = read_manifest(packed)
+    assert manifest["level_format"] == {
+        "4": "npy",
+        "8": "npy",
+        "16": compress_format,
+        "32": compress_format,
+    }
+    assert sorted(p.name for p in packed.iterdir()) == [
+        "16.offsets.npy",
+        "16.pack",
+        "32.offsets.npy",
+        "32.pack",
+        "4.npy",
+        "8.npy",
+        "manifest.json",
+    ]
+    for res in (4, 8):
+        np.testing.assert_array_equal(load_level(packed, res), load_level(raw, res))
+    for res in (16, 32):
+        level = load_level(packed, res)
+        assert isinstance(level, EncodedLevel) and level.shape == (12, 3, res, res)
+        assert level[3].shape == (3, res, res)
+        decoded = level[np.arange(12)]
+        expected = np.asarray(load_level(raw, res))
+        if compress_format == "png":  # lossless: exactly the raw level
+            np.testing.assert_array_equal(decoded, expected)
+        else:  # quality 95, 4:4:4: close, and smaller once images outgrow the headers
+            assert np.abs(decoded.astype(int) - expected).mean() < 3
+            assert res == 16 or level.nbytes < expected.nbytes
+    # Lower levels are still the box filter of the exact level above.
+    np.testing.assert_array_equal(load_level(raw, 8), box_downsample(load_level(raw, 16)))
+
+
+def test_encoded_level_pickles_as_paths(tmp_path: Path) -> None:
+    storage = Storage(compress_above=4)
+    folder = prepare_cache(
+        ShapesSource(64, seed=1), 32, 3, tmp_path, progress=False, storage=storage
+    )
+    level = load_level(folder, 32)
+    level[0]  # Opens the pack.
+    blob = pickle.dumps(level)
+    assert len(blob) < 4096
+    np.testing.assert_array_equal(pickle.loads(blob)[[5, 2]], level[np.array([5, 2])])
+
+
+def test_storage_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="data.compress_above=100"):
+        Storage(compress_above=100)
+    with pytest.raises(ValueError, match="data.compress_format='gif'"):
+        Storage(compress_above=64, compress_format="gif")
+    assert Storage(None, "jpeg").settings() == Storage(None, "png").settings()
+
+
+def test_shrink_npy_keeps_the_first_rows(tmp_path: Path) -> None:
+    file = tmp_path / "a.npy"
+    array = np.lib.format.open_memmap(file, "w+", np.uint8, (1000, 3, 4, 4))
+    array[:] = np.arange(1000, dtype=np.uint8)[:, None, None, None] % 251
+    array.flush()
+    del array
+    cache_module._shrink_npy(file, 7)
+    small = np.load(file)
+    assert small.shape == (7, 3, 4, 4)
+    np.testing.assert_array_equal(small[:, 0, 0, 0], np.arange(7))
+    assert file.stat().st_size == 128 + 7 * 48

@@ -3,28 +3,37 @@
 Like the official code's one record per level of detail, low-resolution phases read small
 arrays and never decode full-size images. A cache lives in ``cache_root/<key>/``::
 
-    manifest.json   written last: {format_version, source, resolution, channels,
-                    num_images, levels, created}
+    manifest.json   written last: settings, num_images, levels, level_format, skipped files
     4.npy           uint8 [N, C, 4, 4]
     8.npy           uint8 [N, C, 8, 8]
     ...
     R.npy           uint8 [N, C, R, R]   (R = the requested resolution)
 
-``<key>`` is a short SHA-1 of the source fingerprint, resolution, channels and format
-version, so any change of data or settings gets its own folder. Each level is the 2x2 box
-mean of the level above (:func:`box_downsample`); the top level comes from the source.
+Levels above ``compress_above`` are stored compressed instead (``R.pack``: the encoded
+images back to back, ``R.offsets.npy``: int64 [N + 1] byte offsets) and decoded when
+read (:class:`EncodedLevel`), in the DataLoader's workers during training: 30k CelebA-HQ
+images need 94 GB as raw 1024x1024 arrays, about half that as PNG and a seventh as JPEG.
+
+``<key>`` is a short SHA-1 of the source fingerprint, resolution, channels, storage and
+format version, so any change of data or settings gets its own folder. Each level is the
+2x2 box mean of the level above (:func:`box_downsample`); the top level comes from the
+source. Files the source cannot read are skipped (and listed in the manifest), or stop the
+build with their list when ``strict``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import io
 import json
 import logging
 import math
 import os
 import shutil
 import time
+import warnings
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from progan_lightning.data.files import SmallImageWarning, UnreadableImageError
 from progan_lightning.data.sources import ImageSource
 from progan_lightning.schedule import check_resolution
 
@@ -48,9 +59,23 @@ except ImportError:
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHUNK_BYTES = 64 * 2**20  # Full-resolution images held in RAM at once, per chunk.
 MANIFEST = "manifest.json"
+# Encoder settings per compressed format, and the fraction of the raw size to expect.
+COMPRESSED_FORMATS = {
+    "png": ({"format": "PNG", "compress_level": 1}, 0.6),  # lossless
+    "jpeg": ({"format": "JPEG", "quality": 95, "subsampling": 0}, 0.15),  # lossy, 4:4:4
+}
+LISTED_PROBLEMS = 10  # Paths named in a warning or error; the manifest keeps up to 1000.
+
+
+class BadImagesWarning(UserWarning):
+    """Some files could not be read and were left out of the cache."""
+
+
+class BadImagesError(ValueError):
+    """Files could not be read and ``data.strict`` is set (or no file could be read)."""
 
 
 def box_downsample(images: np.ndarray) -> np.ndarray:
@@ -76,13 +101,47 @@ def box_downsample(images: np.ndarray) -> np.ndarray:
     return np.rint(sums * np.float32(0.25)).astype(np.uint8)
 
 
-def cache_key(source: ImageSource, resolution: int, channels: int) -> tuple[str, dict[str, Any]]:
+@dataclasses.dataclass(frozen=True)
+class Storage:
+    """How the levels are stored: raw arrays up to ``compress_above``, encoded above it.
+
+    Args:
+        compress_above: Levels above this resolution are stored compressed; None = none.
+        compress_format: ``png`` (lossless) or ``jpeg`` (quality 95, no chroma subsampling).
+    """
+
+    compress_above: int | None = None
+    compress_format: str = "png"
+
+    def __post_init__(self) -> None:
+        if self.compress_above is not None:
+            check_resolution(self.compress_above, "data.compress_above")
+        if self.compress_format not in COMPRESSED_FORMATS:
+            raise ValueError(
+                f"data.compress_format={self.compress_format!r} is not supported; "
+                f"use one of {sorted(COMPRESSED_FORMATS)}"
+            )
+
+    def compressed(self, resolution: int) -> bool:
+        return self.compress_above is not None and resolution > self.compress_above
+
+    def settings(self) -> dict[str, Any]:
+        """What goes into the cache key: the format only matters when something is compressed."""
+        if self.compress_above is None:
+            return {"compress_above": None}
+        return dataclasses.asdict(self)
+
+
+def cache_key(
+    source: ImageSource, resolution: int, channels: int, storage: Storage = Storage()
+) -> tuple[str, dict[str, Any]]:
     """The cache folder name and the settings it stands for (as stored in the manifest).
 
     Args:
         source: The data source.
         resolution: Final resolution.
         channels: 3 (RGB) or 1 (grayscale).
+        storage: Which levels are compressed, and how.
 
     Returns:
         ``(key, settings)``: a 16-hex-digit key and the JSON-normalised settings.
@@ -92,6 +151,7 @@ def cache_key(source: ImageSource, resolution: int, channels: int) -> tuple[str,
         "source": source.fingerprint(),
         "resolution": resolution,
         "channels": channels,
+        "storage": storage.settings(),
     }
     text = json.dumps(settings, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:16], json.loads(text)
@@ -104,13 +164,16 @@ def prepare_cache(
     cache_root: str | Path,
     num_workers: int = 0,
     progress: bool = True,
+    strict: bool = False,
+    storage: Storage = Storage(),
 ) -> Path:
     """Build (once) and return the multi-resolution cache of ``source``.
 
     A complete cache with a matching manifest is returned as is, without decoding anything.
     Otherwise the cache is built under a process lock into ``<key>.tmp-<pid>`` and renamed
-    into place after its manifest is written, so an interrupted build never leaves a folder
-    that looks complete; a second process preparing the same cache waits, then reuses it.
+    into place after its manifest is written, so an interrupted or failed build never
+    leaves a folder that looks complete, and never touches another complete cache; a second
+    process preparing the same cache waits, then reuses it.
 
     Args:
         source: Where images come from.
@@ -119,55 +182,131 @@ def prepare_cache(
         cache_root: Folder holding the caches (created if missing).
         num_workers: Processes that load images; 0 loads in this process.
         progress: Show a progress bar while building.
+        strict: Stop with the list of unreadable files instead of skipping them.
+        storage: Which levels are compressed, and how.
 
     Returns:
         The cache folder, ``cache_root / key``.
+
+    Raises:
+        BadImagesError: no file could be read, or some could not and ``strict`` is set.
     """
     check_resolution(resolution, "data.resolution")
     if channels not in (1, 3):
         raise ValueError(f"data.channels={channels} is not supported; use 3 (RGB) or 1")
     root = Path(cache_root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    key, settings = cache_key(source, resolution, channels)
+    key, settings = cache_key(source, resolution, channels, storage)
     final = root / key
-    if _is_complete(final, settings):
-        return final
-    with _locked(root / f"{key}.lock"):
-        # Another process may have finished the build while this one waited.
-        if _is_complete(final, settings):
-            return final
-        for stale in [*root.glob(f"{key}.tmp-*"), final]:
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = root / f"{key}.tmp-{os.getpid()}"
-        try:
-            _build(tmp, source, settings, num_workers, progress)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    if not _is_complete(final, settings):
+        with _locked(root / f"{key}.lock"):
+            # Another process may have finished the build while this one waited.
+            if not _is_complete(final, settings):
+                for stale in [*root.glob(f"{key}.tmp-*"), final]:
+                    shutil.rmtree(stale, ignore_errors=True)
+                tmp = root / f"{key}.tmp-{os.getpid()}"
+                try:
+                    _build(tmp, source, settings, storage, num_workers, progress, strict)
+                    os.replace(tmp, final)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+                return final
+    manifest = read_manifest(final)
+    if strict and manifest["num_skipped"]:
+        raise BadImagesError(_problems_message(manifest["skipped"], manifest["num_skipped"], True))
+    log.info(
+        "Using data cache %s: %d images (%d files skipped at preparation)",
+        final,
+        manifest["num_images"],
+        manifest["num_skipped"],
+    )
     return final
 
 
-def load_level(cache_dir: str | Path, resolution: int, mmap: bool = True) -> np.ndarray:
+def read_manifest(cache_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a complete cache (see the module docstring)."""
+    return json.loads((Path(cache_dir) / MANIFEST).read_text())
+
+
+class EncodedLevel:
+    """A compressed cache level that reads like a uint8 array [N, C, R, R].
+
+    Indexing with an int gives [C, R, R]; with an integer array, [B, C, R, R]. Images are
+    decoded on each access. Pickles as its paths, so DataLoader workers reopen the files
+    instead of copying them.
+
+    Args:
+        cache_dir: The cache folder.
+        resolution: The level.
+        channels: 3 or 1.
+    """
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, cache_dir: Path, resolution: int, channels: int) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.resolution = resolution
+        self.offsets = np.load(self.cache_dir / f"{resolution}.offsets.npy")  # int64 [N + 1]
+        self.shape = (len(self.offsets) - 1, channels, resolution, resolution)
+        self._pack: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_pack": None}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on disk (not the decoded size)."""
+        return int(self.offsets[-1])
+
+    def _decode(self, index: int) -> np.ndarray:
+        if self._pack is None:
+            self._pack = np.memmap(self.cache_dir / f"{self.resolution}.pack", mode="r")
+        data = self._pack[self.offsets[index] : self.offsets[index + 1]]
+        with Image.open(io.BytesIO(data.tobytes())) as image:
+            array = np.asarray(image)  # [R, R, C] or [R, R]
+        return array.reshape(self.resolution, self.resolution, -1).transpose(2, 0, 1)
+
+    def __getitem__(self, index: int | np.ndarray) -> np.ndarray:
+        if np.ndim(index) == 0:
+            return self._decode(int(index))
+        out = np.empty((len(index), *self.shape[1:]), dtype=np.uint8)
+        for i, j in enumerate(np.asarray(index).tolist()):
+            out[i] = self._decode(j)
+        return out
+
+
+def load_level(
+    cache_dir: str | Path, resolution: int, mmap: bool = True
+) -> np.ndarray | EncodedLevel:
     """One level of a prepared cache.
 
     Args:
         cache_dir: A folder returned by :func:`prepare_cache`.
         resolution: The level to load.
-        mmap: Memory-map the file (read-only) instead of reading it into RAM.
+        mmap: Memory-map a raw level (read-only) instead of reading it into RAM.
 
     Returns:
-        uint8 [N, C, resolution, resolution].
+        uint8 [N, C, resolution, resolution], or an :class:`EncodedLevel` for a
+        compressed level (decoded when indexed).
     """
     cache_dir = Path(cache_dir)
-    file = cache_dir / f"{resolution}.npy"
-    if not (cache_dir / MANIFEST).is_file() or not file.is_file():
-        present = sorted(int(p.stem) for p in cache_dir.glob("*.npy") if p.stem.isdigit())
+    try:
+        manifest = read_manifest(cache_dir)
+    except (OSError, ValueError):
+        manifest = {"levels": []}
+    if resolution not in manifest["levels"]:
         raise FileNotFoundError(
             f"no complete {resolution}x{resolution} level in cache {cache_dir!s} "
-            f"(levels present: {present}); prepare it with prepare_cache(resolution>={resolution})"
+            f"(levels present: {manifest['levels']}); "
+            f"prepare it with prepare_cache(resolution>={resolution})"
         )
-    return np.load(file, mmap_mode="r" if mmap else None)
+    if manifest["level_format"].get(str(resolution)) != "npy":
+        return EncodedLevel(cache_dir, resolution, manifest["channels"])
+    return np.load(cache_dir / f"{resolution}.npy", mmap_mode="r" if mmap else None)
 
 
 def _levels(resolution: int) -> list[int]:
@@ -175,15 +314,26 @@ def _levels(resolution: int) -> list[int]:
     return [2**k for k in range(2, int(math.log2(resolution)) + 1)]
 
 
+def _level_files(resolution: int, storage: str) -> list[str]:
+    if storage == "npy":
+        return [f"{resolution}.npy"]
+    return [f"{resolution}.pack", f"{resolution}.offsets.npy"]
+
+
 def _is_complete(folder: Path, settings: dict[str, Any]) -> bool:
     """Whether ``folder`` holds a finished cache built with exactly ``settings``."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = read_manifest(folder)
+        if any(manifest[name] != value for name, value in settings.items()):
+            return False
+        files = [
+            name
+            for res in manifest["levels"]
+            for name in _level_files(res, manifest["level_format"][str(res)])
+        ]
+    except (OSError, ValueError, KeyError):
         return False
-    if any(manifest.get(name) != value for name, value in settings.items()):
-        return False
-    return all((folder / f"{res}.npy").is_file() for res in manifest.get("levels", [None]))
+    return all((folder / name).is_file() for name in files)
 
 
 @contextlib.contextmanager
@@ -199,75 +349,198 @@ def _locked(lock_file: Path) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@dataclasses.dataclass
+class _Chunk:
+    """What one worker made of images ``start..stop-1``."""
+
+    arrays: dict[int, np.ndarray]  # raw levels, uint8 [B, C, r, r] (B readable images)
+    encoded: dict[int, list[bytes]]  # compressed levels, B encoded images each
+    skipped: list[tuple[str, str]]  # (name, reason) of each unreadable file
+    small: list[str]  # names of the images that were upscaled
+
+
 def _build(
-    folder: Path, source: ImageSource, settings: dict[str, Any], num_workers: int, progress: bool
+    folder: Path,
+    source: ImageSource,
+    settings: dict[str, Any],
+    storage: Storage,
+    num_workers: int,
+    progress: bool,
+    strict: bool,
 ) -> None:
     """Fill ``folder`` with every level, chunk by chunk, then write the manifest."""
     resolution, channels = settings["resolution"], settings["channels"]
-    num_images = len(source)
+    num_files = len(source)
     levels = _levels(resolution)
-    footprint = sum(num_images * channels * res * res for res in levels)
+    compressed = [res for res in levels if storage.compressed(res)]
+    raw = [res for res in levels if res not in compressed]
+    raw_bytes = sum(num_files * channels * res * res for res in raw)
+    encoded_bytes = sum(num_files * channels * res * res for res in compressed)
+    encoded_bytes *= COMPRESSED_FORMATS[storage.compress_format][1]
+    name = folder.with_name(folder.name.split(".tmp-")[0])
     log.info(
-        "Preparing data cache %s: %d images, levels %s, %.2f GB on disk",
-        folder.with_name(folder.name.split(".tmp-")[0]),
-        num_images,
+        "Preparing data cache %s: %d images, levels %s: %.2f GB of arrays%s",
+        name,
+        num_files,
         levels,
-        footprint / 1e9,
+        raw_bytes / 1e9,
+        f" + about {encoded_bytes / 1e9:.2f} GB of {storage.compress_format.upper()} "
+        f"for levels {compressed}"
+        if compressed
+        else "",
     )
     free = shutil.disk_usage(folder.parent).free
-    if footprint > free:
+    if raw_bytes + encoded_bytes > free:
         raise OSError(
-            f"the data cache needs {footprint / 1e9:.2f} GB but {folder.parent!s} has "
-            f"{free / 1e9:.2f} GB free; set data.cache_dir to a larger disk"
+            f"the data cache needs about {(raw_bytes + encoded_bytes) / 1e9:.2f} GB but "
+            f"{folder.parent!s} has {free / 1e9:.2f} GB free; set data.cache_dir to a larger "
+            "disk, or data.compress_above to store the top levels compressed"
         )
     folder.mkdir()
-    arrays = {
-        res: np.lib.format.open_memmap(
-            folder / f"{res}.npy",
-            mode="w+",
-            dtype=np.uint8,
-            shape=(num_images, channels, res, res),
-        )
-        for res in levels
-    }
-
-    # Chunks small enough for RAM, and several per worker so that the pool stays busy.
-    chunk = max(1, CHUNK_BYTES // (channels * resolution * resolution))
-    if num_workers > 0:
-        chunk = min(chunk, math.ceil(num_images / (4 * num_workers)))
-    bounds = [(start, min(start + chunk, num_images)) for start in range(0, num_images, chunk)]
-    bar = (
-        tqdm(total=num_images, desc="prepare data", unit="img", disable=not progress)
-        if tqdm
-        else None
+    written, skipped, small = _write_levels(
+        folder, source, resolution, channels, storage, num_workers, progress
     )
-    chunks = _load_chunks(source, bounds, resolution, channels, num_workers)
-    try:
-        for (start, stop), images in zip(bounds, chunks, strict=True):
-            # Each level is the box mean of the level above, written chunk by chunk.
-            level = images  # [B, C, R, R]
-            for res in reversed(levels):
-                if res != resolution:
-                    level = box_downsample(level)
-                arrays[res][start:stop] = level
-            if bar is not None:
-                bar.update(stop - start)
-    finally:
-        chunks.close()  # Stops the worker pool now, also when a load failed.
-        if bar is not None:
-            bar.close()
-    for array in arrays.values():
-        array.flush()
-    del arrays
 
+    if written == 0 or (skipped and strict):
+        raise BadImagesError(_problems_message(skipped, len(skipped), strict, written == 0))
+    if skipped:
+        warnings.warn(_problems_message(skipped, len(skipped), strict), BadImagesWarning, 2)
+        for res in raw:
+            _shrink_npy(folder / f"{res}.npy", written)
+    if small:
+        warnings.warn(
+            f"{len(small)} of {written} images are smaller than {resolution}x{resolution} and "
+            f"were upscaled, e.g. {', '.join(small[:LISTED_PROBLEMS])}",
+            SmallImageWarning,
+            2,
+        )
     # The manifest goes last: its presence marks a finished build.
     manifest = {
         **settings,
-        "num_images": num_images,
+        "num_images": written,
+        "num_skipped": len(skipped),
+        "skipped": [list(item) for item in skipped[:1000]],
+        "num_upscaled": len(small),
         "levels": levels,
+        "level_format": {
+            str(res): storage.compress_format if res in compressed else "npy" for res in levels
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def _write_levels(
+    folder: Path,
+    source: ImageSource,
+    resolution: int,
+    channels: int,
+    storage: Storage,
+    num_workers: int,
+    progress: bool,
+) -> tuple[int, list[tuple[str, str]], list[str]]:
+    """Load every image and write every level into ``folder``.
+
+    Returns:
+        ``(written, skipped, small)``: the number of images stored, ``(name, reason)`` of
+        each unreadable file and the names of the upscaled images. Raw levels keep room for
+        every file; the caller shrinks them when files were skipped.
+    """
+    num_files = len(source)
+    levels = _levels(resolution)
+    skipped: list[tuple[str, str]] = []
+    small: list[str] = []
+    written = 0
+    # Chunks small enough for RAM, and several per worker so that the pool stays busy.
+    chunk = max(1, CHUNK_BYTES // (channels * resolution * resolution))
+    if num_workers > 0:
+        chunk = min(chunk, math.ceil(num_files / (4 * num_workers)))
+    bounds = [(start, min(start + chunk, num_files)) for start in range(0, num_files, chunk)]
+    with contextlib.ExitStack() as stack:
+        arrays = {
+            res: np.lib.format.open_memmap(
+                folder / f"{res}.npy", "w+", np.uint8, (num_files, channels, res, res)
+            )
+            for res in levels
+            if not storage.compressed(res)
+        }
+        packs = {
+            res: stack.enter_context(open(folder / f"{res}.pack", "wb"))
+            for res in levels
+            if storage.compressed(res)
+        }
+        offsets: dict[int, list[int]] = {res: [0] for res in packs}
+        bar = stack.enter_context(
+            tqdm(total=num_files, desc="prepare data", unit="img", disable=not progress)
+            if tqdm
+            else contextlib.nullcontext()
+        )
+        jobs = stack.enter_context(
+            contextlib.closing(
+                _load_chunks(source, bounds, resolution, channels, storage, num_workers)
+            )
+        )  # Closing stops the worker pool at once, also when a load failed.
+        for (start, stop), result in zip(bounds, jobs, strict=True):
+            count = stop - start - len(result.skipped)
+            for res, array in result.arrays.items():
+                arrays[res][written : written + count] = array
+            for res, images in result.encoded.items():
+                for data in images:
+                    packs[res].write(data)
+                    offsets[res].append(offsets[res][-1] + len(data))
+            written += count
+            skipped += result.skipped
+            small += result.small
+            if bar is not None:
+                bar.update(stop - start)
+                if skipped:
+                    bar.set_postfix(skipped=len(skipped))
+        for array in arrays.values():
+            array.flush()
+    for res, ends in offsets.items():
+        np.save(folder / f"{res}.offsets.npy", np.asarray(ends, dtype=np.int64))
+    return written, skipped, small
+
+
+def _problems_message(
+    skipped: list[Any], count: int, strict: bool, none_read: bool = False
+) -> str:
+    """One message for all unreadable files: how many, the first few with reasons, the fix."""
+    listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:LISTED_PROBLEMS])
+    more = f"; and {count - LISTED_PROBLEMS} more" if count > LISTED_PROBLEMS else ""
+    if none_read:
+        return (
+            f"none of the {count} image files could be read: {listed}{more}. "
+            "Point data.path at a folder (or .zip) of valid images"
+        )
+    what = f"{count} image files could not be read: {listed}{more}"
+    if strict:
+        return f"{what}. Fix or remove them, or set data.strict=false to skip them"
+    return f"{what}. Skipped them; set data.strict=true to stop instead"
+
+
+def _shrink_npy(file: Path, length: int) -> None:
+    """Cut the .npy array in ``file`` to its first ``length`` rows, in place.
+
+    The header is rewritten with the new shape, padded to its old length so the data does
+    not move, and the file is truncated after the last row.
+    """
+    with open(file, "r+b") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }[version]
+        shape, fortran, dtype = read_header(handle)
+        data_start = handle.tell()
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran}
+        header["shape"] = (length, *shape[1:])
+        text = repr(header).encode("latin1")
+        prefix = 10 if version == (1, 0) else 12  # magic (6) + version (2) + length (2 or 4)
+        room = data_start - prefix
+        handle.seek(prefix)
+        handle.write(text + b" " * (room - len(text) - 1) + b"\n")
+        handle.truncate(data_start + length * int(np.prod(shape[1:])) * dtype.itemsize)
 
 
 def _load_chunks(
@@ -275,21 +548,23 @@ def _load_chunks(
     bounds: list[tuple[int, int]],
     resolution: int,
     channels: int,
+    storage: Storage,
     num_workers: int,
-) -> Generator[np.ndarray, None, None]:
-    """Yield the images of each ``(start, stop)`` chunk in order, uint8 [B, C, R, R].
+) -> Generator[_Chunk, None, None]:
+    """Yield each ``(start, stop)`` chunk's :class:`_Chunk`, in order.
 
     With workers, at most ``2 * num_workers`` chunks are in flight, which bounds the RAM used.
     """
+    args = (resolution, channels, storage)
     if num_workers <= 0:
         for start, stop in bounds:
-            yield _load_chunk(source, start, stop, resolution, channels)
+            yield _load_chunk(source, start, stop, *args)
         return
     pool = ProcessPoolExecutor(num_workers)
-    pending: deque[Future[np.ndarray]] = deque()
+    pending: deque[Future[_Chunk]] = deque()
     try:
         for start, stop in bounds:
-            pending.append(pool.submit(_load_chunk, source, start, stop, resolution, channels))
+            pending.append(pool.submit(_load_chunk, source, start, stop, *args))
             if len(pending) >= 2 * num_workers:
                 yield pending.popleft().result()
         while pending:
@@ -299,17 +574,48 @@ def _load_chunks(
 
 
 def _load_chunk(
-    source: ImageSource, start: int, stop: int, resolution: int, channels: int
-) -> np.ndarray:
-    """Images ``start..stop-1`` of ``source`` as uint8 [B, C, R, R]."""
+    source: ImageSource, start: int, stop: int, resolution: int, channels: int, storage: Storage
+) -> _Chunk:
+    """Load images ``start..stop-1``, make every level and encode the compressed ones."""
     images = np.empty((stop - start, channels, resolution, resolution), dtype=np.uint8)
     expected = (resolution, resolution, channels)
-    for i, index in enumerate(range(start, stop)):
-        image = source.load(index, resolution, channels)  # [H, W, C]
+    skipped: list[tuple[str, str]] = []
+    small: list[str] = []
+    count = 0
+    for index in range(start, stop):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SmallImageWarning)
+            try:
+                image = source.load(index, resolution, channels)  # [H, W, C]
+            except UnreadableImageError as error:
+                skipped.append((error.name, error.reason))
+                continue
+        if any(issubclass(w.category, SmallImageWarning) for w in caught):
+            small.append(source.name(index))
         if image.shape != expected or image.dtype != np.uint8:
             raise ValueError(
                 f"{type(source).__name__}.load({index}) gave {image.dtype} {list(image.shape)}, "
                 f"expected uint8 {list(expected)}"
             )
-        images[i] = image.transpose(2, 0, 1)
-    return images
+        images[count] = image.transpose(2, 0, 1)
+        count += 1
+    level = images[:count]  # [B, C, R, R]
+    arrays: dict[int, np.ndarray] = {}
+    encoded: dict[int, list[bytes]] = {}
+    for res in reversed(_levels(resolution)):
+        if res != resolution:
+            level = box_downsample(level)
+        if storage.compressed(res):
+            encoded[res] = [_encode(image, storage.compress_format) for image in level]
+        else:
+            arrays[res] = level
+    return _Chunk(arrays, encoded, skipped, small)
+
+
+def _encode(image: np.ndarray, compress_format: str) -> bytes:
+    """uint8 [C, H, W] -> the bytes of one PNG or JPEG file."""
+    options = dict(COMPRESSED_FORMATS[compress_format][0])
+    buffer = io.BytesIO()
+    pixels = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, **options)
+    return buffer.getvalue()

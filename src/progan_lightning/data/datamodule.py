@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from progan_lightning.data.cache import load_level, prepare_cache
+from progan_lightning.data.cache import EncodedLevel, Storage, load_level, prepare_cache
 from progan_lightning.data.sources import ImageSource
 from progan_lightning.data.stream import BatchArray, StreamSampler
 from progan_lightning.schedule import check_resolution
@@ -36,7 +36,12 @@ class ProGANDataModule(L.LightningDataModule):
         pin_memory: Pin host memory for faster copies to the GPU.
         prepare_workers: Processes that decode and resize images while preparing the cache.
         ram_limit_mb: Levels up to this size are loaded into RAM, larger ones memory-mapped.
-        path: Where the data lives (``data.path``); the config hands it to file sources.
+        path: Where the data lives (``data.path``); the config hands it to file sources,
+            as it does ``background`` and ``fit`` (see ``data/files.py``).
+        strict: Stop preparing with the list of unreadable files instead of skipping them.
+        compress_above: Store levels above this resolution compressed (None: all raw).
+        compress_format: ``png`` (lossless) or ``jpeg`` (quality 95) for compressed levels.
+        decode_workers: DataLoader workers that decode a compressed level (at least).
     """
 
     def __init__(
@@ -52,6 +57,12 @@ class ProGANDataModule(L.LightningDataModule):
         prepare_workers: int = 0,
         ram_limit_mb: int = 4096,
         path: str | Path | None = None,
+        background: str | list[int] | None = None,
+        fit: str | None = None,
+        strict: bool = False,
+        compress_above: int | None = None,
+        compress_format: str = "png",
+        decode_workers: int = 4,
     ) -> None:
         super().__init__()
         check_resolution(resolution, "data.resolution")
@@ -68,21 +79,31 @@ class ProGANDataModule(L.LightningDataModule):
         self.prepare_workers = prepare_workers
         self.ram_limit_mb = ram_limit_mb
         self.path = path
+        self.strict = strict
+        self.storage = Storage(compress_above, compress_format)
+        self.decode_workers = decode_workers
         self.cache_path: Path | None = None
-        self._level: tuple[int, np.ndarray] | None = None
+        self._level: tuple[int, np.ndarray | EncodedLevel] | None = None
         self.plan: dict[str, int] | None = None
 
     def prepare_data(self) -> None:
-        prepare_cache(
-            self.source, self.resolution, self.channels, self.cache_dir, self.prepare_workers
-        )
+        self.cache_path = self._prepare()
 
     def setup(self, stage: str | None = None) -> None:
         # Rank 0 prepared the cache in prepare_data; here every rank only finds it.
         if self.cache_path is None:
-            self.cache_path = prepare_cache(
-                self.source, self.resolution, self.channels, self.cache_dir, self.prepare_workers
-            )
+            self.cache_path = self._prepare()
+
+    def _prepare(self) -> Path:
+        return prepare_cache(
+            self.source,
+            self.resolution,
+            self.channels,
+            self.cache_dir,
+            num_workers=self.prepare_workers,
+            strict=self.strict,
+            storage=self.storage,
+        )
 
     def set_plan(self, resolution: int, batch_size: int, start_nimg: int, num_images: int) -> None:
         """Serve ``num_images`` (global) images at ``resolution`` from stream position
@@ -94,13 +115,17 @@ class ProGANDataModule(L.LightningDataModule):
             "num_batches": max(1, math.ceil(num_images / batch_size)),
         }
 
-    def images(self, resolution: int) -> np.ndarray:
-        """The prepared uint8 images [N, C, res, res]; only one level is held at a time."""
+    def images(self, resolution: int) -> np.ndarray | EncodedLevel:
+        """The prepared uint8 images [N, C, res, res]; only one level is held at a time.
+
+        Raw levels up to ``ram_limit_mb`` are read into RAM, larger ones memory-mapped;
+        compressed levels are decoded batch by batch (in the DataLoader's workers).
+        """
         if self._level is None or self._level[0] != resolution:
             self.setup()
             self._level = None
             array = load_level(self.cache_path, resolution, mmap=True)
-            if array.nbytes <= self.ram_limit_mb * 2**20:
+            if isinstance(array, np.ndarray) and array.nbytes <= self.ram_limit_mb * 2**20:
                 array = np.ascontiguousarray(array)
             self._level = (resolution, array)
         return self._level[1]
@@ -122,11 +147,16 @@ class ProGANDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
         )
+        workers = self.num_workers
+        if isinstance(images, EncodedLevel):
+            workers = max(workers, self.decode_workers)
+        # Not persistent: the loader is rebuilt at every tick (the plan changes), and worker
+        # start-up (fork) takes milliseconds against ticks of minutes.
         return DataLoader(
             BatchArray(images),
             sampler=sampler,
             batch_size=None,
-            num_workers=self.num_workers,
+            num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             # Its own generator: starting an iterator draws a seed, which must not move the
             # global RNG (latents, mirror flips) so that a resumed run stays exact.

@@ -1,21 +1,19 @@
 """Image sources: square uint8 images at any requested resolution.
 
-A source is indexable (``len`` and ``load``) and describes itself with a JSON
-``fingerprint`` that changes whenever the images it produces would change; the
-multi-resolution cache (``data/cache.py``) is keyed by it.
+A source is indexable (``len`` and ``load``), names its images for messages (``name``)
+and describes itself with a JSON ``fingerprint`` that changes whenever the images it
+produces would change; the multi-resolution cache (``data/cache.py``) is keyed by it.
+This module holds the protocol and the built-in procedural shapes; ``data/files.py``
+reads folders and zips of image files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+from PIL import Image, ImageDraw
 
 
 @runtime_checkable
@@ -27,7 +25,16 @@ class ImageSource(Protocol):
         ...
 
     def load(self, index: int, resolution: int, channels: int) -> np.ndarray:
-        """Image ``index`` as uint8 [H, W, C] with H = W = ``resolution``, C = ``channels``."""
+        """Image ``index`` as uint8 [H, W, C] with H = W = ``resolution``, C = ``channels``.
+
+        A source of files raises ``ValueError`` (``UnreadableImageError``) for a file it
+        cannot decode and warns (``SmallImageWarning``) when it upscales; the cache
+        builder skips or stops on the first and counts both.
+        """
+        ...
+
+    def name(self, index: int) -> str:
+        """Where image ``index`` comes from, for messages."""
         ...
 
     def fingerprint(self) -> dict[str, Any]:
@@ -35,7 +42,7 @@ class ImageSource(Protocol):
         ...
 
 
-def _check_load_args(index: int, length: int, resolution: int, channels: int) -> None:
+def check_load_args(index: int, length: int, resolution: int, channels: int) -> None:
     """Raise one clear error for an out-of-range index, resolution or channel count."""
     if not 0 <= index < length:
         raise IndexError(f"image index {index} is out of range for {length} images")
@@ -45,7 +52,7 @@ def _check_load_args(index: int, length: int, resolution: int, channels: int) ->
         raise ValueError(f"channels={channels} is not supported; use 3 (RGB) or 1 (grayscale)")
 
 
-def _to_array(image: Image.Image, channels: int) -> np.ndarray:
+def to_array(image: Image.Image, channels: int) -> np.ndarray:
     """PIL image -> uint8 [H, W, C] in RGB (C = 3) or luma (C = 1)."""
     array = np.asarray(image.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
     return array.reshape(array.shape[0], array.shape[1], channels)
@@ -88,8 +95,11 @@ class ShapesSource:
             "version": self.VERSION,
         }
 
+    def name(self, index: int) -> str:
+        return f"shapes[{index}]"
+
     def load(self, index: int, resolution: int, channels: int) -> np.ndarray:
-        _check_load_args(index, self.num_images, resolution, channels)
+        check_load_args(index, self.num_images, resolution, channels)
         rng = np.random.default_rng([self.seed, index])
         dark = rng.random() < 0.6
         image = self._background(rng, resolution, dark)  # [H, W, 3] float32 in [0, 255]
@@ -98,7 +108,7 @@ class ShapesSource:
             colour = _contrasting_colour(rng, dark)  # [3]
             image += alpha * (colour - image)
         rgb = Image.fromarray(np.rint(image).clip(0, 255).astype(np.uint8), "RGB")
-        return _to_array(rgb, channels)
+        return to_array(rgb, channels)
 
     @staticmethod
     def _background(rng: np.random.Generator, resolution: int, dark: bool) -> np.ndarray:
@@ -210,102 +220,3 @@ def _hsv(hue: float, saturation: float, value: float) -> np.ndarray:
     k = (np.array([5.0, 3.0, 1.0]) + hue * 6.0) % 6.0
     rgb = value - value * saturation * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
     return (rgb * 255.0).astype(np.float32)
-
-
-class FolderSource:
-    """Every image file under a folder, recursively, in sorted order.
-
-    Files with the extensions in ``IMAGE_EXTENSIONS`` (any case) count; hidden files and
-    folders (names starting with ".", e.g. macOS ``._*`` forks) are skipped. Each image is
-    rotated by its EXIF orientation, composited on black where transparent, converted to RGB
-    (or luma), centre-cropped to a square and resized with Lanczos.
-
-    Args:
-        path: Folder of images (``~`` is expanded).
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).expanduser()
-        accepted = " ".join(IMAGE_EXTENSIONS)
-        if not self.path.exists():
-            raise FileNotFoundError(
-                f"data.path={self.path!s} does not exist; set data.path to a folder of images"
-            )
-        if not self.path.is_dir():
-            raise ValueError(
-                f"data.path={self.path!s} is a file, not a folder; "
-                f"set data.path to a folder of images ({accepted})"
-            )
-        self.files = sorted(
-            (
-                file
-                for file in self.path.rglob("*")
-                if file.suffix.lower() in IMAGE_EXTENSIONS
-                and not any(part.startswith(".") for part in file.relative_to(self.path).parts)
-                and file.is_file()
-            ),
-            key=lambda file: file.relative_to(self.path).as_posix(),
-        )
-        if not self.files:
-            raise ValueError(
-                f"data.path={self.path!s} holds no image files; "
-                f"set data.path to a folder of images ({accepted})"
-            )
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def fingerprint(self) -> dict[str, Any]:
-        digest = hashlib.sha1()
-        total_bytes = 0
-        newest_mtime = 0
-        for file in self.files:
-            stat = file.stat()
-            total_bytes += stat.st_size
-            newest_mtime = max(newest_mtime, stat.st_mtime_ns)
-            name = file.relative_to(self.path).as_posix()
-            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        return {
-            "kind": "folder",
-            "path": str(self.path.resolve()),
-            "num_files": len(self.files),
-            "total_bytes": total_bytes,
-            "newest_mtime_ns": newest_mtime,
-            "files_sha1": digest.hexdigest(),
-        }
-
-    def load(self, index: int, resolution: int, channels: int) -> np.ndarray:
-        _check_load_args(index, len(self.files), resolution, channels)
-        file = self.files[index]
-        try:
-            with Image.open(file) as opened:
-                # Let JPEG decode at a reduced scale (still >= 2x the target) when it can.
-                opened.draft("RGB" if channels == 3 else "L", (2 * resolution, 2 * resolution))
-                image = _flatten(ImageOps.exif_transpose(opened))
-                width, height = image.size
-                side = min(width, height)
-                left, top = (width - side) // 2, (height - side) // 2
-                image = image.resize(
-                    (resolution, resolution),
-                    Image.LANCZOS,
-                    box=(left, top, left + side, top + side),
-                    reducing_gap=3.0,  # Box-reduce huge images first, then Lanczos.
-                )
-        except OSError as error:
-            raise ValueError(
-                f"cannot read image {file!s} ({error}); fix or remove the file from data.path"
-            ) from error
-        return _to_array(image, channels)
-
-
-def _flatten(image: Image.Image) -> Image.Image:
-    """Composite transparency on black and map 16-bit gray to 8 bits; RGB or L out."""
-    if image.mode.startswith("I;16"):
-        image = image.convert("I")
-    if image.mode == "I":
-        # PIL would clip 16-bit values at 255 (a white image); scale them instead.
-        image = image.point(lambda v: v * (1 / 256)).convert("L")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-    return image if image.mode in ("RGB", "L") else image.convert("RGB")
