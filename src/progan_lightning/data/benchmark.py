@@ -1,0 +1,161 @@
+"""Data loading speed per stage: the prepared cache's DataLoader against on-the-fly decoding.
+
+For each stage resolution, :func:`measure_data` times
+
+- **loader img/s**: batches from :class:`~progan_lightning.data.datamodule.ProGANDataModule`
+  exactly as training draws them (stream sampler, the stage's cache level, its workers),
+  moved to the device and turned into floats in [-1, 1] with mirroring; and
+- **decode img/s**: what a loader without the cache would do, reading each source file,
+  decoding and resizing it to the stage's resolution, in one process.
+
+``python -m progan_lightning.bench bench.data.enabled=true`` runs it next to the training
+step benchmark and reports the ratio of the two (the loader must be >= 10x the step).
+Without ``data.path`` it writes a synthetic folder of photo-like JPEGs first.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from progan_lightning.data.datamodule import ProGANDataModule
+from progan_lightning.data.sources import ImageSource, ShapesSource
+
+
+def synthetic_folder(folder: Path, num_images: int, size: int, quality: int = 95) -> Path:
+    """Write ``num_images`` photo-like ``size`` x ``size`` JPEGs into ``folder`` (reused).
+
+    Shapes drawn at 1/8 of the size, upscaled bicubically and overlaid with fine noise, so
+    that the files decode and compress like photographs rather than flat colour.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    shapes = ShapesSource(num_images, seed=0)
+    rng = np.random.default_rng(0)
+    for index in range(num_images):
+        file = folder / f"{index:06d}.jpg"
+        if file.is_file():
+            continue
+        small = Image.fromarray(shapes.load(index, max(4, size // 8), 3))
+        image = np.asarray(small.resize((size, size), Image.BICUBIC), dtype=np.float32)
+        image = image + rng.normal(0.0, 6.0, image.shape)
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(file, quality=quality)
+    return folder
+
+
+def _rate(seconds: list[float], images: int) -> dict[str, float]:
+    """Median and spread of images/second over repeats that each took ``seconds``."""
+    rates = sorted(images / s for s in seconds)
+    return {"median": float(np.median(rates)), "min": rates[0], "max": rates[-1]}
+
+
+def decode_rate(
+    source: ImageSource, resolution: int, repeats: int, min_repeat_s: float
+) -> dict[str, float]:
+    """Images/second of ``source.load`` at ``resolution`` in this process (files cycled)."""
+    from progan_lightning.bench import time_calls
+
+    position = iter(range(10**12))
+
+    def load() -> None:
+        source.load(next(position) % len(source), resolution, 3)
+
+    seconds, _ = time_calls(load, torch.device("cpu"), 1, repeats, min_repeat_s)
+    return _rate(seconds, 1)
+
+
+def loader_rate(
+    datamodule: ProGANDataModule,
+    resolution: int,
+    batch_size: int,
+    device: torch.device,
+    repeats: int,
+    min_repeat_s: float,
+) -> dict[str, float]:
+    """Images/second of training batches at ``resolution``, on ``device`` as floats."""
+    from progan_lightning.bench import time_calls
+
+    datamodule.set_plan(resolution, batch_size, start_nimg=0, num_images=10**12)
+    loader = datamodule.train_dataloader()
+    batches = iter(loader)
+
+    def next_batch() -> None:
+        batch = next(batches).to(device, non_blocking=True)
+        datamodule.on_after_batch_transfer(batch, 0)
+
+    # Two warm-up batches: worker start-up and the first read of the level. The workers
+    # stop when ``batches`` goes out of scope.
+    seconds, _ = time_calls(next_batch, device, 2, repeats, min_repeat_s)
+    return _rate(seconds, batch_size)
+
+
+def measure_data(
+    datamodule: ProGANDataModule,
+    resolutions: list[int],
+    batches: dict[int, int],
+    device: torch.device,
+    repeats: int = 3,
+    min_repeat_s: float = 0.5,
+    decode: bool = True,
+) -> list[dict[str, Any]]:
+    """One row per stage: loader and on-the-fly decode images/second.
+
+    Args:
+        datamodule: Prepared (or preparable) data; its source is decoded for comparison.
+        resolutions: Stage resolutions.
+        batches: Per-device batch size per resolution.
+        device: Where batches go.
+        repeats: Timed repeats (median and min-max over them).
+        min_repeat_s: Each repeat lasts at least this long.
+        decode: Also time decoding from the source files.
+
+    Returns:
+        Rows with ``res``, ``batch``, ``storage``, ``loader_img_s`` (+ min/max),
+        ``workers`` and ``decode_img_s``.
+    """
+    datamodule.prepare_data()
+    rows = []
+    for res in resolutions:
+        images = datamodule.images(res)
+        storage = "npy" if isinstance(images, np.ndarray) else datamodule.storage.compress_format
+        loader = loader_rate(datamodule, res, batches[res], device, repeats, min_repeat_s)
+        row = {
+            "res": res,
+            "batch": batches[res],
+            "storage": storage,
+            "in_ram": isinstance(images, np.ndarray) and not isinstance(images, np.memmap),
+            "workers": datamodule.train_dataloader().num_workers,
+            "loader_img_s": loader["median"],
+            "loader_min": loader["min"],
+            "loader_max": loader["max"],
+        }
+        if decode:
+            row["decode_img_s"] = decode_rate(datamodule.source, res, repeats, min_repeat_s)[
+                "median"
+            ]
+        rows.append(row)
+    return rows
+
+
+def format_data_table(rows: list[dict[str, Any]], step_rates: dict[int, float]) -> str:
+    """Markdown table of :func:`measure_data` rows, with the step's img/s and the ratios."""
+    lines = [
+        "| res | batch | level | loader img/s | min-max | decode img/s | step img/s "
+        "| loader / step | decode / step |",
+        "|---:|---:|:---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        step = step_rates.get(row["res"], math.nan)
+        where = "RAM" if row["in_ram"] else "mmap" if row["storage"] == "npy" else row["storage"]
+        where += f", {row['workers']} workers" if row["workers"] else ""
+        decode = row.get("decode_img_s", math.nan)
+        lines.append(
+            f"| {row['res']} | {row['batch']} | {where} | {row['loader_img_s']:.0f} "
+            f"| {row['loader_min']:.0f}-{row['loader_max']:.0f} | {decode:.0f} | {step:.1f} "
+            f"| {row['loader_img_s'] / step:.0f}x | {decode / step:.1f}x |"
+        )
+    return "\n".join(lines)
