@@ -289,22 +289,27 @@ def test_zip_cache_equals_folder_cache(image_folder: Path, tmp_path: Path) -> No
 
 # --- as a user runs it ----------------------------------------------------------------
 
+# The tiny model without the shapes data, at 8x8 with batch 4: 24 images, three ticks.
+SHORT_RUN = [
+    *(override for override in TINY if not override.startswith("data.")),
+    "growth.batch_size=4",
+    "growth.stable_kimg=0.008",
+    "growth.fade_kimg=0.008",
+    "growth.tick_kimg=0.008",
+    "callbacks.samples.num_images=4",
+    "callbacks.samples.tile=8",
+]
+
 
 def test_training_proceeds_on_a_salted_folder(make_cfg, image_folder: Path, tmp_path: Path):
     salt(image_folder)
     cfg = make_cfg(
-        *(override for override in TINY if not override.startswith("data.")),
         "data=folder",
         f"data.path={image_folder}",
         f"data.cache_dir={tmp_path / 'cache'}",
         "data.resolution=8",
         "data.prepare_workers=0",
-        "growth.batch_size=4",
-        "growth.stable_kimg=0.008",
-        "growth.fade_kimg=0.008",
-        "growth.tick_kimg=0.008",
-        "callbacks.samples.num_images=4",
-        "callbacks.samples.tile=8",
+        *SHORT_RUN,
         tiny=False,
     )
     with pytest.warns(BadImagesWarning, match="3 image files could not be read"):
@@ -313,57 +318,47 @@ def test_training_proceeds_on_a_salted_folder(make_cfg, image_folder: Path, tmp_
     assert len(objects["datamodule"].images(8)) == len(NAMES)
 
 
-def test_prepare_command_then_training_reuses(image_folder: Path, tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    overrides = [
-        "data=folder",
-        f"data.path={image_folder}",
-        "data.resolution=8",
-        f"paths.cache_dir={cache}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    ]
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    done = subprocess.run(
+def run_prepare(cwd: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    """``python -m progan_lightning.data.prepare OVERRIDES`` as a user runs it."""
+    return subprocess.run(
         [sys.executable, "-m", "progan_lightning.data.prepare", *overrides],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Data cache ready" in done.stdout + done.stderr
-    (built,) = [p for p in cache.iterdir() if p.is_dir()]
-    assert json.loads((built / "manifest.json").read_text())["num_images"] == len(NAMES)
-    # Same overrides, another process: the cache is found, not rebuilt.
-    again = subprocess.run(
-        [sys.executable, "-m", "progan_lightning.data.prepare", *overrides, "data.strict=true"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
-    assert again.returncode == 0, again.stderr
-    assert "Using data cache" in again.stdout + again.stderr
-    assert "Preparing data cache" not in again.stdout + again.stderr
-
-
-def test_prepare_command_bad_path_fails_with_one_message(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "progan_lightning.data.prepare",
-            "data=folder",
-            f"data.path={tmp_path / 'nowhere'}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
+        cwd=cwd,
         env={**os.environ, "WANDB_MODE": "disabled"},
         timeout=300,
     )
+
+
+def test_prepare_command_then_training_reuses(
+    make_cfg, image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    data = ["data=folder", f"data.path={image_folder}", "data.resolution=8"]
+    done = run_prepare(tmp_path, *data, f"data.cache_dir={cache}", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    assert "Data cache ready" in done.stdout
+    (built,) = [p for p in cache.iterdir() if p.is_dir()]
+    assert json.loads((built / "manifest.json").read_text())["num_images"] == len(NAMES)
+
+    def no_decoding(*args: object) -> np.ndarray:
+        raise AssertionError("training decoded an image: the prepared cache was not reused")
+
+    monkeypatch.setattr(FolderSource, "load", no_decoding)
+    cfg = make_cfg(
+        *data,
+        f"data.cache_dir={cache}",
+        *SHORT_RUN,
+        tiny=False,
+    )
+    _, objects = train(cfg)
+    assert objects["datamodule"].cache_path == built
+
+
+def test_prepare_command_bad_path_fails_with_one_message(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    done = run_prepare(
+        tmp_path, "data=folder", f"data.path={missing}", f"hydra.run.dir={tmp_path}"
+    )
     assert done.returncode != 0
-    assert "does not exist; set data.path" in done.stderr
+    assert f"data.path={missing} does not exist; set data.path" in done.stderr

@@ -16,14 +16,18 @@ Without ``data.path`` it writes a synthetic folder of photo-like JPEGs first.
 from __future__ import annotations
 
 import math
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import hydra
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from progan_lightning.data.datamodule import ProGANDataModule
+from progan_lightning.data.files import FolderSource
 from progan_lightning.data.sources import ImageSource, ShapesSource
 
 
@@ -159,3 +163,73 @@ def format_data_table(rows: list[dict[str, Any]], step_rates: dict[int, float]) 
             f"| {row['loader_img_s'] / step:.0f}x | {decode / step:.1f}x |"
         )
     return "\n".join(lines)
+
+
+def data_module_for_bench(cfg: DictConfig) -> ProGANDataModule:
+    """``cfg.data`` as training builds it; without ``data.path``, on synthetic JPEG files.
+
+    The synthetic folder (``bench.data.num_files`` JPEGs at ``bench.data.file_size`` px,
+    default ``data.resolution``) is written once under ``data.cache_dir/bench-files-*``.
+    """
+    options = cfg.bench.data
+    if cfg.data.get("path"):
+        return hydra.utils.instantiate(cfg.data)
+    size = options.file_size or cfg.data.resolution
+    folder = Path(cfg.data.cache_dir).expanduser() / f"bench-files-{options.num_files}x{size}"
+    synthetic_folder(folder, options.num_files, size)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data.pop("source", None)
+    return hydra.utils.instantiate(data, source=FolderSource(folder))
+
+
+def data_section(
+    cfg: DictConfig, device: torch.device, batches: dict[int, int], step_rates: dict[int, float]
+) -> tuple[list[dict[str, Any]], str]:
+    """Measure the data pipeline at the stages of ``step_rates`` and format the notes section.
+
+    Args:
+        cfg: The composed bench config (``cfg.data``, ``cfg.bench.data``).
+        device: Where batches go.
+        batches: Per-device batch size per resolution.
+        step_rates: Training step images/second per resolution, measured in the same run.
+
+    Returns:
+        The rows and a markdown section for the benchmark notes.
+    """
+    datamodule = data_module_for_bench(cfg)
+    resolutions = sorted(step_rates)
+    rows = measure_data(
+        datamodule,
+        resolutions,
+        batches,
+        device,
+        repeats=cfg.bench.repeats,
+        min_repeat_s=cfg.bench.min_repeat_s,
+    )
+    for row in rows:
+        row["step_img_s"] = step_rates[row["res"]]
+    source = datamodule.source
+    files = getattr(source, "path", type(source).__name__)
+    lowest = min(row["loader_img_s"] / row["step_img_s"] for row in rows)
+    text = [
+        "## Data loading",
+        "",
+        f"{date.today().isoformat()}, {device.type}, {len(source)} files from {files}, "
+        f"cache levels up to {datamodule.resolution}"
+        + (
+            f", levels above {datamodule.storage.compress_above} stored as "
+            f"{datamodule.storage.compress_format.upper()}"
+            if datamodule.storage.compress_above
+            else ""
+        )
+        + ".",
+        "",
+        "`loader img/s`: training batches from the prepared cache through the DataLoader, "
+        "moved to the device and made floats (median of the repeats). `decode img/s`: reading, "
+        "decoding and resizing the source files in one process, as a loader without the cache "
+        "would. `step img/s`: the training step of the table above, same run. "
+        f"Lowest loader/step ratio: {lowest:.0f}x (target >= 10x).",
+        "",
+        format_data_table(rows, step_rates),
+    ]
+    return rows, "\n".join(text)
