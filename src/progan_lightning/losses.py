@@ -1,8 +1,11 @@
 """GAN losses: WGAN-GP with drift (the paper's default), LSGAN and non-saturating logistic.
 
-Each loss gives ``discriminator(D, reals, fakes) -> (loss, stats)`` and
+Each loss gives ``discriminator(D, reals, fakes, grad_scale=None) -> (loss, stats)`` and
 ``generator(fake_scores) -> loss``. ``D`` is any callable mapping images [NCHW] to scores
-[N, 1]; ``stats`` holds detached tensors for logging (no host syncs).
+[N, 1]; ``stats`` holds detached tensors for logging (no host syncs). ``grad_scale`` is the
+current fp16 loss scale (a 0-dim tensor, or None without loss scaling): penalties that take
+``autograd.grad`` of D scale D's output by it and unscale the gradient, so that the fp16
+backward inside the penalty does not underflow (PyTorch's AMP recipe for gradient penalties).
 """
 
 from __future__ import annotations
@@ -16,7 +19,33 @@ from torch import Tensor
 Critic = Callable[[Tensor], Tensor]
 
 
-def gradient_penalty(D: Critic, reals: Tensor, fakes: Tensor, target: float = 1.0) -> Tensor:
+def input_gradient(scores: Tensor, inputs: Tensor, grad_scale: Tensor | None = None) -> Tensor:
+    """``d scores.sum() / d inputs`` with a graph for a later backward (``create_graph``).
+
+    Args:
+        scores: D's output on ``inputs``. [N1]
+        inputs: Images that require grad. [NCHW]
+        grad_scale: Loss scale to apply to ``scores`` and remove from the gradient (fp16), so
+            that the backward pass runs on scaled values; None for no scaling.
+
+    Returns:
+        The gradient, shaped like ``inputs``, in ``inputs``' dtype. Where the scaled backward
+        overflowed it holds inf/nan, which makes the loss scaler skip the step.
+    """
+    total = scores.sum()
+    if grad_scale is not None:
+        total = total * grad_scale
+    (grad,) = torch.autograd.grad(total, inputs, create_graph=True)
+    return grad if grad_scale is None else grad / grad_scale
+
+
+def gradient_penalty(
+    D: Critic,
+    reals: Tensor,
+    fakes: Tensor,
+    target: float = 1.0,
+    grad_scale: Tensor | None = None,
+) -> Tensor:
     """Per-sample ``(||grad_x D(x_hat)|| - target)^2`` on ``x_hat = lerp(real, fake, t)``.
 
     Uses ``autograd.grad(..., create_graph=True)`` followed later by one ordinary backward,
@@ -27,6 +56,7 @@ def gradient_penalty(D: Critic, reals: Tensor, fakes: Tensor, target: float = 1.
         reals: Real images [NCHW].
         fakes: Generated images [NCHW], detached from G.
         target: Gradient norm the penalty pulls towards (1, or 750 for CIFAR-10).
+        grad_scale: fp16 loss scale (see :func:`input_gradient`), or None.
 
     Returns:
         Penalties [N].
@@ -34,7 +64,7 @@ def gradient_penalty(D: Critic, reals: Tensor, fakes: Tensor, target: float = 1.
     t = torch.rand(reals.shape[0], 1, 1, 1, device=reals.device, dtype=reals.dtype)
     # Under autocast G's output may be bf16 while reals are float32: mix in the reals' dtype.
     mixed = torch.lerp(reals.detach(), fakes.detach().to(reals.dtype), t).requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(mixed).sum(), mixed, create_graph=True)
+    grad = input_gradient(D(mixed), mixed, grad_scale)
     norms = grad.flatten(1).norm(dim=1)  # [N]
     return (norms - target).square()
 
@@ -56,13 +86,15 @@ class WGANGP:
         self.gp_target = gp_target
         self.drift = drift
 
-    def discriminator(self, D: Critic, reals: Tensor, fakes: Tensor) -> tuple[Tensor, dict]:
+    def discriminator(
+        self, D: Critic, reals: Tensor, fakes: Tensor, grad_scale: Tensor | None = None
+    ) -> tuple[Tensor, dict]:
         real = D(reals).flatten()  # [N]
         fake = D(fakes).flatten()  # [N]
         loss = fake - real
         stats = {"loss/wdist": (real - fake).mean().detach()}
         if self.gp_lambda:
-            gp = gradient_penalty(D, reals, fakes, self.gp_target)
+            gp = gradient_penalty(D, reals, fakes, self.gp_target, grad_scale)
             loss = loss + gp * (self.gp_lambda / self.gp_target**2)
             stats["loss/gp"] = gp.mean().detach()
         if self.drift:
@@ -76,7 +108,9 @@ class WGANGP:
 class LSGAN:
     """Least-squares GAN: D pushes reals to 1 and fakes to 0, G pushes fakes to 1."""
 
-    def discriminator(self, D: Critic, reals: Tensor, fakes: Tensor) -> tuple[Tensor, dict]:
+    def discriminator(
+        self, D: Critic, reals: Tensor, fakes: Tensor, grad_scale: Tensor | None = None
+    ) -> tuple[Tensor, dict]:
         real = D(reals).flatten()
         fake = D(fakes).flatten()
         loss = 0.5 * ((real - 1).square() + fake.square())
@@ -96,14 +130,16 @@ class Logistic:
     def __init__(self, r1_gamma: float = 0.0):
         self.r1_gamma = r1_gamma
 
-    def discriminator(self, D: Critic, reals: Tensor, fakes: Tensor) -> tuple[Tensor, dict]:
+    def discriminator(
+        self, D: Critic, reals: Tensor, fakes: Tensor, grad_scale: Tensor | None = None
+    ) -> tuple[Tensor, dict]:
         reals = reals.detach().requires_grad_(self.r1_gamma > 0)
         real = D(reals).flatten()
         fake = D(fakes).flatten()
         loss = F.softplus(fake) + F.softplus(-real)
         stats = {"loss/D_real": real.mean().detach()}
         if self.r1_gamma > 0:
-            (grad,) = torch.autograd.grad(real.sum(), reals, create_graph=True)
+            grad = input_gradient(real, reals, grad_scale)
             r1 = grad.flatten(1).square().sum(dim=1)
             loss = loss + r1 * (self.r1_gamma / 2)
             stats["loss/r1"] = r1.mean().detach()

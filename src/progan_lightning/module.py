@@ -4,16 +4,49 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from progan_lightning.layers import fade_reals
 from progan_lightning.schedule import Phase
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+"""``model.precision`` -> autocast dtype of the training step (None: plain float32)."""
+
+FP16_PIXEL_NORM_EPS = 1e-4
+"""Pixel-norm epsilon of the official fp16 preset (1e-8 underflows in float16)."""
+
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+def float32_matmul_precision(setting: str | None, device_type: str) -> str:
+    """The ``torch.set_float32_matmul_precision`` value for ``backend.float32_matmul_precision``.
+
+    Args:
+        setting: ``highest`` (full float32), ``high`` (TF32 on Ampere+ GPUs), ``medium``, or
+            None for the default: ``high`` on CUDA (cuDNN convolutions use TF32 there
+            already), ``highest`` elsewhere.
+        device_type: ``cuda``, ``cpu``, ...
+    """
+    if setting is None:
+        return "high" if device_type == "cuda" else "highest"
+    if setting not in MATMUL_PRECISIONS:
+        raise ValueError(
+            f"backend.float32_matmul_precision={setting!r}; use one of "
+            f"{', '.join(MATMUL_PRECISIONS)} or null"
+        )
+    return setting
 
 
 class ProGAN(L.LightningModule):
@@ -31,6 +64,13 @@ class ProGAN(L.LightningModule):
         ema_beta: G_ema decay per step (paper: 0.999); ignored when ``ema_kimg`` is set.
         ema_kimg: Optional EMA half-life in thousands of images (StyleGAN style).
         reset_optimizer: Clear optimizer state at every phase change (official default).
+        precision: ``fp32``; ``bf16`` (autocast); or ``fp16`` (autocast with dynamic loss
+            scaling, one ``GradScaler`` per network; penalties scale their input gradient).
+        channels_last: Keep G, D, G_ema and the real batch in NHWC memory format.
+        compile_G: ``torch.compile`` G and G_ema (never D: the gradient penalty's double
+            backward). A stage change compiles anew; alpha is passed as a tensor during a
+            fade, so changing it does not.
+        compile_backend: ``torch.compile`` backend (``inductor``; ``aot_eager`` to debug).
     """
 
     def __init__(
@@ -42,19 +82,47 @@ class ProGAN(L.LightningModule):
         ema_beta: float = 0.999,
         ema_kimg: float | None = None,
         reset_optimizer: bool = True,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile_G: bool = False,
+        compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"model.precision={precision!r}; use one of {', '.join(PRECISIONS)} "
+                "(model/precision=fp16 also sets the fp16 pixel-norm epsilon)"
+            )
+        eps = getattr(G, "init_kwargs", {}).get("pixel_norm_eps", FP16_PIXEL_NORM_EPS)
+        if precision == "fp16" and eps < FP16_PIXEL_NORM_EPS:
+            rank_zero_warn(
+                f"model.precision=fp16 with model.G.pixel_norm_eps={eps:g}: the official fp16 "
+                f"preset uses {FP16_PIXEL_NORM_EPS:g}; select model/precision=fp16 to get it"
+            )
         self.automatic_optimization = False
         # Keep modules and factories out of the hyperparameters: they break weights-only loading.
         self.save_hyperparameters(ignore=["G", "D", "loss", "optimizer"])
         self.G = G
         self.D = D
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(G).requires_grad_(False)
+        if compile_G:
+            for net in (self.G, self.G_ema):
+                net.compile(backend=compile_backend)
         self.loss = loss
         self.optimizer_factory = optimizer
         self.ema_beta = ema_beta
         self.ema_kimg = ema_kimg
         self.reset_optimizer = reset_optimizer
+        self.precision = precision
+        self.channels_last = channels_last
+        # The device only gates GradScaler's CUDA check; the scale lives where the loss is.
+        scaler_device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.grad_scalers = {
+            net: torch.amp.GradScaler(scaler_device, enabled=precision == "fp16")
+            for net in ("G", "D")
+        }
 
         # Progress, set by the growth callback and saved in checkpoints.
         self.cur_nimg = 0
@@ -85,20 +153,35 @@ class ProGAN(L.LightningModule):
 
     def forward(self, z: Tensor, stage: int | None = None, alpha: float | None = None) -> Tensor:
         """Images from G_ema at the current stage and alpha (or the given ones). [NCHW]"""
-        return self.G_ema(
-            z, self.stage if stage is None else stage, self.alpha if alpha is None else alpha
-        )
+        alpha = self.alpha if alpha is None else alpha
+        return self.G_ema(z, self.stage if stage is None else stage, self.g_alpha(alpha))
+
+    def g_alpha(self, alpha: float) -> float | Tensor:
+        """``alpha`` as G takes it: a python 1.0 in a stable phase (G skips the old path), a
+        0-dim tensor during a fade (a compiled G then does not recompile when it changes)."""
+        return 1.0 if alpha >= 1.0 else torch.full((), alpha, device=self.device)
+
+    def autocast(self) -> AbstractContextManager:
+        """Autocast context of ``precision`` (none for fp32)."""
+        dtype = PRECISIONS[self.precision]
+        return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def discriminator_loss(self, reals: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """D loss on a real batch [NCHW] (already cross-faded) and as many fresh fakes."""
         stage, alpha = self.stage, self.alpha
         with torch.no_grad():
-            fakes = self.G(self._latents(reals.shape[0]), stage, alpha)
-        return self.loss.discriminator(lambda x: self.D(x, stage, alpha), reals, fakes)
+            fakes = self.G(self._latents(reals.shape[0]), stage, self.g_alpha(alpha))
+        # With fp16, penalties take their input gradient at the D scaler's current scale.
+        scaler, grad_scale = self.grad_scalers["D"], None
+        if scaler.is_enabled():
+            grad_scale = scaler.scale(torch.ones((), device=reals.device))
+        return self.loss.discriminator(
+            lambda x: self.D(x, stage, alpha), reals, fakes, grad_scale=grad_scale
+        )
 
     def generator_loss(self, n: int) -> Tensor:
         """G loss on ``n`` fresh fakes."""
-        fakes = self.G(self._latents(n), self.stage, self.alpha)
+        fakes = self.G(self._latents(n), self.stage, self.g_alpha(self.alpha))
         return self.loss.generator(self.D(fakes, self.stage, self.alpha))
 
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
@@ -133,20 +216,20 @@ class ProGAN(L.LightningModule):
         if self.alpha < 1.0:
             # Cross-fade the reals exactly like the generator output.
             reals = fade_reals(reals, self.alpha)
+        if self.channels_last:
+            reals = reals.contiguous(memory_format=torch.channels_last)
 
         # Discriminator step (G frozen: no weight gradients for it).
         self._train_only(self.D)
-        loss_d, stats = self.discriminator_loss(reals)
-        opt_d.zero_grad(set_to_none=True)
-        self._backward(loss_d)
-        opt_d.step()
+        with self.autocast():
+            loss_d, stats = self.discriminator_loss(reals)
+        self._step(opt_d, loss_d, self.grad_scalers["D"])
 
         # Generator step (D frozen).
         self._train_only(self.G)
-        loss_g = self.generator_loss(reals.shape[0])
-        opt_g.zero_grad(set_to_none=True)
-        self._backward(loss_g)
-        opt_g.step()
+        with self.autocast():
+            loss_g = self.generator_loss(reals.shape[0])
+        self._step(opt_g, loss_g, self.grad_scalers["G"])
         self.D.requires_grad_(True)
 
         self.update_ema(reals.shape[0] * self.world_size)
@@ -161,12 +244,19 @@ class ProGAN(L.LightningModule):
         self.G.requires_grad_(net is self.G)
         self.D.requires_grad_(net is self.D)
 
-    def _backward(self, loss: Tensor) -> None:
-        # Lightning's backward applies precision scaling and DDP hooks when it runs us.
+    def _step(
+        self, opt: torch.optim.Optimizer, loss: Tensor, scaler: torch.amp.GradScaler
+    ) -> None:
+        """Backward of the (loss-scaled) ``loss`` and an optimizer step; with fp16 the scaler
+        unscales the gradients, skips the step when they overflowed and updates the scale."""
+        opt.zero_grad(set_to_none=True)
+        # Lightning's backward applies DDP hooks when it runs us.
         if self._trainer is not None:
-            self.manual_backward(loss)
+            self.manual_backward(scaler.scale(loss))
         else:
-            loss.backward()
+            scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     def _latents(self, n: int) -> Tensor:
         return torch.randn(n, self.G.z_dim, device=self.device)
@@ -189,6 +279,8 @@ class ProGAN(L.LightningModule):
         }
         # Constructor arguments: export rebuilds G_ema from them, resume checks them.
         checkpoint["architecture"] = {"G": self.G.init_kwargs, "D": self.D.init_kwargs}
+        if self.precision == "fp16":
+            checkpoint["grad_scalers"] = {k: s.state_dict() for k, s in self.grad_scalers.items()}
 
     def check_architecture(self, checkpoint: dict[str, Any]) -> None:
         """Raise a clear error when the checkpoint's networks differ from this config's."""
@@ -214,3 +306,6 @@ class ProGAN(L.LightningModule):
         self.stage = int(progress.get("stage", 0))
         self.alpha = float(progress.get("alpha", 1.0))
         self.phase_index = int(progress.get("phase_index", -1))
+        for net, state in checkpoint.get("grad_scalers", {}).items():
+            if self.grad_scalers[net].is_enabled():
+                self.grad_scalers[net].load_state_dict(state)

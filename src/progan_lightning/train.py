@@ -11,11 +11,15 @@ from urllib.parse import urlparse
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from progan_lightning.module import float32_matmul_precision
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +105,6 @@ def upload_generator(cfg: DictConfig, model: L.LightningModule, loggers: list[Lo
     wandb_cfg = (cfg.get("logger") or {}).get("wandb") or {}
     if not wandb_cfg.get("upload_generator"):
         return
-    import torch
     import wandb
 
     path = Path(cfg.paths.output_dir) / "generator.pt"
@@ -148,12 +151,36 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return path
 
 
+def check_precision(cfg: DictConfig) -> None:
+    """Mixed precision is ``model/precision``; reject trainer precisions that would clash."""
+    trainer_precision = str(cfg.trainer.get("precision", "32-true"))
+    if trainer_precision in ("16-mixed", "16"):
+        raise ValueError(
+            f"trainer.precision={trainer_precision} does not scale the gradient penalty's "
+            "autograd.grad; use model/precision=fp16 (autocast + loss scaling in the module)"
+        )
+    if cfg.model.get("precision", "fp32") != "fp32" and trainer_precision not in ("32-true", "32"):
+        raise ValueError(
+            f"model.precision={cfg.model.precision} with trainer.precision={trainer_precision}: "
+            "pick one; set trainer.precision=32-true"
+        )
+
+
+def apply_backend(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Set the global torch switches of ``cfg.backend`` for the trainer's device (cuDNN
+    autotuning is ``trainer.benchmark``, applied by Lightning)."""
+    device_type = "cuda" if isinstance(trainer.accelerator, CUDAAccelerator) else "cpu"
+    setting = (cfg.get("backend") or {}).get("float32_matmul_precision")
+    torch.set_float32_matmul_precision(float32_matmul_precision(setting, device_type))
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Seed, build data, model, callbacks, loggers and trainer, then fit.
 
     Returns:
         The trainer's final callback metrics and the built objects.
     """
+    check_precision(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
@@ -167,6 +194,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     # Before any process is launched: one clear error instead of one per rank.
     growth.check_world_size(trainer.world_size)
+    apply_backend(cfg, trainer)
     objects = {
         "cfg": cfg,
         "datamodule": datamodule,
