@@ -14,8 +14,17 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from progan_lightning.bench import run, update_notes
+from progan_lightning.bench import (
+    EQLR_FORMS,
+    SavedTensorMeter,
+    max_batches,
+    peak_reference,
+    run,
+    step_memory,
+    update_notes,
+)
 from progan_lightning.flops import FlopCounter, count_flops
+from progan_lightning.layers import EqualizedConv2d, EqualizedLinear
 from progan_lightning.train import CONFIG_DIR
 
 TINY_BENCH = [
@@ -115,7 +124,7 @@ def test_config_composes_like_training(compose_bench) -> None:
 def test_bench_runs_end_to_end(compose_bench, tmp_path: Path) -> None:
     out, notes = tmp_path / "bench.json", tmp_path / "benchmarks.md"
     cfg = compose_bench(*TINY_BENCH, f"bench.out={out}", f"bench.notes={notes}")
-    rows = run(cfg)
+    rows = run(cfg)["stages"]
 
     assert [r["resolution"] for r in rows] == [4, 8]
     assert json.loads(out.read_text()) == json.loads(json.dumps(rows))
@@ -143,9 +152,117 @@ def test_bench_uses_the_growth_batch_and_checks_resolutions(compose_bench) -> No
     with open_dict(cfg):
         cfg.bench.out = None
         cfg.bench.notes = None
-    rows = run(cfg)
+    rows = run(cfg)["stages"]
     assert [(r["resolution"], r["batch"]) for r in rows] == [(8, 128)]
 
     bad = compose_bench(*TINY_BENCH, "bench.resolutions=[64]")
     with pytest.raises(ValueError, match="bench.resolutions"):
         run(bad)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [EqualizedConv2d(5, 4, 3), EqualizedConv2d(5, 4, 1, bias=False), EqualizedLinear(6, 3)],
+    ids=["conv", "conv1x1-no-bias", "linear"],
+)
+def test_eqlr_forms_compute_the_same_outputs_and_gradients(layer) -> None:
+    # The benchmark compares like with like: every form is the same function.
+    x = torch.randn((2, 5, 6, 6) if isinstance(layer, EqualizedConv2d) else (2, 6))
+    w = torch.randn_like(layer.weight)
+    b = None if layer.bias is None else torch.randn_like(layer.bias)
+    results = []
+    for form in EQLR_FORMS.values():
+        inputs = [t.clone().requires_grad_(True) for t in (x, w, *([b] if b is not None else []))]
+        out = form(layer.op, inputs[0], inputs[1], inputs[2] if b is not None else None, 0.3)
+        out.square().sum().backward()
+        results.append([out, *(t.grad for t in inputs)])
+    for other in results[1:]:
+        for a, b_ in zip(results[0], other, strict=True):
+            torch.testing.assert_close(b_, a)
+
+
+def test_bench_eqlr_part(compose_bench, tmp_path: Path) -> None:
+    out, notes = tmp_path / "bench.json", tmp_path / "benchmarks.md"
+    cfg = compose_bench(
+        *TINY_BENCH,
+        "bench.parts=[eqlr]",
+        "bench.resolutions=[8]",
+        f"bench.out={out}",
+        f"bench.notes={notes}",
+    )
+    rows = run(cfg)["eqlr"]
+    layers = {r["layer"] for r in rows}
+    # G: dense, 4x4 conv, 8x8 convs, toRGB; D: fromRGB, convs, dense layers.
+    assert {"Linear 16->256", "Conv2d 8->3 1x1", "Conv2d 3->8 1x1", "Conv2d 8->8 3x3"} <= layers
+    assert all(r[f"{form}_ms"] > 0 for r in rows for form in EQLR_FORMS)
+    # One G + D forward at 8x8 runs 5 equalized layers in G and 6 in D.
+    assert sum(r["uses"] for r in rows) == 11
+    assert json.loads((tmp_path / "bench.eqlr.json").read_text()) == json.loads(json.dumps(rows))
+    assert "<!-- bench:eqlr-cpu -->" in notes.read_text()
+
+
+def test_saved_tensor_meter_counts_each_storage_until_backward() -> None:
+    x = torch.randn(1000, requires_grad=True)
+    with SavedTensorMeter(exclude=[x]) as meter:
+        y = x.exp()  # saves its result: 4000 bytes
+        z = y.view(10, 100).exp()  # saves a second result; y is not saved again by the view
+        assert meter.bytes == 8000
+        loss = (z * y.view(10, 100)).sum()  # mul saves both operands: y's storage counts once
+        assert meter.bytes == 8000
+        loss.backward()
+        del y, z, loss
+    assert meter.bytes == 0
+    assert meter.peak == 8000
+
+
+def test_activation_memory_is_per_image_and_the_same_on_meta(compose_bench) -> None:
+    import hydra
+
+    cfg = compose_bench(*TINY_BENCH)
+    module = hydra.utils.instantiate(cfg.model)
+    (b4, state), (b8, _), (b16, _) = (step_memory(module, 8, n) for n in (4, 8, 16))
+    per_image = (b8 - b4) / 4
+    assert per_image > 0
+    assert (b16 - b8) / 8 == pytest.approx(per_image, rel=0.01)  # linear in the batch
+    assert b8 == pytest.approx(2 * b4, rel=0.1)  # and almost all per image
+    params = sum(p.numel() * 4 for p in module.parameters())
+    assert params < state < 4 * params  # weights and G_ema, plus gradients and Adam moments
+    # The meta trace (no arithmetic) saves exactly what the CPU saves.
+    meta = hydra.utils.instantiate(cfg.model).to("meta")
+    assert step_memory(meta, 8, 4) == (b4, state)
+
+
+def test_max_batches_fit_their_budget() -> None:
+    fixed, per_image = 3 * 2**30, 0.7 * 2**30
+    fits = max_batches(fixed, per_image, [16, 24, 40, 80], reserve=0.1)
+    assert list(fits.values()) == sorted(fits.values())
+    for gb, batch in zip([16, 24, 40, 80], fits.values(), strict=True):
+        assert fixed + batch * per_image <= 0.9 * gb * 2**30 < fixed + (batch + 1) * per_image
+    assert max_batches(fixed, per_image, [2], reserve=0.1) == {"max_batch_2gb": 0}
+
+
+def test_bench_memory_part_on_cpu_is_computed_and_labelled(compose_bench, tmp_path) -> None:
+    notes = tmp_path / "benchmarks.md"
+    cfg = compose_bench(
+        *TINY_BENCH, "bench.parts=[memory]", "bench.out=null", f"bench.notes={notes}"
+    )
+    rows = run(cfg)["memory"]
+    assert [r["resolution"] for r in rows] == [4, 8]
+    assert rows[1]["per_image_mb"] > rows[0]["per_image_mb"] > 0
+    assert rows[0]["max_batch_16gb"] <= rows[0]["max_batch_80gb"]
+    text = notes.read_text()
+    assert "<!-- bench:memory-cpu -->" in text
+    assert "computed from CPU-measured saved activations, not measured on a GPU" in text
+
+    fp16 = compose_bench(*TINY_BENCH, "bench.parts=[memory]", "model/precision=fp16")
+    with pytest.raises(ValueError, match="model.precision=fp16"):
+        run(fp16)
+    with pytest.raises(ValueError, match="bench.parts"):
+        run(compose_bench(*TINY_BENCH, "bench.parts=[speed]"))
+
+
+def test_utilization_is_against_the_step_compute_dtype() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [peak_reference(cpu, p) for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp32"]
+    assert [peak_reference(cuda, p) for p in ("bf16", "fp16")] == ["bf16", "fp16"]
+    assert peak_reference(cuda, "fp32") == ("tf32" if torch.backends.cudnn.allow_tf32 else "fp32")

@@ -190,3 +190,41 @@ def test_fade_reals() -> None:
     # Blocky: constant over each 2x2 cell and mean-preserving.
     assert torch.equal(blocky[..., 0::2, 0::2], blocky[..., 1::2, 1::2])
     torch.testing.assert_close(blocky.mean(), x.mean())
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        (EqualizedConv2d(6, 5, 3), (2, 6, 5, 5)),
+        (EqualizedConv2d(6, 3, 1, gain=1.0), (2, 6, 4, 4)),
+        (EqualizedConv2d(4, 5, 3, bias=False), (2, 4, 4, 4)),
+        (EqualizedLinear(12, 7), (3, 12)),
+        (EqualizedLinear(12, 7, gain=math.sqrt(2) / 4, bias=False), (3, 12)),
+    ],
+    ids=["conv3x3", "conv1x1", "conv-no-bias", "linear", "linear-no-bias"],
+)
+def test_equalized_layer_is_the_he_layer_with_scaled_gradients(layer, shape) -> None:
+    # Reference: the plain layer with the He-initialised weight w_eff = scale * w. Equalized lr
+    # gives the same outputs and input gradients, and the stored weight's gradient is
+    # scale * dL/dw_eff (the runtime scale sits on the weight's gradient path).
+    if layer.bias is not None:
+        with torch.no_grad():
+            layer.bias.normal_()
+    w_eff = (layer.weight.detach() * layer.scale).requires_grad_(True)
+    bias = None if layer.bias is None else layer.bias.detach().clone().requires_grad_(True)
+    x = torch.randn(shape, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    if isinstance(layer, EqualizedConv2d):
+        expected = F.conv2d(x_ref, w_eff, bias, padding=layer.weight.shape[-1] // 2)
+    else:
+        expected = F.linear(x_ref, w_eff, bias)
+    out = layer(x)
+    torch.testing.assert_close(out, expected)
+
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(layer.weight.grad, layer.scale * w_eff.grad)
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    if bias is not None:
+        torch.testing.assert_close(layer.bias.grad, bias.grad)
