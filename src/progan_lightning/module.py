@@ -110,6 +110,13 @@ class ProGAN(L.LightningModule):
         if compile_G:
             for net in (self.G, self.G_ema):
                 net.compile(backend=compile_backend)
+            # A stage compiles about 4 graphs (grad on/off x fading/stable; G_ema shares
+            # them, new batch sizes make the batch dynamic once): lift Dynamo's per-function
+            # limit (8) so that later stages do not fall back to eager, with room to spare.
+            # (``cache_size_limit`` is ``recompile_limit``'s older name.)
+            limit = 8 * getattr(G, "num_stages", 1)
+            dynamo_config = torch._dynamo.config
+            dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, limit)
         self.loss = loss
         self.optimizer_factory = optimizer
         self.ema_beta = ema_beta
