@@ -660,12 +660,18 @@ def format_eqlr_section(rows: list[dict[str, Any]], device: torch.device, comman
     return "\n".join(lines) + "\n"
 
 
+# Device kind -> (how the memory table was obtained, the details).
 MEMORY_SOURCES = {
-    "cuda": "measured CUDA peaks (`torch.cuda.max_memory_allocated`) at batch b and 2b",
+    "cuda": (
+        "measured on a GPU",
+        "Peak CUDA memory allocated (`torch.cuda.max_memory_allocated`) in a training step at "
+        "batch b and 2b, on a fresh model with cuDNN autotuning off.",
+    ),
     "cpu": (
-        "computed from CPU-measured saved activations, not measured on a GPU: bytes autograd "
-        "saves for backward in one training step at batch b and 2b (traced on the meta "
-        "device), plus weights, gradients, Adam moments and G_ema"
+        "computed from CPU-measured saved activations, not measured on a GPU",
+        "Bytes that autograd saves for backward during one training step (D step with "
+        "gradient penalty, G step) at batch b and 2b, traced on the meta device (shapes only; "
+        "the same tensors as on the CPU), plus weights, gradients, Adam moments and G_ema.",
     ),
 }
 
@@ -675,12 +681,13 @@ def format_memory_section(
 ) -> str:
     """The memory table as a markdown section, labelled with how it was obtained."""
     budgets = list(bench.memory_budgets_gb)
+    title, details = MEMORY_SOURCES[device_kind]
     head = "| res | b | fixed MB | MB per image | " + " | ".join(f"{gb:g} GB" for gb in budgets)
     lines = [
-        f"### Largest per-device batch ({device_kind.upper()}: {MEMORY_SOURCES[device_kind]})",
+        f"### Largest per-device batch, {device_kind.upper()}: {title}",
         "",
-        f"{date.today().isoformat()}, torch {torch.__version__}. A batch fits when fixed + "
-        f"per image x batch <= {1 - bench.memory_reserve:.0%} of the budget.",
+        f"{date.today().isoformat()}, torch {torch.__version__}. {details} A batch fits when "
+        f"fixed + per image x batch <= {1 - bench.memory_reserve:.0%} of the budget.",
         "",
         f"```\n{command}\n```",
         "",
