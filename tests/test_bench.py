@@ -266,3 +266,39 @@ def test_utilization_is_against_the_step_compute_dtype() -> None:
     assert [peak_reference(cpu, p) for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp32"]
     assert [peak_reference(cuda, p) for p in ("bf16", "fp16")] == ["bf16", "fp16"]
     assert peak_reference(cuda, "fp32") == ("tf32" if torch.backends.cudnn.allow_tf32 else "fp32")
+
+
+def test_bench_data_part_against_the_step(compose_bench, tmp_path: Path) -> None:
+    notes = tmp_path / "benchmarks.md"
+    cfg = compose_bench(
+        *TINY_BENCH,
+        "bench.parts=[stages,data]",
+        "bench.data.num_files=12",
+        "bench.data.file_size=null",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "bench.out=null",
+        f"bench.notes={notes}",
+    )
+    results = run(cfg)
+    assert len(list((tmp_path / "cache" / "bench-files-12x8").glob("*.jpg"))) == 12
+    steps = {row["resolution"]: row["train_img_s"] for row in results["stages"]}
+    assert [row["res"] for row in results["data"]] == [4, 8]
+    for row in results["data"]:
+        assert row["loader_img_s"] > 0 and row["decode_img_s"] > 0
+    text = notes.read_text()
+    assert "<!-- bench:data-cpu-8 -->" in text and "### CPU: data loading" in text
+    ratio = results["data"][0]["loader_img_s"] / steps[4]
+    assert f"| {ratio:.0f}x |" in text
+    # The data part alone: the step columns are dashes.
+    alone = run(
+        compose_bench(
+            *TINY_BENCH,
+            "bench.parts=[data]",
+            "bench.data.num_files=12",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "bench.out=null",
+            f"bench.notes={notes}",
+        )
+    )
+    assert len(alone["data"]) == 2
+    assert "step not timed" in notes.read_text()

@@ -8,12 +8,14 @@ For each stage resolution of the configured model it measures, on synthetic data
 - utilization: step FLOPs / median step time / the dense matmul peak measured in the same run,
 - peak memory (CUDA: peak allocated; CPU: peak RSS above the RSS after building the model).
 
-``bench.parts`` adds two more measurements:
+``bench.parts`` adds three more measurements:
 
 - ``eqlr``: the three ways of applying the equalized-lr constant (scale the weight, the
   output or the input) timed forward + backward on every layer shape of the model,
 - ``memory``: the largest per-device batch for each memory budget: measured CUDA peaks on a
-  GPU; on the CPU computed from the bytes autograd saves for backward (a shape-only trace).
+  GPU; on the CPU computed from the bytes autograd saves for backward (a shape-only trace),
+- ``data``: images/second of the training DataLoader per stage from the prepared cache, and
+  of decoding the source files on the fly, against the step (``data/benchmark.py``).
 
 The model is built from the same Hydra config as training (``conf/bench.yaml`` includes
 ``conf/train.yaml``), so ``model/precision``, ``model.channels_last``, ``trainer.benchmark``
@@ -75,7 +77,7 @@ TABLE_COLUMNS = [
     ("peak MB", "peak_mem_mb", "{:.0f}"),
 ]
 
-PARTS = ("stages", "eqlr", "memory")
+PARTS = ("stages", "eqlr", "memory", "data")
 """What ``bench.parts`` may list."""
 
 
@@ -915,6 +917,13 @@ def run(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
             sections[f"memory-{device.type}"] = format_memory_section(
                 results["memory"], bench, device.type, command
             )
+        if "data" in parts:
+            from progan_lightning.data.benchmark import data_section
+
+            steps = {row["resolution"]: row["train_img_s"] for row in results.get("stages", [])}
+            results["data"], section = data_section(cfg, device, batches, steps)
+            kind = f"data-{device.type}-{cfg.data.resolution}"
+            sections[kind] = f"{section}\n\n```\n{command}\n```"
     finally:
         torch.set_num_threads(threads)
 

@@ -15,6 +15,7 @@ Without ``data.path`` it writes a synthetic folder of photo-like JPEGs first.
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import date
 from pathlib import Path
@@ -23,11 +24,10 @@ from typing import Any
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image
 
 from progan_lightning.data.datamodule import ProGANDataModule
-from progan_lightning.data.files import FolderSource
 from progan_lightning.data.sources import ImageSource, ShapesSource
 
 
@@ -49,6 +49,9 @@ def synthetic_folder(folder: Path, num_images: int, size: int, quality: int = 95
         image = image + rng.normal(0.0, 6.0, image.shape)
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(file, quality=quality)
     return folder
+
+
+FILES_TARGET = "progan_lightning.data.files.FolderSource"
 
 
 def _rate(seconds: list[float], images: int) -> dict[str, float]:
@@ -153,16 +156,22 @@ def format_data_table(rows: list[dict[str, Any]], step_rates: dict[int, float]) 
         "|---:|---:|:---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        step = step_rates.get(row["res"], math.nan)
+        step = step_rates.get(row["res"], math.nan)  # nan: the step was not timed
         where = "RAM" if row["in_ram"] else "mmap" if row["storage"] == "npy" else row["storage"]
         where += f", {row['workers']} workers" if row["workers"] else ""
         decode = row.get("decode_img_s", math.nan)
         lines.append(
             f"| {row['res']} | {row['batch']} | {where} | {row['loader_img_s']:.0f} "
-            f"| {row['loader_min']:.0f}-{row['loader_max']:.0f} | {decode:.0f} | {step:.1f} "
-            f"| {row['loader_img_s'] / step:.0f}x | {decode / step:.1f}x |"
+            f"| {row['loader_min']:.0f}-{row['loader_max']:.0f} | {decode:.0f} "
+            f"| {_maybe(step, '{:.1f}')} | {_maybe(row['loader_img_s'] / step, '{:.0f}x')} "
+            f"| {_maybe(decode / step, '{:.1f}x')} |"
         )
     return "\n".join(lines)
+
+
+def _maybe(value: float, pattern: str) -> str:
+    """``pattern`` of ``value``, or a dash for a value that was not measured (nan)."""
+    return "-" if math.isnan(value) else pattern.format(value)
 
 
 def data_module_for_bench(cfg: DictConfig) -> ProGANDataModule:
@@ -172,14 +181,17 @@ def data_module_for_bench(cfg: DictConfig) -> ProGANDataModule:
     default ``data.resolution``) is written once under ``data.cache_dir/bench-files-*``.
     """
     options = cfg.bench.data
-    if cfg.data.get("path"):
+    if "path" in cfg.data and not OmegaConf.is_missing(cfg.data, "path"):
         return hydra.utils.instantiate(cfg.data)
     size = options.file_size or cfg.data.resolution
     folder = Path(cfg.data.cache_dir).expanduser() / f"bench-files-{options.num_files}x{size}"
     synthetic_folder(folder, options.num_files, size)
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    data.pop("source", None)
-    return hydra.utils.instantiate(data, source=FolderSource(folder))
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.data.path = str(folder)
+        if cfg.data.source.get("_target_") != FILES_TARGET:
+            cfg.data.source = {"_target_": FILES_TARGET, "path": "${data.path}"}
+    return hydra.utils.instantiate(cfg.data)
 
 
 def data_section(
@@ -190,14 +202,15 @@ def data_section(
     Args:
         cfg: The composed bench config (``cfg.data``, ``cfg.bench.data``).
         device: Where batches go.
-        batches: Per-device batch size per resolution.
-        step_rates: Training step images/second per resolution, measured in the same run.
+        batches: Per-device batch size per stage resolution to measure.
+        step_rates: Training step images/second per resolution, measured in the same run
+            (empty when the stages part did not run).
 
     Returns:
         The rows and a markdown section for the benchmark notes.
     """
     datamodule = data_module_for_bench(cfg)
-    resolutions = sorted(step_rates)
+    resolutions = sorted(batches)
     rows = measure_data(
         datamodule,
         resolutions,
@@ -206,13 +219,14 @@ def data_section(
         repeats=cfg.bench.repeats,
         min_repeat_s=cfg.bench.min_repeat_s,
     )
-    for row in rows:
-        row["step_img_s"] = step_rates[row["res"]]
+    ratios = [
+        row["loader_img_s"] / step_rates[row["res"]] for row in rows if row["res"] in step_rates
+    ]
+    lowest = f"lowest loader/step ratio {min(ratios):.0f}x" if ratios else "step not timed"
     source = datamodule.source
     files = getattr(source, "path", type(source).__name__)
-    lowest = min(row["loader_img_s"] / row["step_img_s"] for row in rows)
     text = [
-        "## Data loading",
+        f"### {device.type.upper()}: data loading",
         "",
         f"{date.today().isoformat()}, {device.type}, {len(source)} files from {files}, "
         f"cache levels up to {datamodule.resolution}"
@@ -227,8 +241,8 @@ def data_section(
         "`loader img/s`: training batches from the prepared cache through the DataLoader, "
         "moved to the device and made floats (median of the repeats). `decode img/s`: reading, "
         "decoding and resizing the source files in one process, as a loader without the cache "
-        "would. `step img/s`: the training step of the table above, same run. "
-        f"Lowest loader/step ratio: {lowest:.0f}x (target >= 10x).",
+        "would. `step img/s`: the training step of the stages table, same run. "
+        f"Target: loader >= 10x the step at every stage; {lowest}.",
         "",
         format_data_table(rows, step_rates),
     ]
