@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +218,44 @@ def test_shrink_npy_keeps_the_first_rows(tmp_path: Path) -> None:
     assert small.shape == (7, 3, 4, 4)
     np.testing.assert_array_equal(small[:, 0, 0, 0], np.arange(7))
     assert file.stat().st_size == 128 + 7 * 48
+
+
+def _prepare_in_child(root: str, queue: multiprocessing.Queue) -> None:
+    queue.put(str(prepare_cache(ShapesSource(300, seed=9), 32, 3, root, progress=False)))
+
+
+def test_concurrent_preparations_share_one_cache(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    children = [
+        context.Process(target=_prepare_in_child, args=(str(tmp_path), queue)) for _ in range(2)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(120)
+    assert [child.exitcode for child in children] == [0, 0]
+    first, second = queue.get(), queue.get()
+    assert first == second
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        Path(first).name,
+        f"{Path(first).name}.lock",
+    ]
+    level = load_level(first, 32)
+    np.testing.assert_array_equal(
+        level[299], ShapesSource(300, seed=9).load(299, 32, 3).transpose(2, 0, 1)
+    )
+
+
+def test_a_cache_finished_elsewhere_wins_the_rename(tmp_path: Path) -> None:
+    source = ShapesSource(6, seed=0)
+    done = prepare_cache(source, 8, 3, tmp_path / "a", progress=False)
+    _, settings = cache_module.cache_key(source, 8, 3)
+    twin = tmp_path / "a" / "twin.tmp-1"
+    shutil.copytree(done, twin)
+    cache_module._publish(twin, done, settings)  # ``done`` is complete: keep it, drop the twin
+    assert not twin.exists() and (done / "manifest.json").is_file()
+    (done / "manifest.json").unlink()  # An incomplete target: the rename error is raised.
+    shutil.copytree(tmp_path / "a" / done.name, twin)
+    with pytest.raises(OSError):
+        cache_module._publish(twin, done, settings)

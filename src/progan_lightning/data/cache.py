@@ -207,7 +207,7 @@ def prepare_cache(
                 tmp = root / f"{key}.tmp-{os.getpid()}"
                 try:
                     _build(tmp, source, settings, storage, num_workers, progress, strict)
-                    os.replace(tmp, final)
+                    _publish(tmp, final, settings)
                 except BaseException:
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise
@@ -222,6 +222,20 @@ def prepare_cache(
         manifest["num_skipped"],
     )
     return final
+
+
+def _publish(tmp: Path, final: Path, settings: dict[str, Any]) -> None:
+    """Rename the finished build ``tmp`` to ``final``.
+
+    If ``final`` appeared meanwhile (another machine built it on a shared file system whose
+    locks do not reach across machines), keep that complete cache and drop this copy.
+    """
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not _is_complete(final, settings):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_manifest(cache_dir: str | Path) -> dict[str, Any]:
