@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from progan_lightning.layers import (
     LRELU_SLOPE,
@@ -228,3 +229,33 @@ def test_equalized_layer_is_the_he_layer_with_scaled_gradients(layer, shape) -> 
     torch.testing.assert_close(x.grad, x_ref.grad)
     if bias is not None:
         torch.testing.assert_close(layer.bias.grad, bias.grad)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("use_wscale", [True, False])
+def test_fused_resampling_equals_the_separate_ops(kernel_size: int, use_wscale: bool) -> None:
+    """Official upscale2d_conv2d / conv2d_downscale2d: the same function as the two steps."""
+    torch.manual_seed(0)
+    plain = EqualizedConv2d(5, 7, kernel_size, use_wscale=use_wscale).double()
+    nn.init.normal_(plain.bias)
+    up = EqualizedConv2d(5, 7, kernel_size, use_wscale=use_wscale, resample="up").double()
+    down = EqualizedConv2d(5, 7, kernel_size, use_wscale=use_wscale, resample="down").double()
+    up.load_state_dict(plain.state_dict())
+    down.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 5, 6, 6, dtype=torch.float64, requires_grad=True)
+
+    for fused, separate in [
+        (up, lambda x: plain(upsample2x(x))),  # [3, 7, 12, 12]
+        (down, lambda x: downsample2x(plain(x))),  # [3, 7, 3, 3]
+    ]:
+        y, reference = fused(x), separate(x)
+        assert y.shape == reference.shape
+        torch.testing.assert_close(y, reference, rtol=0, atol=1e-12)
+        g = torch.randn_like(y)
+        grads = torch.autograd.grad(y, [x, fused.weight, fused.bias], g)
+        expected = torch.autograd.grad(reference, [x, plain.weight, plain.bias], g)
+        for a, b in zip(grads, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+    assert "resample=up" in repr(up)
+    with pytest.raises(ValueError, match="resample='left'"):
+        EqualizedConv2d(1, 1, 3, resample="left")

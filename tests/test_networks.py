@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from progan_lightning.layers import (
@@ -269,3 +270,30 @@ def test_gradients_reach_active_parameters_only(stage: int, alpha: float) -> Non
             group, key = name.split(".")[:2]
             expected = key in (rgb if group == rgb_name else active)
             assert has_grad == expected, name
+
+
+def test_fused_generator_is_the_same_function() -> None:
+    torch.manual_seed(3)
+    fused = Generator(RES, z_dim=16, **TINY)
+    separate = Generator(RES, z_dim=16, fused_scale=False, **TINY)
+    separate.load_state_dict(fused.state_dict())
+    assert fused.blocks["b8"].conv0.resample == "up"
+    z = torch.randn(4, 16)
+    for stage in STAGES:
+        for alpha in (0.0, 0.4, 1.0):
+            torch.testing.assert_close(fused(z, stage, alpha), separate(z, stage, alpha))
+
+
+def test_fused_discriminator_block_is_the_official_order() -> None:
+    torch.manual_seed(4)
+    fused = Discriminator(RES, **TINY)
+    separate = Discriminator(RES, fused_scale=False, **TINY)
+    separate.load_state_dict(fused.state_dict())
+    block, reference = fused.blocks["b16"], separate.blocks["b16"]
+    assert block.conv1.resample == "down" and reference.conv1.resample == "none"
+    x = torch.randn(4, block.conv0.weight.shape[1], 16, 16)
+    h = F.leaky_relu(reference.conv0(x), 0.2)
+    # fused_scale=True: lrelu(pool(conv(h))); fused_scale=False: pool(lrelu(conv(h))).
+    torch.testing.assert_close(block(x), F.leaky_relu(downsample2x(reference.conv1(h)), 0.2))
+    torch.testing.assert_close(reference(x), downsample2x(F.leaky_relu(reference.conv1(h), 0.2)))
+    assert not torch.allclose(block(x), reference(x))

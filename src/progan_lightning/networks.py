@@ -123,6 +123,8 @@ class GeneratorBlock(nn.Module):
         use_wscale: Equalized learning rate.
         use_pixel_norm: Pixel norm after each activation.
         eps: Pixel norm epsilon.
+        fused_scale: Fuse the upsampling into the first conv (a transposed conv; the same
+            function, faster).
     """
 
     def __init__(
@@ -132,15 +134,24 @@ class GeneratorBlock(nn.Module):
         use_wscale: bool,
         use_pixel_norm: bool,
         eps: float,
+        fused_scale: bool = True,
     ) -> None:
         super().__init__()
-        self.conv0 = EqualizedConv2d(in_channels, out_channels, 3, use_wscale=use_wscale)
+        self.fused_scale = fused_scale
+        self.conv0 = EqualizedConv2d(
+            in_channels,
+            out_channels,
+            3,
+            use_wscale=use_wscale,
+            resample="up" if fused_scale else "none",
+        )
         self.conv1 = EqualizedConv2d(out_channels, out_channels, 3, use_wscale=use_wscale)
         self.norm = PixelNorm(eps) if use_pixel_norm else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         """Map [N, in, H, W] to [N, out, 2H, 2W]."""
-        x = upsample2x(x)
+        if not self.fused_scale:
+            x = upsample2x(x)
         x = self.norm(_lrelu(self.conv0(x)))
         return self.norm(_lrelu(self.conv1(x)))
 
@@ -165,6 +176,7 @@ class Generator(nn.Module):
         use_pixel_norm: bool = True,  # Pixel norm after every activation.
         normalize_latent: bool = True,  # Pixel norm of the latent before the first layer.
         pixel_norm_eps: float = 1e-8,  # Pixel norm epsilon.
+        fused_scale: bool = True,  # Upsample inside the first conv of each block (exact).
     ) -> None:
         super().__init__()
         self.num_stages = _count_stages(img_resolution, img_channels)
@@ -179,6 +191,7 @@ class Generator(nn.Module):
             "use_pixel_norm": bool(use_pixel_norm),
             "normalize_latent": bool(normalize_latent),
             "pixel_norm_eps": float(pixel_norm_eps),
+            "fused_scale": bool(fused_scale),
         }
         self.img_resolution = img_resolution
         self.img_channels = img_channels
@@ -198,7 +211,12 @@ class Generator(nn.Module):
                 )
             else:
                 self.blocks[key] = GeneratorBlock(
-                    self.channels[s - 1], ch, use_wscale, use_pixel_norm, pixel_norm_eps
+                    self.channels[s - 1],
+                    ch,
+                    use_wscale,
+                    use_pixel_norm,
+                    pixel_norm_eps,
+                    fused_scale,
                 )
             self.to_rgb[key] = EqualizedConv2d(
                 ch, img_channels, 1, gain=1.0, use_wscale=use_wscale
@@ -258,22 +276,38 @@ class FromRGB(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """D block above 4x4: conv3x3, lrelu, conv3x3, lrelu, 2x2 average pool.
+    """D block above 4x4: conv3x3, lrelu, then conv3x3 and 2x2 average pool, lrelu.
+
+    With ``fused_scale`` (the official default) the second conv and the pooling are one
+    stride-2 conv, followed by the activation: ``lrelu(pool(conv(x)))``. Without it, the
+    official ``fused_scale=False`` order: ``pool(lrelu(conv(x)))``.
 
     Args:
         in_channels: Feature maps of this block (its first conv keeps them).
         out_channels: Feature maps of the next lower block.
         use_wscale: Equalized learning rate.
+        fused_scale: Fuse the second conv with the downsampling.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, use_wscale: bool) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, use_wscale: bool, fused_scale: bool = True
+    ) -> None:
         super().__init__()
+        self.fused_scale = fused_scale
         self.conv0 = EqualizedConv2d(in_channels, in_channels, 3, use_wscale=use_wscale)
-        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, use_wscale=use_wscale)
+        self.conv1 = EqualizedConv2d(
+            in_channels,
+            out_channels,
+            3,
+            use_wscale=use_wscale,
+            resample="down" if fused_scale else "none",
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """Map [N, in, H, W] to [N, out, H/2, W/2]."""
         x = _lrelu(self.conv0(x))
+        if self.fused_scale:
+            return _lrelu(self.conv1(x))
         return downsample2x(_lrelu(self.conv1(x)))
 
 
@@ -325,6 +359,7 @@ class Discriminator(nn.Module):
         fmap_max: int = 512,  # Upper bound on the number of feature maps.
         use_wscale: bool = True,  # Equalized learning rate.
         mbstd_group_size: int = 4,  # Minibatch stddev group size; 0 or 1 disables the layer.
+        fused_scale: bool = True,  # Second conv + pooling as one stride-2 conv (official).
     ) -> None:
         super().__init__()
         self.num_stages = _count_stages(img_resolution, img_channels)
@@ -336,6 +371,7 @@ class Discriminator(nn.Module):
             "fmap_max": int(fmap_max),
             "use_wscale": bool(use_wscale),
             "mbstd_group_size": int(mbstd_group_size),
+            "fused_scale": bool(fused_scale),
         }
         self.img_resolution = img_resolution
         self.img_channels = img_channels
@@ -356,7 +392,9 @@ class Discriminator(nn.Module):
                     ch, self.channels[0], use_wscale, mbstd_group_size
                 )
             else:
-                self.blocks[key] = DiscriminatorBlock(ch, self.channels[s], use_wscale)
+                self.blocks[key] = DiscriminatorBlock(
+                    ch, self.channels[s], use_wscale, fused_scale
+                )
 
     def forward(self, img: Tensor, stage: int, alpha: float | Tensor = 1.0) -> Tensor:
         """Score images at ``stage``.
