@@ -224,7 +224,8 @@ def test_activation_memory_is_per_image_and_the_same_on_meta(compose_bench) -> N
     per_image = (b8 - b4) / 4
     assert per_image > 0
     assert (b16 - b8) / 8 == pytest.approx(per_image, rel=0.01)  # linear in the batch
-    assert b8 == pytest.approx(2 * b4, rel=0.1)  # and almost all per image
+    # Mostly per image; the fixed part (saved weights and fused kernels) is small.
+    assert 0 <= b4 - 4 * per_image < 0.25 * b8
     params = sum(p.numel() * 4 for p in module.parameters())
     assert params < state < 4 * params  # weights and G_ema, plus gradients and Adam moments
     # The meta trace (no arithmetic) saves exactly what the CPU saves.
