@@ -51,6 +51,13 @@ def scale_output(op: Op, x: Tensor, weight: Tensor, bias: Tensor | None, scale: 
 RESAMPLES = ("none", "up", "down")
 
 
+def _shift_sum(weight: Tensor) -> Tensor:
+    """``weight`` [O, I, k, k] zero-padded by one and summed over its four one-pixel shifts:
+    [O, I, k+1, k+1], the kernel shared by the fused resampling convolutions."""
+    w = F.pad(weight, (1, 1, 1, 1))
+    return w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
+
+
 def upsample_conv_kernel(weight: Tensor) -> Tensor:
     """The ``conv_transpose2d`` kernel equal to nearest 2x upsampling, then ``weight``.
 
@@ -65,16 +72,13 @@ def upsample_conv_kernel(weight: Tensor) -> Tensor:
     Returns:
         Transposed-convolution weight [I, O, k+1, k+1] (stride 2, padding k // 2).
     """
-    w = F.pad(weight, (1, 1, 1, 1))
-    kernel = w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
-    return kernel.flip(2, 3).transpose(0, 1)
+    return _shift_sum(weight).flip(2, 3).transpose(0, 1)
 
 
 def conv_downsample_kernel(weight: Tensor) -> Tensor:
     """The stride-2 ``conv2d`` kernel equal to ``weight`` then 2x2 average pooling.
 
-    The official ``conv2d_downscale2d``: the same four-shift sum as
-    :func:`upsample_conv_kernel`, times 1/4.
+    The official ``conv2d_downscale2d``: the four-shift sum of :func:`_shift_sum`, times 1/4.
 
     Args:
         weight: Convolution weight [O, I, k, k] (k odd).
@@ -82,8 +86,7 @@ def conv_downsample_kernel(weight: Tensor) -> Tensor:
     Returns:
         Convolution weight [O, I, k+1, k+1] (stride 2, padding k // 2).
     """
-    w = F.pad(weight, (1, 1, 1, 1))
-    return (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) * 0.25
+    return _shift_sum(weight) * 0.25
 
 
 class EqualizedConv2d(nn.Module):

@@ -54,17 +54,12 @@ def synthetic_folder(folder: Path, num_images: int, size: int, quality: int = 95
 FILES_TARGET = "progan_lightning.data.files.FolderSource"
 
 
-def _rate(seconds: list[float], images: int) -> dict[str, float]:
-    """Median and spread of images/second over repeats that each took ``seconds``."""
-    rates = sorted(images / s for s in seconds)
-    return {"median": float(np.median(rates)), "min": rates[0], "max": rates[-1]}
-
-
 def decode_rate(
     source: ImageSource, resolution: int, repeats: int, min_repeat_s: float
 ) -> dict[str, float]:
-    """Images/second of ``source.load`` at ``resolution`` in this process (files cycled)."""
-    from progan_lightning.bench import time_calls
+    """Images/second of ``source.load`` at ``resolution`` in this process (files cycled):
+    median, iqr, min and max over the repeats."""
+    from progan_lightning.bench import summarize, time_calls
 
     position = iter(range(10**12))
 
@@ -72,7 +67,7 @@ def decode_rate(
         source.load(next(position) % len(source), resolution, 3)
 
     seconds, _ = time_calls(load, torch.device("cpu"), 1, repeats, min_repeat_s)
-    return _rate(seconds, 1)
+    return summarize([1 / s for s in seconds])
 
 
 def loader_rate(
@@ -83,8 +78,12 @@ def loader_rate(
     repeats: int,
     min_repeat_s: float,
 ) -> dict[str, float]:
-    """Images/second of training batches at ``resolution``, on ``device`` as floats."""
-    from progan_lightning.bench import time_calls
+    """Images/second of training batches at ``resolution``, on ``device`` as floats.
+
+    Returns:
+        Median, iqr, min and max over the repeats, and the loader's ``workers``.
+    """
+    from progan_lightning.bench import summarize, time_calls
 
     datamodule.set_plan(resolution, batch_size, start_nimg=0, num_images=10**12)
     loader = datamodule.train_dataloader()
@@ -97,7 +96,7 @@ def loader_rate(
     # Two warm-up batches: worker start-up and the first read of the level. The workers
     # stop when ``batches`` goes out of scope.
     seconds, _ = time_calls(next_batch, device, 2, repeats, min_repeat_s)
-    return _rate(seconds, batch_size)
+    return {**summarize([batch_size / s for s in seconds]), "workers": loader.num_workers}
 
 
 def measure_data(
@@ -135,7 +134,7 @@ def measure_data(
             "batch": batches[res],
             "storage": storage,
             "in_ram": isinstance(images, np.ndarray) and not isinstance(images, np.memmap),
-            "workers": datamodule.train_dataloader().num_workers,
+            "workers": loader["workers"],
             "loader_img_s": loader["median"],
             "loader_min": loader["min"],
             "loader_max": loader["max"],
