@@ -96,8 +96,13 @@ class ProgressiveGrowth(L.Callback):
         if trainer.datamodule is None or not hasattr(trainer.datamodule, "set_plan"):
             raise TypeError("ProgressiveGrowth needs a ProGANDataModule passed to trainer.fit")
         rank_zero_info("[growth] schedule:\n" + self.schedule.describe())
-        self._apply(pl_module)
         self._plan_epoch(trainer, pl_module)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Enter the phase only now: Lightning restores the optimizer states of a checkpoint
+        # after ``on_fit_start``, so a phase entered there (fresh Adam state, the phase's
+        # learning rate) would be overwritten by the previous phase's on resume.
+        self._apply(pl_module)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
