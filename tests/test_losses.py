@@ -4,8 +4,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from progan_lightning.losses import LSGAN, WGANGP, Logistic, gradient_penalty
+from progan_lightning.networks import Discriminator
 
 
 class LinearCritic(torch.nn.Module):
@@ -81,3 +83,91 @@ def test_logistic_r1_penalty_on_linear_critic():
     reals, fakes = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
     _, stats = Logistic(r1_gamma=10.0).discriminator(D, reals, fakes)
     torch.testing.assert_close(stats["loss/r1"], D.w.detach().square().sum())
+
+
+# The official gradient penalty, emulated literally: the official networks work at the final
+# resolution at every stage (reals and G's output nearest-upscaled, D average-pooling its input
+# down to the stage), and D_wgangp_acgan differentiates with respect to the full-size image.
+FINAL = 32
+
+
+def tiny_discriminator() -> Discriminator:
+    torch.manual_seed(0)
+    return Discriminator(FINAL, img_channels=3, fmap_base=32, fmap_max=8).double()
+
+
+def emulated_penalty(D, stage, alpha, reals, fakes, t, target, upscale):
+    """``(||d D(x_full) / d x_full|| - target)^2`` with ``x_full = up(lerp(real, fake, t))`` fed
+    through a D that average-pools back to the stage (``upscale=False``: at the stage)."""
+    k = FINAL // (4 * 2**stage) if upscale else 1
+
+    def up(x):
+        return x.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3)
+
+    mixed = torch.lerp(up(reals), up(fakes), t).requires_grad_(True)
+    scores = D(F.avg_pool2d(mixed, k) if k > 1 else mixed, stage, alpha)
+    (grad,) = torch.autograd.grad(scores.sum(), mixed)
+    return (grad.flatten(1).norm(dim=1) - target).square()
+
+
+@pytest.mark.parametrize("stage,alpha", [(0, 1.0), (1, 0.5), (2, 1.0), (2, 0.25), (3, 1.0)])
+@pytest.mark.parametrize("gp_resolution", ["final", "stage"])
+def test_penalty_matches_an_emulation_of_the_official_full_resolution_gradient(
+    stage, alpha, gp_resolution
+):
+    D = tiny_discriminator()
+    res, n, target = 4 * 2**stage, 6, 0.5
+    gen = torch.Generator().manual_seed(stage)
+    reals = torch.randn(n, 3, res, res, generator=gen, dtype=torch.float64)
+    fakes = torch.randn(n, 3, res, res, generator=gen, dtype=torch.float64)
+    k = FINAL / res
+
+    # The same t: gradient_penalty draws it first from the global generator.
+    torch.manual_seed(7)
+    t = torch.rand(n, 1, 1, 1, dtype=torch.float64)
+    expected = emulated_penalty(D, stage, alpha, reals, fakes, t, target, gp_resolution == "final")
+
+    loss_fn = WGANGP(gp_lambda=1.0, gp_target=target, drift=0.0, gp_resolution=gp_resolution)
+    torch.manual_seed(7)
+    _, stats = loss_fn.discriminator(
+        lambda x: D(x, stage, alpha), reals, fakes, resolution_scale=k
+    )
+    torch.manual_seed(7)
+    scale = k if gp_resolution == "final" else 1.0
+    ours = gradient_penalty(
+        lambda x: D(x, stage, alpha), reals, fakes, target, resolution_scale=scale
+    )
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(stats["loss/gp"], expected.mean(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_full_resolution_norm_is_the_stage_norm_over_k(stage):
+    """With target 0 the penalty is the squared norm: the ratio must be k^2 exactly (a wrong
+    power of k, e.g. dividing by k^2 or not at all, fails here)."""
+    D = tiny_discriminator()
+    res, n = 4 * 2**stage, 4
+    gen = torch.Generator().manual_seed(10 + stage)
+    reals = torch.randn(n, 3, res, res, generator=gen, dtype=torch.float64)
+    fakes = torch.randn(n, 3, res, res, generator=gen, dtype=torch.float64)
+    t = torch.rand(n, 1, 1, 1, generator=gen, dtype=torch.float64)
+    full = emulated_penalty(D, stage, 1.0, reals, fakes, t, 0.0, upscale=True)
+    at_stage = emulated_penalty(D, stage, 1.0, reals, fakes, t, 0.0, upscale=False)
+    k = FINAL / res
+    torch.testing.assert_close(at_stage / full, torch.full_like(full, k**2), rtol=1e-10, atol=0)
+    assert full.min() > 1e-6  # not a degenerate zero gradient
+
+
+def test_wgan_gp_defaults_to_the_official_resolution_and_rejects_unknown_ones():
+    assert WGANGP().gp_resolution == "final"
+    with pytest.raises(ValueError, match="gp_resolution='full'.*final.*stage"):
+        WGANGP(gp_resolution="full")
+
+
+@pytest.mark.parametrize("loss_fn", [LSGAN(), Logistic(r1_gamma=1.0)])
+def test_other_losses_take_and_ignore_the_resolution_scale(loss_fn):
+    D = LinearCritic((1, 4, 4), 1.0)
+    reals, fakes = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    plain, _ = loss_fn.discriminator(D, reals, fakes)
+    scaled, _ = loss_fn.discriminator(D, reals, fakes, resolution_scale=8.0)
+    torch.testing.assert_close(plain, scaled)

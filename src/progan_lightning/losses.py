@@ -1,11 +1,13 @@
 """GAN losses: WGAN-GP with drift (the paper's default), LSGAN and non-saturating logistic.
 
-Each loss gives ``discriminator(D, reals, fakes, grad_scale=None) -> (loss, stats)`` and
-``generator(fake_scores) -> loss``. ``D`` is any callable mapping images [NCHW] to scores
-[N, 1]; ``stats`` holds detached tensors for logging (no host syncs). ``grad_scale`` is the
-current fp16 loss scale (a 0-dim tensor, or None without loss scaling): penalties that take
-``autograd.grad`` of D scale D's output by it and unscale the gradient, so that the fp16
-backward inside the penalty does not underflow (PyTorch's AMP recipe for gradient penalties).
+Each loss gives ``discriminator(D, reals, fakes, grad_scale=None, resolution_scale=1.0) ->
+(loss, stats)`` and ``generator(fake_scores) -> loss``. ``D`` is any callable mapping images
+[NCHW] to scores [N, 1]; ``stats`` holds detached tensors for logging (no host syncs).
+``grad_scale`` is the current fp16 loss scale (a 0-dim tensor, or None without loss scaling):
+penalties that take ``autograd.grad`` of D scale D's output by it and unscale the gradient, so
+that the fp16 backward inside the penalty does not underflow (PyTorch's AMP recipe for
+gradient penalties). ``resolution_scale`` is ``final resolution / stage resolution`` (1 at the
+last stage); only the WGAN-GP penalty uses it (see :class:`WGANGP`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Critic = Callable[[Tensor], Tensor]
+
+GP_RESOLUTIONS = ("final", "stage")
+"""Where the WGAN-GP gradient norm is measured (``model.loss.gp_resolution``)."""
 
 
 def input_gradient(scores: Tensor, inputs: Tensor, grad_scale: Tensor | None = None) -> Tensor:
@@ -45,8 +50,10 @@ def gradient_penalty(
     fakes: Tensor,
     target: float = 1.0,
     grad_scale: Tensor | None = None,
+    resolution_scale: float = 1.0,
 ) -> Tensor:
-    """Per-sample ``(||grad_x D(x_hat)|| - target)^2`` on ``x_hat = lerp(real, fake, t)``.
+    """Per-sample ``(||grad_x D(x_hat)|| / resolution_scale - target)^2`` on
+    ``x_hat = lerp(real, fake, t)``.
 
     Uses ``autograd.grad(..., create_graph=True)`` followed later by one ordinary backward,
     which is what DDP supports (never ``backward(create_graph=True)``).
@@ -57,6 +64,11 @@ def gradient_penalty(
         fakes: Generated images [NCHW], detached from G.
         target: Gradient norm the penalty pulls towards (1, or 750 for CIFAR-10).
         grad_scale: fp16 loss scale (see :func:`input_gradient`), or None.
+        resolution_scale: ``k``, the factor the norm is divided by. With ``k = final / stage
+            resolution`` this is the norm the official code penalizes: it nearest-upscales the
+            images by ``k`` and its D average-pools them back, so the gradient with respect to
+            the full-size image is ``upsample_nearest(grad, k) / k^2``, whose norm is
+            ``||grad|| / k``. 1 measures the norm at the images' own resolution.
 
     Returns:
         Penalties [N].
@@ -65,7 +77,7 @@ def gradient_penalty(
     # Under autocast G's output may be bf16 while reals are float32: mix in the reals' dtype.
     mixed = torch.lerp(reals.detach(), fakes.detach().to(reals.dtype), t).requires_grad_(True)
     grad = input_gradient(D(mixed), mixed, grad_scale)
-    norms = grad.flatten(1).norm(dim=1)  # [N]
+    norms = grad.flatten(1).norm(dim=1) / resolution_scale  # [N]
     return (norms - target).square()
 
 
@@ -75,26 +87,54 @@ class WGANGP:
     ``L_D = D(fake) - D(real) + lambda / target^2 * (||grad|| - target)^2 + eps * D(real)^2``
     and ``L_G = -D(fake)`` (the official ``D_wgangp_acgan`` / ``G_wgan_acgan``).
 
+    Where ``||grad||`` is measured: the official networks work at the final resolution at
+    every stage (G nearest-upscales its output, the data pipeline upscales the reals the same
+    way, D average-pools its input down), so the official penalty takes the gradient with
+    respect to the full-size mixed image, whose norm is the stage-resolution norm divided by
+    ``k = final / stage resolution``. ``gp_resolution="final"`` (default) penalizes exactly
+    that, computed at the stage resolution and divided by ``k`` (no full-size tensors);
+    ``"stage"`` penalizes the stage-resolution norm itself, as most ports do (a ``k^2`` times
+    stronger pull at the early stages).
+
     Args:
         gp_lambda: Gradient-penalty weight (official 10).
         gp_target: Target gradient norm (official 1; 750 for CIFAR-10).
         drift: Weight of the drift term that keeps real scores near 0 (official 0.001).
+        gp_resolution: ``final`` (official) or ``stage`` (see above).
     """
 
-    def __init__(self, gp_lambda: float = 10.0, gp_target: float = 1.0, drift: float = 0.001):
+    def __init__(
+        self,
+        gp_lambda: float = 10.0,
+        gp_target: float = 1.0,
+        drift: float = 0.001,
+        gp_resolution: str = "final",
+    ):
+        if gp_resolution not in GP_RESOLUTIONS:
+            raise ValueError(
+                f"model.loss.gp_resolution={gp_resolution!r}; use final (the official "
+                "penalty, at the final resolution) or stage (at the stage resolution)"
+            )
         self.gp_lambda = gp_lambda
         self.gp_target = gp_target
         self.drift = drift
+        self.gp_resolution = gp_resolution
 
     def discriminator(
-        self, D: Critic, reals: Tensor, fakes: Tensor, grad_scale: Tensor | None = None
+        self,
+        D: Critic,
+        reals: Tensor,
+        fakes: Tensor,
+        grad_scale: Tensor | None = None,
+        resolution_scale: float = 1.0,
     ) -> tuple[Tensor, dict]:
         real = D(reals).flatten()  # [N]
         fake = D(fakes).flatten()  # [N]
         loss = fake - real
         stats = {"loss/wdist": (real - fake).mean().detach()}
         if self.gp_lambda:
-            gp = gradient_penalty(D, reals, fakes, self.gp_target, grad_scale)
+            k = resolution_scale if self.gp_resolution == "final" else 1.0
+            gp = gradient_penalty(D, reals, fakes, self.gp_target, grad_scale, k)
             loss = loss + gp * (self.gp_lambda / self.gp_target**2)
             stats["loss/gp"] = gp.mean().detach()
         if self.drift:
@@ -106,10 +146,16 @@ class WGANGP:
 
 
 class LSGAN:
-    """Least-squares GAN: D pushes reals to 1 and fakes to 0, G pushes fakes to 1."""
+    """Least-squares GAN: D pushes reals to 1 and fakes to 0, G pushes fakes to 1 (no
+    penalty: ``grad_scale`` and ``resolution_scale`` are accepted and unused)."""
 
     def discriminator(
-        self, D: Critic, reals: Tensor, fakes: Tensor, grad_scale: Tensor | None = None
+        self,
+        D: Critic,
+        reals: Tensor,
+        fakes: Tensor,
+        grad_scale: Tensor | None = None,
+        resolution_scale: float = 1.0,
     ) -> tuple[Tensor, dict]:
         real = D(reals).flatten()
         fake = D(fakes).flatten()
@@ -123,6 +169,12 @@ class LSGAN:
 class Logistic:
     """Non-saturating logistic loss (Goodfellow et al.), optional R1 penalty on reals.
 
+    Neither this loss nor R1 exists in the official ProGAN code, so there is no official
+    resolution to follow: R1 stays measured at the stage resolution (on the images D sees) and
+    ``resolution_scale`` is accepted and unused. Code that upscales every stage to the final
+    resolution (as the official ProGAN does) would get ``||grad||^2 / k^2`` instead, i.e. the
+    same penalty with ``r1_gamma / k^2``.
+
     Args:
         r1_gamma: Weight of ``gamma / 2 * ||grad_x D(real)||^2``; 0 switches it off.
     """
@@ -131,7 +183,12 @@ class Logistic:
         self.r1_gamma = r1_gamma
 
     def discriminator(
-        self, D: Critic, reals: Tensor, fakes: Tensor, grad_scale: Tensor | None = None
+        self,
+        D: Critic,
+        reals: Tensor,
+        fakes: Tensor,
+        grad_scale: Tensor | None = None,
+        resolution_scale: float = 1.0,
     ) -> tuple[Tensor, dict]:
         reals = reals.detach().requires_grad_(self.r1_gamma > 0)
         real = D(reals).flatten()

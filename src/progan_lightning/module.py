@@ -174,7 +174,10 @@ class ProGAN(L.LightningModule):
         return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def discriminator_loss(self, reals: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """D loss on a real batch [NCHW] (already cross-faded) and as many fresh fakes."""
+        """D loss on a real batch [NCHW] (already cross-faded) and as many fresh fakes.
+
+        The loss also gets ``resolution_scale = final / stage resolution``: the official
+        gradient penalty is measured at the final resolution (see ``losses.WGANGP``)."""
         stage, alpha = self.stage, self.alpha
         with torch.no_grad():
             fakes = self.G(self._latents(reals.shape[0]), stage, self.g_alpha(alpha))
@@ -183,7 +186,11 @@ class ProGAN(L.LightningModule):
         if scaler.is_enabled():
             grad_scale = scaler.scale(torch.ones((), device=reals.device))
         return self.loss.discriminator(
-            lambda x: self.D(x, stage, alpha), reals, fakes, grad_scale=grad_scale
+            lambda x: self.D(x, stage, alpha),
+            reals,
+            fakes,
+            grad_scale=grad_scale,
+            resolution_scale=self.G.img_resolution / (4 * 2**stage),
         )
 
     def generator_loss(self, n: int) -> Tensor:
