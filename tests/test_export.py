@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +13,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 import progan_lightning
-from progan_lightning.export import export_checkpoint, load_checkpoint
+from progan_lightning.export import (
+    export_checkpoint,
+    export_generator,
+    load_checkpoint,
+    load_generator,
+)
 from progan_lightning.generate import generate, load_any
+from progan_lightning.generate import main as generate_main
 from progan_lightning.imaging import to_uint8
-from progan_lightning.networks import seeded_latents
-from progan_lightning.train import train
+from progan_lightning.networks import Generator, seeded_latents
+from progan_lightning.train import CONFIG_DIR, train
 
 
 @pytest.fixture
@@ -89,3 +100,58 @@ def test_generate_command_writes_requested_files(trained, tmp_path: Path):
         "interp.gif",
     } <= names
     assert Image.open(out / "interp.gif").n_frames == 6
+
+
+def tiny_generator(seed: int) -> Generator:
+    """An 8x8 generator with small feature maps, initialised from ``seed``."""
+    torch.manual_seed(seed)
+    return Generator(img_resolution=8, z_dim=8, fmap_base=32, fmap_max=8)
+
+
+def test_export_pair_from_different_runs_is_refused(tmp_path: Path):
+    first, _ = export_generator(tiny_generator(0), tmp_path / "a" / "generator.safetensors")
+    second, arch = export_generator(tiny_generator(1), tmp_path / "b" / "generator.safetensors")
+    assert json.loads(arch.read_text())["export_id"]
+    assert load_generator(second).trained_stage == 1  # A matching pair loads.
+    shutil.copy(first.with_suffix(".json"), arch)  # a's architecture beside b's weights
+    with pytest.raises(ValueError, match="different exports") as error:
+        load_generator(second)
+    assert str(second) in str(error.value) and str(arch) in str(error.value)
+    with pytest.raises(ValueError, match="different exports"):
+        load_any(arch)
+
+
+def test_export_without_id_still_loads(tmp_path: Path):
+    """Exports written before export ids: no id in either file."""
+    G = tiny_generator(0)
+    weights, arch = export_generator(G, tmp_path / "old.safetensors")
+    meta = json.loads(arch.read_text())
+    del meta["export_id"]
+    arch.write_text(json.dumps(meta))
+    save_file(
+        load_file(str(weights)), str(weights), metadata={"format": "progan-lightning/generator"}
+    )
+    loaded = load_generator(weights)
+    z = seeded_latents((2, 8), seed=0)
+    torch.testing.assert_close(loaded(z, 1, 1.0), G.eval()(z, 1, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("num_images=0", "num_images=0"),
+        ("num_images=-3", "num_images=-3"),
+        ("batch_size=0", "batch_size=0"),
+        ("interp.steps=0", "interp.steps=0"),
+        ("interp.fps=0", "interp.fps=0"),
+        ("interp.keyframes=-1", "interp.keyframes=-1"),
+    ],
+)
+def test_generate_settings_checked_before_loading(override: str, key: str, tmp_path: Path):
+    """A bad count fails with its key before the (missing) source is even looked at."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose("generate", [f"source={tmp_path / 'missing.ckpt'}", override])
+    GlobalHydra.instance().clear()
+    with pytest.raises(ValueError, match=re.escape(key)):
+        generate_main(cfg)

@@ -2,7 +2,9 @@
 
 An export is two files side by side: ``<name>.safetensors`` (G_ema's tensors, no pickle)
 and ``<name>.json`` (the generator's constructor arguments and the last trained stage).
-:func:`load_generator` rebuilds the generator from them without unpickling anything.
+Both carry the same ``export_id`` (the SHA-256 of the tensors), so a pair put together from
+different runs is refused. :func:`load_generator` rebuilds the generator from them without
+unpickling anything.
 
     python -m progan_lightning.export CHECKPOINT.ckpt [OUT.safetensors]
 """
@@ -10,12 +12,14 @@ and ``<name>.json`` (the generator's constructor arguments and the last trained 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -31,6 +35,16 @@ def export_paths(path: str | Path) -> tuple[Path, Path]:
     path = Path(path).expanduser()
     stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def export_id(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the names, dtypes, shapes and bytes of ``tensors`` (contiguous, on the CPU)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        digest.update(f"{name}\0{tensor.dtype}\0{list(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def export_generator(
@@ -51,9 +65,11 @@ def export_generator(
     weights.parent.mkdir(parents=True, exist_ok=True)
     stage = G.num_stages - 1 if stage is None else int(stage)
     tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    identity = export_id(tensors)
     meta = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
+        "export_id": identity,
         "class": "Generator",
         "init_kwargs": G.init_kwargs,
         "stage": stage,
@@ -61,7 +77,8 @@ def export_generator(
         "resolution": 4 * 2**stage,
         "weights": weights.name,
     }
-    atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    weights_meta = {"format": FORMAT, "export_id": identity}
+    atomic_write(weights, lambda p: save_file(tensors, str(p), metadata=weights_meta))
     atomic_write(arch, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return weights, arch
 
@@ -75,6 +92,11 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
     Args:
         path: The export's ``.safetensors`` or ``.json`` file (the other one sits beside it).
         map_location: Device for the weights.
+
+    Raises:
+        ValueError: the two files come from different exports (their ``export_id`` differs;
+            exports that predate the id have none in either file and load as before), or the
+            weights do not fit the architecture.
     """
     weights, arch = export_paths(path)
     for p in (weights, arch):
@@ -86,8 +108,23 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
     meta = json.loads(arch.read_text())
     if meta.get("format") != FORMAT or meta.get("class") != "Generator":
         raise ValueError(f"{arch} is not a progan-lightning generator export")
+    with safe_open(str(weights), "pt") as handle:
+        weights_id = (handle.metadata() or {}).get("export_id")
+    mismatch = f"{weights} and {arch} come from different exports"
+    fix = (
+        "keep the .safetensors and the .json that were written together, or export again "
+        "with `python -m progan_lightning.export CHECKPOINT`"
+    )
+    if weights_id != meta.get("export_id"):
+        raise ValueError(
+            f"{mismatch} (export_id {weights_id} in the weights, {meta.get('export_id')} in "
+            f"the JSON); {fix}"
+        )
     G = Generator(**meta["init_kwargs"])
-    G.load_state_dict(load_file(str(weights), device=str(map_location)))
+    try:
+        G.load_state_dict(load_file(str(weights), device=str(map_location)))
+    except RuntimeError as error:  # Missing, unexpected or mis-shaped tensors.
+        raise ValueError(f"{mismatch}: the weights do not fit the architecture; {fix}") from error
     G.trained_stage = int(meta.get("stage", G.num_stages - 1))
     G.trained_alpha = float(meta.get("alpha", 1.0))
     return G.to(map_location).eval().requires_grad_(False)

@@ -49,6 +49,28 @@ def stage_for(G: nn.Module, resolution: int | None) -> tuple[int, float]:
     return stage, getattr(G, "trained_alpha", 1.0) if stage == trained else 1.0
 
 
+def check_settings(
+    num_images: int, batch_size: int, interp_keyframes: int, interp_steps: int, fps: int
+) -> None:
+    """Raise one clear error, naming the ``conf/generate.yaml`` key, for a bad count.
+
+    Raises:
+        ValueError: a count below its minimum.
+    """
+    for key, value, minimum, meaning in (
+        ("num_images", num_images, 1, "images to write"),
+        ("batch_size", batch_size, 1, "images rendered at once"),
+        ("interp.keyframes", interp_keyframes, 0, "latents of the animation, 0 = none"),
+        ("interp.steps", interp_steps, 1, "frames between two keyframes"),
+        ("interp.fps", fps, 1, "frames per second of the animation"),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(
+                f"{key}={value!r} is out of range; set {key} to an integer >= {minimum} "
+                f"({meaning})"
+            )
+
+
 @torch.no_grad()
 def render(
     G: nn.Module, z: torch.Tensor, stage: int, alpha: float, batch_size: int = 64
@@ -90,7 +112,12 @@ def generate(
 
     Returns:
         ``{"images": [paths], "grid": path | None, "interp": path | None}``.
+
+    Raises:
+        ValueError: a count is out of range (see :func:`check_settings`), or ``resolution``
+            is not a trained stage.
     """
+    check_settings(num_images, batch_size, interp_keyframes, interp_steps, fps)
     out_dir = Path(out_dir)
     stage, alpha = stage_for(G, resolution)
     images = render(G, seeded_latents((num_images, G.z_dim), seed), stage, alpha, batch_size)
@@ -99,7 +126,7 @@ def generate(
         for i in range(num_images)
     ]
     result: dict[str, Any] = {"images": paths, "grid": None, "interp": None}
-    if grid and num_images:
+    if grid:
         result["grid"] = save_png(out_dir / "grid.png", make_grid(images))
     if interp_keyframes > 1:
         keys = seeded_latents((interp_keyframes, G.z_dim), seed + 1)
@@ -121,6 +148,10 @@ def generate(
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (``conf/generate.yaml``)."""
+    # Check the counts before loading anything (a checkpoint can take a while).
+    check_settings(
+        cfg.num_images, cfg.batch_size, cfg.interp.keyframes, cfg.interp.steps, cfg.interp.fps
+    )
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
