@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -259,3 +260,52 @@ def test_a_cache_finished_elsewhere_wins_the_rename(tmp_path: Path) -> None:
     shutil.copytree(tmp_path / "a" / done.name, twin)
     with pytest.raises(OSError):
         cache_module._publish(twin, done, settings)
+
+
+def refuse_lock_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``open`` in data/cache.py fail on lock files as a read-only folder does."""
+
+    def fake_open(file, *args, **kwargs):
+        if str(file).endswith(".lock"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return open(file, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "open", fake_open, raising=False)
+
+
+def test_read_only_cache_dir_names_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refuse_lock_files(monkeypatch)
+    with pytest.raises(PermissionError, match="data.cache_dir=") as error:
+        prepare_cache(ShapesSource(4), 8, 3, tmp_path, progress=False)
+    message = str(error.value)
+    assert str(tmp_path) in message and "PROGAN_CACHE_DIR" in message and "writable" in message
+
+
+def test_cache_dir_that_cannot_be_created_names_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file where the cache folder should go")
+    with pytest.raises(OSError, match=r"data.cache_dir=.*file.*PROGAN_CACHE_DIR"):
+        prepare_cache(ShapesSource(4), 8, 3, tmp_path / "file" / "cache", progress=False)
+
+
+def test_read_only_cache_dir_still_serves_a_finished_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = prepare_cache(ShapesSource(4), 8, 3, tmp_path, progress=False)
+    refuse_lock_files(monkeypatch)
+    assert prepare_cache(ShapesSource(4), 8, 3, tmp_path, progress=False) == folder
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders"
+)
+def test_chmod_read_only_cache_dir(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    root.mkdir()
+    root.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match="data.cache_dir="):
+            prepare_cache(ShapesSource(4), 8, 3, root, progress=False)
+    finally:
+        root.chmod(0o755)

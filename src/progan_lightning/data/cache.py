@@ -190,12 +190,15 @@ def prepare_cache(
 
     Raises:
         BadImagesError: no file could be read, or some could not and ``strict`` is set.
+        OSError: ``cache_root`` cannot be created or written to while a build is needed
+            (a finished cache in a read-only folder is served as is).
     """
     check_resolution(resolution, "data.resolution")
     if channels not in (1, 3):
         raise ValueError(f"data.channels={channels} is not supported; use 3 (RGB) or 1")
     root = Path(cache_root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    with _writable(root):
+        root.mkdir(parents=True, exist_ok=True)
     key, settings = cache_key(source, resolution, channels, storage)
     final = root / key
     if not _is_complete(final, settings):
@@ -351,9 +354,25 @@ def _is_complete(folder: Path, settings: dict[str, Any]) -> bool:
 
 
 @contextlib.contextmanager
+def _writable(root: Path) -> Iterator[None]:
+    """Turn an ``OSError`` from creating files in the cache root into one that names
+    ``data.cache_dir`` and the fix; the error keeps its type (``PermissionError``, ...)."""
+    try:
+        yield
+    except OSError as error:
+        raise type(error)(
+            f"data.cache_dir={root!s} cannot be written to ({type(error).__name__}: {error}); "
+            "set data.cache_dir (or the environment variable PROGAN_CACHE_DIR) to a writable "
+            "folder"
+        ) from error
+
+
+@contextlib.contextmanager
 def _locked(lock_file: Path) -> Iterator[None]:
     """Hold an exclusive inter-process lock (``fcntl.flock``) on ``lock_file``."""
-    with open(lock_file, "a") as handle:
+    with contextlib.ExitStack() as stack:
+        with _writable(lock_file.parent):
+            handle = stack.enter_context(open(lock_file, "a"))
         if fcntl is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -410,7 +429,8 @@ def _build(
             f"{folder.parent!s} has {free / 1e9:.2f} GB free; set data.cache_dir to a larger "
             "disk, or data.compress_above to store the top levels compressed"
         )
-    folder.mkdir()
+    with _writable(folder.parent):
+        folder.mkdir()
     written, skipped, small = _write_levels(
         folder, source, resolution, channels, storage, num_workers, progress
     )
