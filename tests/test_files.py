@@ -23,7 +23,9 @@ from progan_lightning.data.cache import (
     read_manifest,
 )
 from progan_lightning.data.files import (
+    DEFAULT_MAX_IMAGE_PIXELS,
     FolderSource,
+    IgnoredFilesWarning,
     SmallImageWarning,
     UnreadableImageError,
     parse_background,
@@ -285,6 +287,85 @@ def test_zip_cache_equals_folder_cache(image_folder: Path, tmp_path: Path) -> No
     assert from_zip != from_folder
     for res in (4, 8):
         np.testing.assert_array_equal(load_level(from_zip, res), load_level(from_folder, res))
+
+
+def test_gif_reads_its_first_frame_and_netpbm_tga_count(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (12, 12), colour) for colour in ((200, 0, 0), (0, 0, 200))]
+    frames[0].save(tmp_path / "anim.GIF", save_all=True, append_images=frames[1:])
+    Image.new("L", (12, 12), 100).save(tmp_path / "gray.pgm")
+    Image.new("RGB", (12, 12), (0, 150, 0)).save(tmp_path / "green.ppm")
+    Image.new("RGB", (12, 12), (0, 0, 150)).save(tmp_path / "blue.tga")
+    Image.new("RGB", (12, 12), (90, 90, 90)).save(tmp_path / "photo.jfif", "JPEG")
+    source = FolderSource(tmp_path)
+    assert source.files == ["anim.GIF", "blue.tga", "gray.pgm", "green.ppm", "photo.jfif"]
+    first = source.load(0, 8, 3).astype(int)
+    assert (first[..., 0] > 180).all() and (first[..., 2] < 30).all()  # red, not blue
+    assert np.array_equal(source.load(1, 8, 3), np.full((8, 8, 3), (0, 0, 150), np.uint8))
+    assert np.array_equal(source.load(2, 8, 1), np.full((8, 8, 1), 100, np.uint8))
+    assert np.array_equal(source.load(3, 8, 3), np.full((8, 8, 3), (0, 150, 0), np.uint8))
+    assert np.abs(source.load(4, 8, 3).astype(int) - 90).max() <= 2
+
+
+def test_transparent_gif_on_the_background(tmp_path: Path) -> None:
+    image = Image.new("P", (8, 8), 1)
+    image.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    image.save(tmp_path / "clear.gif", transparency=1)  # every pixel transparent
+    loaded = FolderSource(tmp_path, background=[0, 255, 0]).load(0, 8, 3)
+    assert np.array_equal(loaded, np.full((8, 8, 3), (0, 255, 0), np.uint8))
+
+
+def test_ignored_image_formats_warn_once_with_counts(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "kept.png")
+    for name in ("a.psd", "b.HEIC", "c.heic", "d.jp2"):
+        (folder / name).write_bytes(b"not decoded: only the extension counts")
+    (folder / "notes.txt").write_text("not an image: no warning")
+    (folder / "._x.heic").write_bytes(b"a hidden fork: no warning")
+    for path in (folder, zip_folder(folder, tmp_path / "images.zip")):
+        with pytest.warns(IgnoredFilesWarning) as caught:
+            source = FolderSource(path)
+        assert source.files == ["kept.png"]
+        assert len(caught) == 1
+        message = str(caught[0].message)
+        assert "4 files" in message and ".heic: 2, .jp2: 1, .psd: 1" in message
+        assert str(path) in message and "convert them" in message and ".png" in message
+    for name in ("a.psd", "b.HEIC", "c.heic", "d.jp2"):
+        (folder / name).unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IgnoredFilesWarning)
+        FolderSource(folder)  # Other files (notes.txt) pass without a word.
+
+
+def test_max_image_pixels_skips_larger_images_and_names_the_setting(tmp_path: Path) -> None:
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(tmp_path / "big.png")  # 1024 pixels
+    Image.new("RGB", (8, 8), (40, 50, 60)).save(tmp_path / "small.png")  # 64 pixels
+    with pytest.raises(UnreadableImageError, match=r"32x32.*data\.max_image_pixels=100") as error:
+        FolderSource(tmp_path, max_image_pixels=100).load(0, 8, 3)
+    assert "null" in error.value.reason  # The reason itself says how to lift the limit.
+    assert FolderSource(tmp_path, max_image_pixels=1024).load(0, 8, 3).shape == (8, 8, 3)
+    assert FolderSource(tmp_path, max_image_pixels=None).load(0, 8, 3).shape == (8, 8, 3)
+    for bad in (0, -1, 1.5, True, "many"):
+        with pytest.raises(ValueError, match=f"data.max_image_pixels={bad!r}.*null"):
+            FolderSource(tmp_path, max_image_pixels=bad)  # type: ignore[arg-type]
+
+
+def test_max_image_pixels_reaches_the_cache_workers_and_the_key(tmp_path: Path) -> None:
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(tmp_path / "big.png")
+    Image.new("RGB", (8, 8), (40, 50, 60)).save(tmp_path / "small.png")
+    default = FolderSource(tmp_path)
+    assert default.max_image_pixels == DEFAULT_MAX_IMAGE_PIXELS
+    # The default leaves the fingerprint (and so every existing cache's key) as it was.
+    assert "max_image_pixels" not in default.fingerprint()
+    limited = FolderSource(tmp_path, max_image_pixels=100)
+    assert limited.fingerprint() != default.fingerprint()
+    assert FolderSource(tmp_path, max_image_pixels=None).fingerprint() != default.fingerprint()
+    cache = tmp_path / "cache"
+    with pytest.warns(BadImagesWarning, match=r"big\.png \(32x32.*data\.max_image_pixels=100"):
+        folder = prepare_cache(limited, 8, 3, cache, num_workers=1, progress=False)
+    assert read_manifest(folder)["num_images"] == 1
+    full = prepare_cache(default, 8, 3, cache, num_workers=1, progress=False)
+    assert full != folder and read_manifest(full)["num_images"] == 2
 
 
 # --- as a user runs it ----------------------------------------------------------------

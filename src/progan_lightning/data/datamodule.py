@@ -37,7 +37,8 @@ class ProGANDataModule(L.LightningDataModule):
         prepare_workers: Processes that decode and resize images while preparing the cache.
         ram_limit_mb: Levels up to this size are loaded into RAM, larger ones memory-mapped.
         path: Where the data lives (``data.path``); the config hands it to file sources,
-            as it does ``background`` and ``fit`` (see ``data/files.py``).
+            as it does ``background``, ``fit`` and ``max_image_pixels`` (see
+            ``data/files.py``).
         strict: Stop preparing with the list of unreadable files instead of skipping them.
         compress_above: Store levels above this resolution compressed (None: all raw).
         compress_format: ``png`` (lossless) or ``jpeg`` (quality 95) for compressed levels.
@@ -59,6 +60,7 @@ class ProGANDataModule(L.LightningDataModule):
         path: str | Path | None = None,
         background: str | list[int] | None = None,
         fit: str | None = None,
+        max_image_pixels: int | None = None,
         strict: bool = False,
         compress_above: int | None = None,
         compress_format: str = "png",

@@ -1,19 +1,23 @@
-"""Images from files: a folder (recursively) or a ``.zip`` archive of PNG/JPEG/WebP/BMP/TIFF.
+"""Images from files: a folder (recursively) or a ``.zip`` archive of image files.
 
 :class:`FolderSource` is an :class:`~progan_lightning.data.sources.ImageSource`. It lists
 the images once (sorted, so the order is the same on every machine) and decodes one on
-each :meth:`~FolderSource.load`. A file that cannot be decoded raises
-:class:`UnreadableImageError`; an image smaller than the target warns with
-:class:`SmallImageWarning`. The cache builder (``data/cache.py``) turns both into one
-summary for the whole dataset.
+each :meth:`~FolderSource.load`. A file that cannot be decoded, or has more pixels than
+``data.max_image_pixels``, raises :class:`UnreadableImageError`; an image smaller than the
+target warns with :class:`SmallImageWarning`. The cache builder (``data/cache.py``) turns
+both into one summary for the whole dataset. Files in image formats that are not read
+(HEIC, PSD, ...) are left out with one :class:`IgnoredFilesWarning`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import warnings
 import zipfile
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -22,21 +26,38 @@ from PIL import Image, ImageColor, ImageOps
 
 from progan_lightning.data.sources import check_load_args, to_array
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# Read with PIL's own decoders (a GIF gives its first frame).
+IMAGE_EXTENSIONS = (
+    *(".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".tif", ".tiff", ".gif"),
+    *(".ppm", ".pgm", ".pbm", ".pnm", ".tga"),
+)
+# Image formats that are not read: their files are counted in one warning, not skipped silently.
+IGNORED_IMAGE_EXTENSIONS = (
+    *(".heic", ".heif", ".avif", ".jp2", ".j2k", ".jpx", ".jxl", ".psd", ".ico", ".icns"),
+    *(".svg", ".exr", ".hdr", ".dng", ".cr2", ".nef", ".arw", ".raw", ".pcx", ".qoi"),
+)
+# PIL refuses images above 2 x Image.MAX_IMAGE_PIXELS as "decompression bombs"; the same
+# default keeps every cache built before data.max_image_pixels existed valid.
+DEFAULT_MAX_IMAGE_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)  # 178956970, ~179 megapixels
 FITS = ("crop", "pad")
 
 
 class UnreadableImageError(ValueError):
-    """An image file that cannot be decoded (corrupt, truncated, empty, not an image)."""
+    """An image file that cannot be decoded (corrupt, truncated, empty, not an image) or is
+    larger than ``data.max_image_pixels``; ``fix`` (None: the reason says it) ends the message."""
 
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"cannot read image {name} ({reason}); fix or remove the file")
+    def __init__(self, name: str, reason: str, fix: str | None = "fix or remove the file") -> None:
+        super().__init__(f"cannot read image {name} ({reason})" + (f"; {fix}" if fix else ""))
         self.name = name
         self.reason = reason
 
 
 class SmallImageWarning(UserWarning):
     """An image smaller than the target resolution was upscaled."""
+
+
+class IgnoredFilesWarning(UserWarning):
+    """Files in an image format that is not read were left out of the dataset."""
 
 
 def parse_background(value: str | list[int] | tuple[int, ...]) -> tuple[int, int, int]:
@@ -60,16 +81,20 @@ def parse_background(value: str | list[int] | tuple[int, ...]) -> tuple[int, int
 class FolderSource:
     """Every image file under a folder (recursively) or inside a ``.zip``, in sorted order.
 
-    Files with the extensions in ``IMAGE_EXTENSIONS`` (any case) count; hidden files and
-    folders (names starting with ".", e.g. macOS ``._*`` forks) and ``__MACOSX`` are
-    skipped. Each image is rotated by its EXIF orientation, composited on ``background``
-    where transparent, converted to RGB (or luma), made square (centre-cropped or padded
-    with ``background``) and resized with Lanczos (box-reduced first when much larger).
+    Files with the extensions in ``IMAGE_EXTENSIONS`` (any case) count, a GIF with its first
+    frame; files in the formats of ``IGNORED_IMAGE_EXTENSIONS`` are left out with one
+    :class:`IgnoredFilesWarning`; hidden files and folders (names starting with ".", e.g.
+    macOS ``._*`` forks) and ``__MACOSX`` are skipped. Each image is rotated by its EXIF
+    orientation, composited on ``background`` where transparent, converted to RGB (or
+    luma), made square (centre-cropped or padded with ``background``) and resized with
+    Lanczos (box-reduced first when much larger).
 
     Args:
         path: Folder of images or a ``.zip`` of images (``~`` is expanded).
         background: Colour under transparent pixels and of the padding.
         fit: ``crop`` (centre square) or ``pad`` (whole image, padded to a square).
+        max_image_pixels: Images with more pixels (width x height) are unreadable, and so
+            skipped (PIL's decompression-bomb guard); None = no limit.
     """
 
     def __init__(
@@ -77,12 +102,23 @@ class FolderSource:
         path: str | Path,
         background: str | list[int] | tuple[int, ...] = (0, 0, 0),
         fit: Literal["crop", "pad"] = "crop",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.path = Path(path).expanduser()
         self.background = parse_background(background)
         if fit not in FITS:
             raise ValueError(f"data.fit={fit!r} is not supported; use one of {FITS}")
         self.fit = fit
+        if max_image_pixels is not None and (
+            isinstance(max_image_pixels, bool)
+            or not isinstance(max_image_pixels, int)
+            or max_image_pixels < 1
+        ):
+            raise ValueError(
+                f"data.max_image_pixels={max_image_pixels!r} is not a pixel count; use a "
+                f"positive integer (default {DEFAULT_MAX_IMAGE_PIXELS}) or null for no limit"
+            )
+        self.max_image_pixels = max_image_pixels
         accepted = " ".join(IMAGE_EXTENSIONS)
         if not self.path.exists():
             raise FileNotFoundError(
@@ -96,36 +132,43 @@ class FolderSource:
                 f"set data.path to a folder (or .zip) of images ({accepted})"
             )
         self._zip: zipfile.ZipFile | None = None
-        self.files = self._list_zip() if self.is_zip else self._list_folder()
+        names = [
+            name
+            for name in (self._list_zip() if self.is_zip else self._list_folder())
+            if not any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
+        ]
+        self.files = sorted(name for name in names if _suffix(name) in IMAGE_EXTENSIONS)
+        ignored = Counter(
+            _suffix(name) for name in names if _suffix(name) in IGNORED_IMAGE_EXTENSIONS
+        )
+        if ignored:
+            counts = ", ".join(f"{suffix}: {count}" for suffix, count in sorted(ignored.items()))
+            total = ignored.total()
+            warnings.warn(
+                f"data.path={self.path!s}: left out {total} file{'s' * (total != 1)} in image "
+                f"formats that are not read ({counts}); convert them to one of {accepted} to "
+                "use them",
+                IgnoredFilesWarning,
+                stacklevel=2,
+            )
         if not self.files:
             raise ValueError(
                 f"data.path={self.path!s} holds no image files; "
                 f"set data.path to a folder (or .zip) of images ({accepted})"
             )
 
-    @staticmethod
-    def _accepts(name: str) -> bool:
-        """Whether the relative POSIX path ``name`` is an image file that counts."""
-        parts = name.split("/")
-        return Path(name).suffix.lower() in IMAGE_EXTENSIONS and not any(
-            part.startswith(".") or part == "__MACOSX" for part in parts
-        )
-
     def _list_folder(self) -> list[str]:
-        names = (
+        """Every file under the folder, as POSIX paths relative to it."""
+        return [
             file.relative_to(self.path).as_posix()
             for file in self.path.rglob("*")
             if file.is_file()
-        )
-        return sorted(name for name in names if self._accepts(name))
+        ]
 
     def _list_zip(self) -> list[str]:
+        """Every file in the archive."""
         with zipfile.ZipFile(self.path) as archive:
-            return sorted(
-                info.filename
-                for info in archive.infolist()
-                if not info.is_dir() and self._accepts(info.filename)
-            )
+            return [info.filename for info in archive.infolist() if not info.is_dir()]
 
     def __len__(self) -> int:
         return len(self.files)
@@ -155,7 +198,7 @@ class FolderSource:
                 stat = (self.path / name).stat()
                 total_bytes += stat.st_size
                 digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        return {
+        fingerprint = {
             "kind": "zip" if self.is_zip else "folder",
             "path": str(self.path.resolve()),
             "num_files": len(self.files),
@@ -164,6 +207,11 @@ class FolderSource:
             "background": list(self.background),
             "fit": self.fit,
         }
+        # Another limit may skip other files; the default adds nothing, so that caches built
+        # before the setting existed (with the same limit, PIL's) keep their key.
+        if self.max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:
+            fingerprint["max_image_pixels"] = self.max_image_pixels
+        return fingerprint
 
     def _open(self, index: int) -> IO[bytes]:
         if not self.is_zip:
@@ -176,14 +224,16 @@ class FolderSource:
         """Image ``index`` as uint8 [resolution, resolution, channels].
 
         Raises:
-            UnreadableImageError: the file cannot be read or decoded.
+            UnreadableImageError: the file cannot be read or decoded, or has more pixels
+                than ``max_image_pixels``.
 
         Warns:
             SmallImageWarning: the image (its square part) is smaller than ``resolution``.
         """
         check_load_args(index, len(self.files), resolution, channels)
         try:
-            with self._open(index) as handle, Image.open(handle) as opened:
+            with self._open(index) as handle, _pil_pixel_limit_off(), Image.open(handle) as opened:
+                self._check_pixels(index, *opened.size)
                 # Let JPEG decode at a reduced scale (still >= 2x the target) when it can.
                 opened.draft("RGB" if channels == 3 else "L", (2 * resolution, 2 * resolution))
                 image = _flatten(ImageOps.exif_transpose(opened), self.background)
@@ -194,6 +244,8 @@ class FolderSource:
                     Image.LANCZOS,
                     reducing_gap=3.0,  # Box-reduce huge images first, then Lanczos.
                 )
+        except UnreadableImageError:
+            raise
         except Exception as error:  # PIL raises many types for bad files.
             reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             raise UnreadableImageError(self.name(index), reason) from error
@@ -204,6 +256,38 @@ class FolderSource:
                 stacklevel=2,
             )
         return to_array(image, channels)
+
+    def _check_pixels(self, index: int, width: int, height: int) -> None:
+        """Raise :class:`UnreadableImageError` for an image above ``max_image_pixels``."""
+        limit = self.max_image_pixels
+        if limit is not None and width * height > limit:
+            reason = (
+                f"{width}x{height} = {width * height} pixels, more than "
+                f"data.max_image_pixels={limit}; raise that setting, or set it to null for no "
+                "limit, to read it"
+            )
+            raise UnreadableImageError(self.name(index), reason, fix=None)
+
+
+def _suffix(name: str) -> str:
+    """The lower-case extension of a file name: ``.png``."""
+    return Path(name).suffix.lower()
+
+
+@contextlib.contextmanager
+def _pil_pixel_limit_off() -> Iterator[None]:
+    """Switch off PIL's own decompression-bomb guard, which ``max_image_pixels`` replaces.
+
+    ``Image.MAX_IMAGE_PIXELS`` is a process-wide setting; it is restored on exit. Sources
+    load in one thread per process (the cache builder uses processes), so nothing else
+    opens an image meanwhile.
+    """
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _square(
