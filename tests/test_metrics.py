@@ -1,11 +1,15 @@
-"""Quality metrics: SWD against the paper's algorithm, MS-SSIM diversity, FID plumbing, and
-the metrics callback on a tiny run."""
+"""Quality metrics: SWD against the paper's algorithm, MS-SSIM diversity, FID and Inception
+Score plumbing, the IS math, and the metrics callback (mirrored reals, a NaN generator, a
+tiny run)."""
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +19,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from progan_lightning.metrics.fid import FIDSetupError, FrechetDistance
+from progan_lightning.callbacks.metrics import MetricsCallback
+from progan_lightning.losses import WGANGP
+from progan_lightning.metrics.fid import FrechetDistance
+from progan_lightning.metrics.inception import InceptionSetupError
+from progan_lightning.metrics.inception_score import InceptionScore, inception_score
 from progan_lightning.metrics.ms_ssim import MSSSIMDiversity
 from progan_lightning.metrics.registry import prepare_metrics
 from progan_lightning.metrics.swd import (
@@ -23,6 +31,8 @@ from progan_lightning.metrics.swd import (
     patch_positions,
     pyramid_resolutions,
 )
+from progan_lightning.module import ProGAN
+from progan_lightning.networks import Discriminator, Generator
 from progan_lightning.train import train
 
 SMALL = {"nhoods_per_image": 16, "dir_repeats": 2, "dirs_per_repeat": 32}
@@ -208,8 +218,154 @@ def test_fid_plumbing_with_a_stand_in_feature_network():
     assert float(fid.compute()["fid"]) > 0.01
 
 
+class TinyLogits(nn.Module):
+    """Stand-in for Inception's logits (no download): 3 classes from the mean colour."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().mean((2, 3)) / 255.0 * 8.0
+
+
+def test_inception_score_matches_a_hand_computation_on_known_probabilities():
+    # 5 images, 2 splits: the official split i holds rows i*5//2 .. (i+1)*5//2, i.e. [0, 1]
+    # and [2, 3, 4] (torch.chunk would give [0, 1, 2] and [3, 4]).
+    probs = torch.tensor(
+        [[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [0.2, 0.3, 0.5], [0.2, 0.3, 0.5], [0.2, 0.3, 0.5]]
+    )
+    logits = probs.log() + 3.0  # softmax is shift-invariant
+    mean, std = inception_score(logits, splits=2)
+    # Split 1: p(y) = (0.375, 0.375, 0.25); both rows have the same KL by symmetry.
+    kl = 0.5 * math.log(0.5 / 0.375) + 0.25 * math.log(0.25 / 0.375) + 0.25 * math.log(1.0)
+    first, second = math.exp(kl), 1.0  # identical rows: p(y|x) = p(y), KL 0
+    assert float(mean) == pytest.approx((first + second) / 2, rel=1e-6)
+    assert float(std) == pytest.approx(abs(first - second) / 2, rel=1e-6)  # NumPy's std
+    # One split of confident, uniformly spread classes: IS = number of classes.
+    assert float(inception_score(torch.eye(4) * 60.0, splits=1)[0]) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="at least splits=10 images, got 5"):
+        inception_score(logits)
+
+
+def test_inception_score_metric_with_a_stand_in_network_ignores_reals():
+    images = smooth_images(40, 16, 0)
+    metric = InceptionScore(16, feature=TinyLogits(), splits=4)
+    metric.update(noise_images(8, 16, 1), real=True)  # ignored
+    metric.update(images[:25], real=False)
+    metric.update(images[25:].float() / 127.5 - 1.0, real=False)  # float [-1, 1] works too
+    out = metric.compute()
+    expected = inception_score(TinyLogits()(images), splits=4)
+    assert set(out) == {"is_mean", "is_std"}
+    torch.testing.assert_close(out["is_mean"], expected[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out["is_std"], expected[1], rtol=1e-4, atol=1e-5)
+
+
+def test_inception_score_without_weights_fails_at_start_up_with_one_clear_message(tmp_path):
+    with pytest.raises(
+        InceptionSetupError, match=r"^IS.*(torch-fidelity|weights_path).*drop IS.*metrics=default"
+    ):
+        prepare_metrics({"is": {"weights_path": str(tmp_path / "missing.pth")}})
+
+
+def test_is_config_shares_the_fid_weights_path(make_cfg):
+    cfg = make_cfg("metrics=[default,is]")
+    assert (cfg.metrics["is"].feature, cfg.metrics["is"].splits) == ("logits_unbiased", 10)
+    assert "fid" not in cfg.metrics
+    cfg = make_cfg("metrics=[default,fid,is]", "metrics.fid.weights_path=/w/inception.pth")
+    assert cfg.metrics["is"].weights_path == "/w/inception.pth"
+
+
+class Recorder:
+    """A metric that keeps what it is fed."""
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+
+    def update(self, images: torch.Tensor, real: bool) -> None:
+        self.seen.append(images.clone())
+
+
+def stub_trainer(datamodule, rank: int = 0, world_size: int = 1) -> SimpleNamespace:
+    """What MetricsCallback reads of a Trainer (one process of ``world_size``)."""
+    return SimpleNamespace(
+        datamodule=datamodule,
+        global_rank=rank,
+        world_size=world_size,
+        global_step=0,
+        loggers=[],
+        callback_metrics={},
+        strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: decision),
+    )
+
+
+def fed_reals(images: np.ndarray, mirror: bool, world_size: int = 1) -> list[bytes]:
+    datamodule = SimpleNamespace(images=lambda res: images, mirror=mirror)
+    callback = MetricsCallback({"num_images": 48, "batch_size": 7}, "unused.jsonl", seed=5)
+    fed = []
+    for rank in range(world_size):
+        recorder = Recorder()
+        trainer = stub_trainer(datamodule, rank, world_size)
+        callback._feed_reals(trainer, [recorder], images.shape[-1], torch.device("cpu"))
+        fed += [img.numpy().tobytes() for batch in recorder.seen for img in batch]
+    return fed
+
+
+def test_reals_are_mirrored_like_the_official_evaluation_when_mirror_augment_is_on():
+    images = noise_images(80, 8, 0).numpy()  # no image equals its mirror image
+    originals = {img.tobytes(): i for i, img in enumerate(images)}
+    mirrors = {img[:, :, ::-1].tobytes(): i for i, img in enumerate(images)}
+
+    plain = fed_reals(images, mirror=False)
+    assert len(plain) == 48 and all(img in originals for img in plain)
+
+    fed = fed_reals(images, mirror=True)
+    flipped = [img for img in fed if img in mirrors]
+    assert len(fed) == 48 and len(flipped) + sum(img in originals for img in fed) == 48
+    assert 12 <= len(flipped) <= 36  # each one with probability 0.5
+    # The same images (and the same ones mirrored) as without mirroring, on any device count.
+    assert sorted(originals.get(img, mirrors.get(img)) for img in fed) == sorted(
+        originals[img] for img in plain
+    )
+    assert sorted(fed_reals(images, mirror=True, world_size=3)) == sorted(fed)
+    assert fed_reals(images, mirror=True) == fed  # seeded
+
+
+def test_a_generator_with_nan_weights_reports_nan_for_every_metric(tmp_path: Path):
+    torch.manual_seed(0)
+    G = Generator(8, z_dim=8, fmap_base=32, fmap_max=8)
+    D = Discriminator(8, fmap_base=32, fmap_max=8)
+    module = ProGAN(G, D, WGANGP(), functools.partial(torch.optim.Adam, lr=1e-3))
+    module.stage = 1  # 8x8
+    reals = smooth_images(64, 8, 0).numpy()
+    trainer = stub_trainer(SimpleNamespace(images=lambda res: reals, mirror=False))
+    jsonl = tmp_path / "metrics.jsonl"
+    settings = {"num_images": 64, "batch_size": 32}
+    callback = MetricsCallback(
+        {**settings, "swd": SMALL, "ms_ssim": {}, "is": {"feature": TinyLogits(), "splits": 4}},
+        jsonl,
+    )
+
+    healthy = callback.evaluate(trainer, module, alpha=1.0)
+    assert healthy and all(math.isfinite(v) for v in healthy.values())
+    with torch.no_grad():
+        for p in module.G_ema.parameters():
+            p.fill_(float("nan"))
+    broken = callback.evaluate(trainer, module, alpha=1.0)
+
+    assert set(broken) == set(healthy)
+    assert all(math.isnan(v) for v in broken.values())  # not SWD 776 and MS-SSIM 1.0
+    assert all(math.isnan(float(trainer.callback_metrics[k])) for k in broken)
+    # Strict JSON: null, never NaN.
+    rows = [
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+        for line in jsonl.read_text().splitlines()
+    ]
+    assert rows[0]["fakes_finite"] is True and rows[1]["fakes_finite"] is False
+    assert all(rows[1][k] is None for k in broken)
+    assert all(rows[0][k] is not None for k in broken)
+
+
 def test_fid_without_weights_fails_at_start_up_with_one_clear_message(make_cfg, tmp_path):
-    with pytest.raises(FIDSetupError, match=r"(torch-fidelity|weights_path).*metrics=default"):
+    with pytest.raises(
+        InceptionSetupError, match=r"FID.*(torch-fidelity|weights_path).*metrics=default"
+    ):
         prepare_metrics({"fid": {"weights_path": str(tmp_path / "missing.pth")}})
     cfg = make_cfg("metrics=[default,fid]", f"metrics.fid.weights_path={tmp_path / 'no.pth'}")
     with pytest.raises(Exception, match="metrics=default") as info:
@@ -219,14 +375,16 @@ def test_fid_without_weights_fails_at_start_up_with_one_clear_message(make_cfg, 
 
 
 def test_unknown_metric_names_the_known_ones():
-    with pytest.raises(ValueError, match="Unknown metric 'swdd'.*swd, ms_ssim, fid"):
+    with pytest.raises(ValueError, match="Unknown metric 'swdd'.*swd, ms_ssim, fid, is"):
         prepare_metrics({"swdd": {}})
 
 
 def test_metrics_callback_logs_and_writes_json_lines_on_a_tiny_run(make_cfg, tmp_path: Path):
     cfg = make_cfg(
-        "metrics=[default,fid]",
+        "metrics=[default,fid,is]",
         "metrics.fid.feature={_target_: test_metrics.TinyFeatures}",
+        "metrics.is.feature={_target_: test_metrics.TinyLogits}",
+        "metrics.is.splits=4",
         "metrics.every_kimg=0.096",
         "metrics.num_images=64",
         "metrics.batch_size=32",
@@ -238,8 +396,10 @@ def test_metrics_callback_logs_and_writes_json_lines_on_a_tiny_run(make_cfg, tmp
     assert [r["kimg"] for r in rows] == [0.064, 0.096, 0.128, 0.192, 0.256, 0.288, 0.32]
     assert [r["resolution"] for r in rows] == [4, 8, 8, 8, 16, 16, 16]
     last = rows[-1]
-    for key in ("metrics/swd_16", "metrics/swd_avg", "metrics/ms_ssim", "metrics/fid"):
+    keys = ("metrics/swd_16", "metrics/swd_avg", "metrics/ms_ssim", "metrics/fid")
+    for key in (*keys, "metrics/is_mean", "metrics/is_std"):
         assert np.isfinite(last[key]), key
+    assert 1 <= last["metrics/is_mean"] <= 3 and last["fakes_finite"] is True
     assert last["metrics/swd_avg"] == pytest.approx(last["metrics/swd_16"])
     assert 0 < last["metrics/ms_ssim"] <= 1
     assert last["num_images"] == 64

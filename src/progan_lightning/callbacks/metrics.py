@@ -1,4 +1,4 @@
-"""Quality metrics of G_ema (SWD, MS-SSIM, FID) during training, plus learning rates and
+"""Quality metrics of G_ema (SWD, MS-SSIM, FID, IS) during training, plus learning rates and
 throughput; results go to every logger and to a JSON-lines file in the run dir."""
 
 from __future__ import annotations
@@ -35,8 +35,19 @@ class MetricsCallback(L.Callback):
     Real-image statistics are computed once per resolution and cached (only the current
     resolution's are kept: training never goes back down). Every process generates its share
     of the images and the metric states are synced, so the numbers are the same on any number
-    of devices. Logged as ``metrics/swd_<res>``, ``metrics/swd_avg``, ``metrics/ms_ssim``,
-    ``metrics/fid``; each evaluation is appended as one JSON line to ``jsonl_path``.
+    of devices (the Inception Score's splits excepted, see its class). Logged as
+    ``metrics/swd_<res>``, ``metrics/swd_avg``, ``metrics/ms_ssim``, ``metrics/fid``,
+    ``metrics/is_mean``, ``metrics/is_std``; each evaluation is appended as one JSON line to
+    ``jsonl_path``.
+
+    With mirror augmentation on (``datamodule.mirror``), the real images fed to the metrics
+    are mirrored as the official ``evaluate_metrics`` does (each flipped left-right with
+    probability 0.5), from a seeded draw per image.
+
+    A broken generator gets no number: if G_ema produces any non-finite value during an
+    evaluation (on any process), every metric of that evaluation is reported as NaN to the
+    loggers and as ``null`` in the JSON line (strict JSON has no NaN), with
+    ``"fakes_finite": false``.
 
     Args:
         metrics: The ``metrics`` config: settings ``every_kimg`` (None = phase ends only),
@@ -101,10 +112,22 @@ class MetricsCallback(L.Callback):
     ) -> None:
         images = trainer.datamodule.images(resolution)  # uint8 [N, C, res, res]
         n = min(self.num_images, len(images))
-        order = np.random.default_rng(self.seed).permutation(len(images))[:n]
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(images))[:n]
+        # The official evaluate_metrics mirrors the reals fed to every metric when the run
+        # trained with mirror augmentation (misc.apply_mirror_augment: each image flipped
+        # left-right with probability 0.5). Here the coin of each chosen image is drawn from
+        # the seeded generator, so every process agrees and the set is the same on any number
+        # of devices.
+        flip = np.zeros(len(images), dtype=bool)
+        if getattr(trainer.datamodule, "mirror", False):
+            flip[order] = rng.random(n) < 0.5
         chosen = np.sort(order[self._shard(trainer, n)])
         for start in range(0, len(chosen), self.batch_size):
-            batch = torch.from_numpy(np.asarray(images[chosen[start : start + self.batch_size]]))
+            index = chosen[start : start + self.batch_size]
+            batch = torch.from_numpy(np.asarray(images[index]))
+            mirrored = torch.from_numpy(flip[index]).view(-1, 1, 1, 1)
+            batch = torch.where(mirrored, batch.flip(3), batch)  # [NCHW]
             for metric in metrics:
                 metric.update(batch.to(device), real=True)
 
@@ -126,20 +149,25 @@ class MetricsCallback(L.Callback):
         if reals and self._reals_fed != resolution:
             self._feed_reals(trainer, reals, resolution, device)
             self._reals_fed = resolution
+        nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         for i in range(0, len(z), self.batch_size):
             fakes = pl_module(z[i : i + self.batch_size].to(device), alpha=alpha)
+            nonfinite |= ~torch.isfinite(fakes).all()
             for metric in metrics.values():
                 metric.update(fakes, real=False)
+        finite = trainer.strategy.reduce_boolean_decision(not nonfinite.item(), all=True)
 
         values: dict[str, float] = {}
         for metric in metrics.values():
             values.update({f"metrics/{k}": float(v) for k, v in metric.compute().items()})
             metric.reset()  # keeps the real statistics
+        if not finite:  # the numbers of quantized NaNs mean nothing (SWD 776, MS-SSIM 1.0)
+            values = dict.fromkeys(values, math.nan)
         self._last_nimg = pl_module.cur_nimg
         for key, value in values.items():
             trainer.callback_metrics[key] = torch.tensor(value)
         seconds = time.perf_counter() - start
-        self._record(trainer, pl_module, resolution, num_images, values, seconds)
+        self._record(trainer, pl_module, resolution, num_images, values, finite, seconds)
         return values
 
     @rank_zero_only
@@ -150,6 +178,7 @@ class MetricsCallback(L.Callback):
         resolution: int,
         num_images: int,
         values: dict[str, float],
+        finite: bool,
         seconds: float,
     ) -> None:
         kimg = pl_module.cur_nimg / 1000
@@ -160,6 +189,7 @@ class MetricsCallback(L.Callback):
             "phase": pl_module.phase_index,
             "num_images": num_images,
             **{k: (v if math.isfinite(v) else None) for k, v in values.items()},
+            "fakes_finite": finite,
             "seconds": round(seconds, 3),
             "timestamp": time.time(),
         }

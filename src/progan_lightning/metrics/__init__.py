@@ -1,2 +1,2 @@
-"""Quality metrics of generated images: SWD (the paper's), MS-SSIM diversity, FID; see
-``registry.METRICS``."""
+"""Quality metrics of generated images: SWD (the paper's), MS-SSIM diversity, FID and the
+Inception Score; see ``registry.METRICS``."""

@@ -8,17 +8,25 @@ from typing import Any
 
 from torchmetrics import Metric
 
-from progan_lightning.metrics.fid import FrechetDistance, inception_features
+from progan_lightning.metrics.fid import FrechetDistance
+from progan_lightning.metrics.inception import inception_network
+from progan_lightning.metrics.inception_score import InceptionScore
 from progan_lightning.metrics.ms_ssim import MSSSIMDiversity
 from progan_lightning.metrics.swd import SlicedWassersteinDistance
 
 
-def _prepare_fid(options: dict[str, Any]) -> dict[str, Any]:
-    feature = options.pop("feature", 2048)
-    weights_path = options.pop("weights_path", None)
-    if isinstance(feature, int):
-        feature = inception_features(feature, weights_path)
-    return {**options, "feature": feature}
+def _inception(metric: str, default_feature: int | str) -> Callable[[dict], dict]:
+    """``prepare`` of a metric on Inception: options ``feature`` (a layer name, or a module
+    used as it is) and ``weights_path`` -> the loaded network as ``feature``."""
+
+    def prepare(options: dict[str, Any]) -> dict[str, Any]:
+        feature = options.pop("feature", default_feature)
+        weights_path = options.pop("weights_path", None)
+        if isinstance(feature, int | str):
+            feature = inception_network(feature, weights_path, metric)
+        return {**options, "feature": feature}
+
+    return prepare
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,10 @@ class MetricSpec:
 METRICS: dict[str, MetricSpec] = {
     "swd": MetricSpec(SlicedWassersteinDistance),
     "ms_ssim": MetricSpec(MSSSIMDiversity, needs_reals=False),
-    "fid": MetricSpec(FrechetDistance, prepare=_prepare_fid),
+    "fid": MetricSpec(FrechetDistance, prepare=_inception("FID", 2048)),
+    "is": MetricSpec(
+        InceptionScore, needs_reals=False, prepare=_inception("IS", "logits_unbiased")
+    ),
 }
 
 
