@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from progan_lightning.export import load_checkpoint
+from progan_lightning.faults import Diverged, Preempted
 from progan_lightning.train import train
 
 QUIET = ("logger=none", "metrics=none")
@@ -38,3 +39,184 @@ def test_phase_end_resume_equals_uninterrupted(make_cfg, tmp_path: Path):
     for opt in objects["trainer"].optimizers:
         assert opt.param_groups[0]["lr"] == 0.003
     weights_equal(reference, resumed)
+
+
+def finite_checkpoint(path: Path) -> bool:
+    state = load_checkpoint(path)["state_dict"]
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_divergence_stops_with_finite_checkpoints(make_cfg, tmp_path: Path):
+    cfg = make_cfg(
+        *QUIET, "growth.lr={4: 0.001, 8: 1e6}", "callbacks.model_checkpoint.keep_last=1"
+    )
+    with pytest.raises(Diverged) as stopped:
+        train(cfg)
+    err = stopped.value
+    assert err.exit_code == 3 and err.nimg >= 64  # stable4 trained; broke at 8x8
+    assert "kimg" in str(err) and "8" in err.phase and err.checkpoint is not None
+    ckpts = sorted((tmp_path / "checkpoints").glob("*.ckpt"))
+    assert ckpts and all(finite_checkpoint(p) for p in ckpts)
+    assert err.checkpoint in ckpts
+    assert not (tmp_path / "generator.safetensors").exists()
+
+
+def test_divergence_exit_status_from_the_command(tmp_path: Path, cache_dir: Path):
+    """``python train.py`` as a user runs it: exit status 3, one message, finite files."""
+    import subprocess
+    import sys
+
+    from tests.conftest import TINY
+
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        str(Path(__file__).parents[1] / "train.py"),
+        *TINY,
+        *QUIET,
+        "growth.lr={4: 0.001, 8: 1e6}",
+        f"hydra.run.dir={run}",
+        f"paths.cache_dir={cache_dir}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "training diverged at kimg" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert all(finite_checkpoint(p) for p in (run / "checkpoints").glob("*.ckpt"))
+
+
+def test_resuming_a_finished_run_does_nothing(make_cfg, tmp_path: Path, caplog):
+    train(make_cfg(*QUIET))
+    written = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    metrics, objects = train(make_cfg(*QUIET, "ckpt_path=last"))
+    assert metrics == {} and objects["model"].cur_nimg == 0  # nothing was loaded or run
+    assert "the run is finished, nothing to train" in caplog.text
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == written  # no export, sample or checkpoint rewritten
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("growth.fade_kimg=0.128", r"phase 1 \(fade8\) ran 0.064 -> 0.128 kimg.*ends it at 0.192"),
+        ("growth.stable_kimg=0.032", r"phase 1 \(fade8\) ran 0.064 -> 0.128 kimg.*has fade8 from"),
+        ("growth.start_resolution=8", r"phase 0 \(stable4\).*has stable8"),
+    ],
+)
+def test_resume_with_a_changed_schedule_fails_naming_it(make_cfg, tmp_path, change, message):
+    # A checkpoint inside the 16x16 fade (192..256): every earlier phase has run.
+    train(make_cfg(*QUIET, "growth.total_kimg=0.224"))
+    cfg = make_cfg(*QUIET, change, "ckpt_path=last")
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+
+
+def test_resume_with_a_longer_run_continues(make_cfg, tmp_path: Path):
+    train(make_cfg(*QUIET))
+    _, objects = train(make_cfg(*QUIET, "ckpt_path=last", "growth.total_kimg=0.352"))
+    assert objects["model"].cur_nimg == 352 and objects["model"].stage == 2
+    # A shorter stable phase that the checkpoint has not passed is fine too.
+    train(make_cfg(*QUIET, "growth.total_kimg=0.288"))
+
+
+def test_a_second_process_on_the_run_dir_fails_naming_the_first(make_cfg, tmp_path: Path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from progan_lightning.run_lock import run_dir_lock\n"
+            f"with run_dir_lock({str(tmp_path)!r}):\n"
+            "    print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RuntimeError, match=rf"in use by pid {holder.pid} on .*hydra.run.dir"):
+            train(make_cfg(*QUIET))
+        assert not (tmp_path / "checkpoints").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    train(make_cfg(*QUIET, "growth.total_kimg=0.032"))  # the lock died with its holder
+
+
+def test_checkpoint_temp_names_are_unique_per_process(make_cfg, tmp_path, monkeypatch):
+    import os
+
+    renamed = []
+    original = os.replace
+
+    def spy(src, dst):
+        renamed.append(Path(src).name)
+        return original(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    train(make_cfg(*QUIET, "growth.total_kimg=0.032"))
+    ckpts = [name for name in renamed if ".ckpt." in name]
+    assert ckpts and all(name.endswith(f".ckpt.{os.getpid()}.tmp") for name in ckpts)
+
+
+def test_signal_exit_status_from_main(monkeypatch):
+    import signal
+
+    from progan_lightning import train as train_mod
+
+    def preempted(cfg):
+        raise Preempted(signal.SIGTERM, Path("run/checkpoints/last.ckpt"))
+
+    monkeypatch.setattr(train_mod, "train", preempted)
+    monkeypatch.setattr("sys.argv", ["train.py", "hydra.run.dir=/tmp/progan-preempt-test"])
+    with pytest.raises(SystemExit) as exited:
+        train_mod.main()
+    assert exited.value.code == 143
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("growth.lr={4: -0.001}", r"growth.lr at 4x4 is -0.001; use a learning rate > 0"),
+        ("model.optimizer.lr=-0.001", r"model.optimizer.lr=-0.001; use a learning rate > 0"),
+        ("model.ema_beta=1.5", r"model.ema_beta=1.5 is not a decay"),
+        ("model.ema_kimg=0", r"model.ema_kimg=0"),
+        ("model.D.mbstd_group_size=1", r"model.D.mbstd_group_size=1"),
+        ("growth.batch_size=5", r"growth.batch_size=5 at 4x4 is 5 per device .* drops to 1"),
+        ("callbacks.model_checkpoint.keep_last=0", r"keep_last=0 would delete"),
+    ],
+)
+def test_bad_values_fail_before_data_is_prepared(make_cfg, tmp_path, override, message):
+    cfg = make_cfg(*QUIET, override)
+    cfg.paths.cache_dir = str(tmp_path / "fresh-cache")
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+    assert not (tmp_path / "fresh-cache").exists()
+
+
+def test_small_per_device_batches_warn_or_fail_under_ddp(make_cfg):
+    from progan_lightning.callbacks.growth import ProgressiveGrowth
+
+    growth = ProgressiveGrowth(16, batch_size={4: 16, 8: 12, 16: 8})
+    with pytest.warns(UserWarning, match=r"shrinks at 8x8 \(batch 3 per device: group 3\), 16x16"):
+        growth.check_world_size(4, mbstd_group_size=4)
+    growth = ProgressiveGrowth(16, batch_size={4: 16, 16: 8})
+    with pytest.raises(ValueError, match=r"at 16x16 is 1 per device over 8 devices"):
+        growth.check_world_size(8, mbstd_group_size=4)
+    growth.check_world_size(8, mbstd_group_size=0)  # no layer, no group
+
+
+def test_truncated_last_checkpoint_falls_back_to_the_newest_readable(make_cfg, tmp_path):
+    train(make_cfg(*QUIET, "growth.total_kimg=0.224"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # a disk that lost the tail
+    with pytest.warns(
+        UserWarning, match=r"last.ckpt is not readable .* resuming from .*kimg00000.192.ckpt"
+    ):
+        _, objects = train(make_cfg(*QUIET, "ckpt_path=last"))
+    assert objects["model"].cur_nimg == 320
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"not a readable checkpoint .* beside it: "):
+        train(make_cfg(*QUIET, f"ckpt_path={last}"))

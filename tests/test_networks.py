@@ -178,8 +178,16 @@ def test_switches() -> None:
     assert not any(isinstance(m, MinibatchStddev) for m in D.modules())
     assert D.blocks["b4"].conv.weight.shape[1] == 32
     assert D(torch.randn(3, 3, 8, 8), 1, 0.5).shape == (3, 1)
-    D = Discriminator(8, mbstd_group_size=1, **TINY)
-    assert not any(isinstance(m, MinibatchStddev) for m in D.modules())
+    for bad in (1, -4):  # a group of 1 is a constant feature map: refused, not dropped
+        with pytest.raises(ValueError, match=rf"model\.D\.mbstd_group_size={bad}.*or 0 to"):
+            Discriminator(8, mbstd_group_size=bad, **TINY)
+
+
+def test_widths_too_small_for_the_resolution_name_the_fix() -> None:
+    with pytest.raises(ValueError, match=r"fmap_base=64 gives 0 feature maps at 256x256.*128"):
+        Generator(256, fmap_base=64)
+    with pytest.raises(ValueError, match=r"fmap_base=64 gives 0 feature maps at 256x256"):
+        Discriminator(256, fmap_base=64)
 
 
 def test_minibatch_stddev_depends_on_batch(D: Discriminator) -> None:

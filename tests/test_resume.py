@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from progan_lightning.export import load_checkpoint
+from progan_lightning.faults import Preempted
 from progan_lightning.train import train
 
 
@@ -48,9 +49,12 @@ def test_kill_mid_fade_and_resume_matches_uninterrupted(make_cfg, tmp_path: Path
     run = tmp_path / "run"
     cfg = make_cfg(*overrides)
     cfg.paths.output_dir = str(run)
-    killed = fit(cfg, [SignalAt(80)])["model"]
+    with pytest.raises(Preempted) as stopped:
+        fit(cfg, [SignalAt(80)])
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
     state = load_checkpoint(run / "checkpoints" / "last.ckpt")  # weights-only
-    assert killed.cur_nimg == state["progress"]["cur_nimg"] == 80
+    assert state["progress"]["cur_nimg"] == 80
+    assert not (run / "generator.safetensors").exists()  # a stopped run exports nothing
     assert state["progress"]["phase_index"] == 1  # fade8
 
     with_resume = cfg.copy()
@@ -101,5 +105,5 @@ def test_resume_with_other_widths_names_the_mismatch(make_cfg, tmp_path: Path):
 
 def test_resume_last_without_checkpoints_says_so(make_cfg, tmp_path: Path):
     cfg = make_cfg("logger=none", "ckpt_path=last")
-    with pytest.raises(FileNotFoundError, match="ckpt_path=last: no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="ckpt_path=last: no readable checkpoint"):
         train(cfg)

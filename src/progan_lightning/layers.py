@@ -235,6 +235,17 @@ class PixelNorm(nn.Module):
         return f"eps={self.eps}"
 
 
+def mbstd_group(group_size: int, batch: int) -> int:
+    """Samples per minibatch-stddev group for a batch of ``batch``: the largest divisor of
+    ``batch`` not above ``group_size`` (0 when the layer is off)."""
+    if group_size <= 0:
+        return 0
+    g = min(group_size, batch)
+    while batch % g:
+        g -= 1
+    return g
+
+
 class MinibatchStddev(nn.Module):
     """Append the minibatch standard deviation as one extra feature map (official algorithm).
 
@@ -264,9 +275,7 @@ class MinibatchStddev(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Map ``x`` [NCHW] to [N, C+1, H, W]."""
         n, c, h, w = x.shape
-        g = min(self.group_size, n)
-        while n % g:
-            g -= 1
+        g = mbstd_group(self.group_size, n)
         y = x.reshape(g, -1, c, h, w).float()  # [GMCHW]
         y = y - y.mean(dim=0)  # [GMCHW]
         y = y.square().mean(dim=0)  # [MCHW]

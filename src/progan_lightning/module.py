@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from progan_lightning.faults import Diverged
 from progan_lightning.layers import fade_reals
 from progan_lightning.schedule import Phase
 
@@ -47,6 +48,23 @@ def float32_matmul_precision(setting: str | None, device_type: str) -> str:
             f"{', '.join(MATMUL_PRECISIONS)} or null"
         )
     return setting
+
+
+def check_training_values(
+    optimizer: OptimizerFactory, ema_beta: float, ema_kimg: float | None
+) -> None:
+    """Fail on an optimizer learning rate <= 0 or an EMA that is not a decay."""
+    lr = getattr(optimizer, "keywords", {}).get("lr")
+    if lr is not None and not lr > 0:
+        raise ValueError(f"model.optimizer.lr={lr!r}; use a learning rate > 0 (official 0.001)")
+    if not 0.0 <= ema_beta <= 1.0:
+        raise ValueError(
+            f"model.ema_beta={ema_beta!r} is not a decay; use a value in [0, 1] (paper 0.999)"
+        )
+    if ema_kimg is not None and not ema_kimg > 0:
+        raise ValueError(
+            f"model.ema_kimg={ema_kimg!r}; use a half-life > 0 kimg, or null for model.ema_beta"
+        )
 
 
 class ProGAN(L.LightningModule):
@@ -93,6 +111,7 @@ class ProGAN(L.LightningModule):
                 f"model.precision={precision!r}; use one of {', '.join(PRECISIONS)} "
                 "(model/precision=fp16 also sets the fp16 pixel-norm epsilon)"
             )
+        check_training_values(optimizer, ema_beta, ema_kimg)
         eps = getattr(G, "init_kwargs", {}).get("pixel_norm_eps", FP16_PIXEL_NORM_EPS)
         if precision == "fp16" and eps < FP16_PIXEL_NORM_EPS:
             rank_zero_warn(
@@ -237,13 +256,13 @@ class ProGAN(L.LightningModule):
         self._train_only(self.D)
         with self.autocast():
             loss_d, stats = self.discriminator_loss(reals)
-        self._step(opt_d, loss_d, self.grad_scalers["D"])
+        self._step(opt_d, loss_d, self.grad_scalers["D"], "D")
 
         # Generator step (D frozen).
         self._train_only(self.G)
         with self.autocast():
             loss_g = self.generator_loss(reals.shape[0])
-        self._step(opt_g, loss_g, self.grad_scalers["G"])
+        self._step(opt_g, loss_g, self.grad_scalers["G"], "G")
         self.D.requires_grad_(True)
 
         self.update_ema(reals.shape[0] * self.world_size)
@@ -259,18 +278,42 @@ class ProGAN(L.LightningModule):
         self.D.requires_grad_(net is self.D)
 
     def _step(
-        self, opt: torch.optim.Optimizer, loss: Tensor, scaler: torch.amp.GradScaler
+        self, opt: torch.optim.Optimizer, loss: Tensor, scaler: torch.amp.GradScaler, net: str
     ) -> None:
         """Backward of the (loss-scaled) ``loss`` and an optimizer step; with fp16 the scaler
-        unscales the gradients, skips the step when they overflowed and updates the scale."""
+        unscales the gradients, skips the step when they overflowed and updates the scale.
+
+        Raises:
+            Diverged: ``loss`` or (fp32/bf16) a gradient of ``net`` is not finite; the step is
+                not applied, as the official optimizer applies updates only when finite.
+        """
         opt.zero_grad(set_to_none=True)
         # Lightning's backward applies DDP hooks when it runs us.
         if self._trainer is not None:
             self.manual_backward(scaler.scale(loss))
         else:
             scaler.scale(loss).backward()
+        self._check_finite(loss, opt, net, check_grads=not scaler.is_enabled())
         scaler.step(opt)
         scaler.update()
+
+    def _check_finite(
+        self, loss: Tensor, opt: torch.optim.Optimizer, net: str, check_grads: bool
+    ) -> None:
+        """Raise :class:`Diverged` unless ``loss`` and ``net``'s gradients are finite on every
+        rank (one host sync per step; gradients are already all-reduced, the loss is not)."""
+        values = [loss.detach().float().reshape(1)]
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        if check_grads and grads:
+            values.append(torch.stack(torch._foreach_norm(grads)).float())
+        finite = torch.isfinite(torch.cat(values)).all().to(torch.int32)
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not finite.item():
+            what = f"loss/{net}" if not torch.isfinite(loss).all() else f"the gradient of {net}"
+            resolution = 4 * 2**self.stage
+            phase = f"{'fade' if self.alpha < 1.0 else 'stable'}{resolution}"
+            raise Diverged(what, self.cur_nimg, phase)
 
     def _latents(self, n: int) -> Tensor:
         return torch.randn(n, self.G.z_dim, device=self.device)

@@ -46,6 +46,28 @@ def num_features(stage: int, fmap_base: int, fmap_decay: float, fmap_max: int) -
     return min(int(fmap_base / 2 ** (stage * fmap_decay)), fmap_max)
 
 
+def stage_widths(count: int, fmap_base: int, fmap_decay: float, fmap_max: int) -> list[int]:
+    """``num_features(i)`` for ``i < count``; fails when a width would be below 1.
+
+    Raises:
+        ValueError: Names ``model.G.fmap_base``/``fmap_max`` (D's follow G's in the config),
+            the resolution that gets no feature maps and the smallest value that works.
+    """
+    widths = [num_features(i, fmap_base, fmap_decay, fmap_max) for i in range(count)]
+    if fmap_max < 1:
+        raise ValueError(f"model.G.fmap_max={fmap_max} must be >= 1")
+    if min(widths) < 1:
+        i = widths.index(min(widths))
+        need = math.ceil(2 ** (i * fmap_decay))
+        res = 2 ** (i + 1)
+        raise ValueError(
+            f"model.G.fmap_base={fmap_base} gives 0 feature maps at {res}x{res} "
+            f"(min(fmap_base / 2**(stage * fmap_decay), fmap_max)); raise model.G.fmap_base "
+            f"to at least {need}, lower model.G.fmap_decay, or lower data.resolution"
+        )
+    return widths
+
+
 def seeded_latents(shape: tuple[int, ...], seed: int) -> Tensor:
     """Standard-normal latents of ``shape`` from their own generator: the same for a seed on
     every call, run and device (they are drawn on the CPU)."""
@@ -196,9 +218,7 @@ class Generator(nn.Module):
         self.img_resolution = img_resolution
         self.img_channels = img_channels
         self.z_dim = z_dim
-        self.channels = [
-            num_features(s + 1, fmap_base, fmap_decay, fmap_max) for s in range(self.num_stages)
-        ]
+        self.channels = stage_widths(self.num_stages + 1, fmap_base, fmap_decay, fmap_max)[1:]
 
         # One block and one toRGB per resolution, 4x4 first.
         self.blocks = nn.ModuleDict()
@@ -358,10 +378,16 @@ class Discriminator(nn.Module):
         fmap_decay: float = 1.0,  # Log2 feature-map reduction when doubling the resolution.
         fmap_max: int = 512,  # Upper bound on the number of feature maps.
         use_wscale: bool = True,  # Equalized learning rate.
-        mbstd_group_size: int = 4,  # Minibatch stddev group size; 0 or 1 disables the layer.
+        mbstd_group_size: int = 4,  # Minibatch stddev group size (>= 2); 0 disables the layer.
         fused_scale: bool = True,  # Second conv + pooling as one stride-2 conv (official).
     ) -> None:
         super().__init__()
+        if isinstance(mbstd_group_size, bool) or mbstd_group_size == 1 or mbstd_group_size < 0:
+            raise ValueError(
+                f"model.D.mbstd_group_size={mbstd_group_size!r}: a group of {mbstd_group_size} "
+                "has no spread to measure; use 2 or more (official 4; 16 in the v1 preset), "
+                "or 0 to disable minibatch standard deviation"
+            )
         self.num_stages = _count_stages(img_resolution, img_channels)
         self.init_kwargs: dict[str, Any] = {
             "img_resolution": int(img_resolution),
@@ -376,9 +402,7 @@ class Discriminator(nn.Module):
         self.img_resolution = img_resolution
         self.img_channels = img_channels
         # channels[s + 1] feeds the block at stage s; channels[0] is the 4x4 dense width.
-        self.channels = [
-            num_features(s, fmap_base, fmap_decay, fmap_max) for s in range(self.num_stages + 1)
-        ]
+        self.channels = stage_widths(self.num_stages + 1, fmap_base, fmap_decay, fmap_max)
 
         # One fromRGB and one block per resolution, 4x4 first.
         self.from_rgb = nn.ModuleDict()

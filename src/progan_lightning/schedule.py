@@ -135,6 +135,12 @@ class GrowthSchedule:
                     f"growth.batch_size at {res}x{res} is {size!r}; use a positive integer"
                 )
         lrs = _per_resolution(lr, resolutions, "growth.lr")
+        for res, value in lrs.items():
+            if value is not None and (not isinstance(value, int | float) or not value > 0):
+                raise ValueError(
+                    f"growth.lr at {res}x{res} is {value!r}; use a learning rate > 0 (official "
+                    "0.001-0.003), or null for model.optimizer.lr"
+                )
         stables = _per_resolution(stable_kimg, resolutions, "growth.stable_kimg")
         fades = _per_resolution(fade_kimg, resolutions, "growth.fade_kimg")
         for res in resolutions:
@@ -195,6 +201,48 @@ class GrowthSchedule:
     def resolutions(self) -> list[int]:
         """Every resolution the schedule visits, in order."""
         return sorted({p.resolution for p in self.phases})
+
+    def state(self) -> dict:
+        """The laid-out phases and ``total_nimg`` as plain values (kept in checkpoints)."""
+        return {"total_nimg": self.total_nimg, "phases": [dict(p.__dict__) for p in self.phases]}
+
+    def resume_conflicts(self, saved: Mapping, nimg: int) -> list[str]:
+        """How this schedule contradicts the ``saved`` one (:meth:`state`) at ``nimg`` images.
+
+        A resume must continue the same training: every phase that has begun keeps its
+        resolution, kind and start; a completed phase keeps its end; a fade in progress keeps
+        its length (alpha would jump). The current stable phase (and ``total_kimg``) may be
+        lengthened or shortened down to ``nimg``, and phases not begun may change freely.
+
+        Returns:
+            One line per difference; empty when the resume is consistent.
+        """
+        conflicts = []
+        for old in (Phase(**p) for p in saved.get("phases", [])):
+            if old.start_nimg >= nimg:
+                break
+            label = f"phase {old.index} ({old.name})"
+            span = f"{old.start_nimg / 1000:g} -> {old.end_nimg / 1000:g} kimg"
+            new = self.phases[old.index] if old.index < len(self.phases) else None
+            if new is None or (new.resolution, new.fading, new.start_nimg) != (
+                old.resolution,
+                old.fading,
+                old.start_nimg,
+            ):
+                now = "none" if new is None else f"{new.name} from {new.start_nimg / 1000:g} kimg"
+                conflicts.append(f"{label} ran {span} in the checkpoint, the config has {now}")
+            elif old.end_nimg < nimg or old.fading:
+                if new.end_nimg != old.end_nimg:
+                    conflicts.append(
+                        f"{label} ran {span} in the checkpoint, the config ends it at "
+                        f"{new.end_nimg / 1000:g} kimg"
+                    )
+            elif new.end_nimg < nimg:
+                conflicts.append(
+                    f"{label} is at {nimg / 1000:g} kimg in the checkpoint, the config ends it "
+                    f"at {new.end_nimg / 1000:g} kimg"
+                )
+        return conflicts
 
     def describe(self) -> str:
         """A one-line-per-phase table for logs."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import netrc
 import os
+import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -13,13 +16,22 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from progan_lightning.callbacks.checkpoint import (
+    SafeCheckpoint,
+    find_last_checkpoint,
+    read_checkpoint,
+)
+from progan_lightning.callbacks.growth import ProgressiveGrowth
+from progan_lightning.faults import Diverged, Preempted, TrainingStopped
 from progan_lightning.module import float32_matmul_precision
+from progan_lightning.run_lock import run_dir_lock
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +49,26 @@ def auto_strategy(devices: Any) -> str:
 OmegaConf.register_new_resolver("auto_strategy", auto_strategy, replace=True)
 
 
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+def instantiate(cfg: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that lets a constructor's own error about a config value
+    through as itself (one message naming the key), not wrapped in Hydra's
+    ``InstantiationException``."""
+    try:
+        return hydra.utils.instantiate(cfg, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, USER_ERRORS):
+            raise err.__cause__ from None
+        raise
+
+
 def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
     """Instantiate every ``_target_`` entry of a name-keyed config group (callbacks, loggers)."""
     if not cfg:
         return []
-    return [hydra.utils.instantiate(c) for c in cfg.values() if c and "_target_" in c]
+    return [instantiate(c) for c in cfg.values() if c and "_target_" in c]
 
 
 def wandb_has_key() -> bool:
@@ -85,7 +112,7 @@ def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
             # A partial: `config` would clash with instantiate's own first argument.
             loggers.append(hydra.utils.instantiate(params, _partial_=True)(**wandb_kwargs(cfg)))
         else:
-            loggers.append(hydra.utils.instantiate(c))
+            loggers.append(instantiate(c))
     return loggers
 
 
@@ -142,13 +169,43 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "last":
         return ckpt_path
-    from progan_lightning.callbacks.checkpoint import find_last_checkpoint
-
-    dirpath = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("dirpath")
-    dirpath = dirpath or Path(cfg.paths.output_dir) / "checkpoints"
-    path = str(find_last_checkpoint(dirpath))
+    path = str(find_last_checkpoint(checkpoint_dir(cfg)))
     log.info(f"Resuming from {path}")
     return path
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    """``callbacks.model_checkpoint.dirpath`` (default: the run dir's ``checkpoints/``)."""
+    dirpath = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("dirpath")
+    return Path(dirpath or Path(cfg.paths.output_dir) / "checkpoints")
+
+
+def check_resume(
+    ckpt_path: str | None, model: L.LightningModule, growth: ProgressiveGrowth
+) -> bool:
+    """Check a checkpoint against the config before anything runs.
+
+    Returns:
+        Whether there is anything left to train (False: the checkpoint has seen
+        ``growth.total_kimg`` already, so a resume does nothing).
+
+    Raises:
+        ValueError: The file is unreadable, or its networks or growth schedule differ.
+    """
+    if not ckpt_path:
+        return True
+    checkpoint = read_checkpoint(ckpt_path)
+    model.check_architecture(checkpoint)
+    nimg = int(checkpoint.get("progress", {}).get("cur_nimg", 0))
+    growth.check_resume(checkpoint.get("callbacks", {}).get(growth.state_key), nimg, ckpt_path)
+    if nimg >= growth.schedule.total_nimg:
+        log.warning(
+            f"ckpt_path={ckpt_path} has seen {nimg / 1000:g} kimg, growth.total_kimg is "
+            f"{growth.total_kimg:g}: the run is finished, nothing to train (raise "
+            "growth.total_kimg to train longer)"
+        )
+        return False
+    return True
 
 
 def check_precision(cfg: DictConfig) -> None:
@@ -185,16 +242,18 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         L.seed_everything(cfg.seed, workers=True)
 
     log.info(f"Data <{cfg.data._target_}>")
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = instantiate(cfg.data)
     log.info(f"Model <{cfg.model._target_}>")
-    model = hydra.utils.instantiate(cfg.model)
-    growth = hydra.utils.instantiate(cfg.growth)
+    model = instantiate(cfg.model)
+    growth = instantiate(cfg.growth)
     callbacks = [growth, *instantiate_dict(cfg.get("callbacks"))]
     loggers = instantiate_loggers(cfg)
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     # Before any process is launched: one clear error instead of one per rank.
-    growth.check_world_size(trainer.world_size)
+    growth.check_world_size(trainer.world_size, model.D.init_kwargs["mbstd_group_size"])
     apply_backend(cfg, trainer)
+    ckpt_path = resolve_ckpt_path(cfg)
+    pending = check_resume(ckpt_path, model, growth)
     objects = {
         "cfg": cfg,
         "datamodule": datamodule,
@@ -203,11 +262,21 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "loggers": loggers,
         "trainer": trainer,
     }
+    if not pending:
+        return {}, objects
+    saver = next((c for c in callbacks if isinstance(c, SafeCheckpoint)), None)
+    lock = run_dir_lock(cfg.paths.output_dir) if trainer.is_global_zero else nullcontext()
     try:
-        log_hyperparameters(cfg, loggers)
-        setup_wandb(loggers)
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg))
-        upload_generator(cfg, model, loggers)
+        with lock:
+            log_hyperparameters(cfg, loggers)
+            setup_wandb(loggers)
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+            if saver is not None and saver.signal_received is not None:
+                raise Preempted(saver.signal_received, saver.dirpath / "last.ckpt")
+            upload_generator(cfg, model, loggers)
+    except Diverged as err:
+        err.checkpoint = newest_checkpoint(checkpoint_dir(cfg))
+        raise
     finally:
         finish_wandb()
     metrics = {
@@ -216,9 +285,29 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return metrics, objects
 
 
+def newest_checkpoint(dirpath: Path) -> Path | None:
+    """The newest readable checkpoint of ``dirpath``, or None."""
+    try:
+        return find_last_checkpoint(dirpath)
+    except FileNotFoundError:
+        return None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers."""
-    metrics, _ = train(cfg)
+    """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers.
+
+    A run that diverged or was pre-empted logs one line and exits with the status of
+    :mod:`progan_lightning.faults`; in a multirun a diverged job returns NaN instead, so the
+    sweep goes on and ranks it as failed.
+    """
     name = cfg.get("optimized_metric")
+    try:
+        metrics, _ = train(cfg)
+    except TrainingStopped as err:
+        log.error(str(err))
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        if isinstance(err, Diverged) and multirun:
+            return math.nan if name else None
+        sys.exit(err.exit_code)
     return metrics.get(name) if name else None

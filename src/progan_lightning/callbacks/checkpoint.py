@@ -12,30 +12,70 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from progan_lightning.callbacks.growth import ProgressiveGrowth
+from progan_lightning.callbacks.growth import find_growth
 from progan_lightning.export import export_generator
+from progan_lightning.faults import Diverged
 
 LAST = "last.ckpt"
 
 
-def find_last_checkpoint(dirpath: str | Path) -> Path:
-    """``last.ckpt`` of a checkpoint folder, else its newest ``.ckpt`` file.
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Open a training checkpoint cheaply (memory-mapped, weights only) to check it.
 
     Raises:
-        FileNotFoundError: No checkpoint in ``dirpath``.
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: It is truncated or not a checkpoint; the message names the other
+            checkpoints beside it.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={path} not found; give an existing .ckpt file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        others = [p.name for p in _newest_first(path.parent) if p != path]
+        beside = f"; checkpoints beside it: {', '.join(others)}" if others else ""
+        raise ValueError(
+            f"ckpt_path={path} is not a readable checkpoint (truncated or damaged: "
+            f"{str(err).splitlines()[0]}){beside}"
+        ) from None
+
+
+def _newest_first(dirpath: Path) -> list[Path]:
+    ckpts = sorted(dirpath.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return sorted(ckpts, key=lambda p: p.name != LAST)  # last.ckpt first, stable otherwise
+
+
+def find_last_checkpoint(dirpath: str | Path) -> Path:
+    """``last.ckpt`` of a checkpoint folder, else its newest readable ``.ckpt`` file.
+
+    A truncated or damaged ``last.ckpt`` (a crash of the disk, not of this code: writes are
+    atomic) is skipped with a warning naming it and the checkpoint used instead.
+
+    Raises:
+        FileNotFoundError: No readable checkpoint in ``dirpath``.
     """
     dirpath = Path(dirpath).expanduser()
-    if (dirpath / LAST).is_file():
-        return dirpath / LAST
-    ckpts = sorted(dirpath.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not ckpts:
-        raise FileNotFoundError(
-            f"ckpt_path=last: no checkpoint in {dirpath}; point hydra.run.dir at the run to "
-            "resume (its checkpoints/ folder) or give ckpt_path=/path/to/file.ckpt"
-        )
-    return ckpts[-1]
+    skipped = []
+    for path in _newest_first(dirpath):
+        try:
+            read_checkpoint(path)
+        except ValueError:
+            skipped.append(path)
+            continue
+        if skipped:
+            rank_zero_warn(
+                f"ckpt_path=last: {', '.join(map(str, skipped))} is not readable (truncated or "
+                f"damaged); resuming from {path}, the newest readable checkpoint"
+            )
+        return path
+    unreadable = f" ({len(skipped)} unreadable .ckpt files)" if skipped else ""
+    raise FileNotFoundError(
+        f"ckpt_path=last: no readable checkpoint in {dirpath}{unreadable}; point hydra.run.dir "
+        "at the run to resume (its checkpoints/ folder) or give ckpt_path=/path/to/file.ckpt"
+    )
 
 
 def rng_states() -> dict[str, Any]:
@@ -62,6 +102,15 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def check_finite_weights(pl_module: L.LightningModule) -> None:
+    """Raise :class:`Diverged` if a parameter of G, D or G_ema is not finite."""
+    for name in ("G", "D", "G_ema"):
+        params = list(getattr(pl_module, name).parameters())
+        if not torch.isfinite(torch.stack(torch._foreach_norm(params))).all():
+            phase = f"{'fade' if pl_module.alpha < 1.0 else 'stable'}{4 * 2**pl_module.stage}"
+            raise Diverged(f"the weights of {name}", pl_module.cur_nimg, phase)
+
+
 class SafeCheckpoint(Checkpoint):
     """Writes resumable checkpoints only at tick (epoch) ends, so a resume is exact.
 
@@ -71,13 +120,15 @@ class SafeCheckpoint(Checkpoint):
     to a temporary name and renamed, so a kill during a write leaves the previous file
     intact. SIGTERM/SIGINT (e.g. SLURM pre-emption) finish the current batch, end the tick
     there, write ``last.ckpt`` and stop. Checkpoints hold the global RNG states, restored
-    when training resumes. At the end of fit, G_ema is exported (see ``export.py``).
+    when training resumes. Only a finished run (images seen reached ``total_kimg``) exports
+    G_ema at the end of fit (see ``export.py``); a stopped one leaves the export untouched.
+    Non-finite weights are never written (:class:`~progan_lightning.faults.Diverged`).
 
     Args:
         dirpath: Folder of the checkpoints (``${paths.output_dir}/checkpoints``).
         every_kimg: Keep a checkpoint every this many kimg (null = off).
         every_n_epochs: Keep a checkpoint every this many ticks (null = off).
-        keep_last: Periodic checkpoints kept (older ones are deleted).
+        keep_last: Periodic checkpoints kept (older ones are deleted); at least 1.
         handle_signals: Checkpoint and stop on SIGTERM/SIGINT.
         export_path: Where G_ema is exported at the end of fit (null = no export).
     """
@@ -92,6 +143,11 @@ class SafeCheckpoint(Checkpoint):
         export_path: str | Path | None = None,
     ) -> None:
         super().__init__()
+        if keep_last < 1:
+            raise ValueError(
+                f"callbacks.model_checkpoint.keep_last={keep_last} would delete the checkpoint "
+                "just written; use 1 or more"
+            )
         self.dirpath = Path(dirpath)
         self.every_nimg = round(every_kimg * 1000) if every_kimg else None
         self.every_n_epochs = every_n_epochs
@@ -108,7 +164,9 @@ class SafeCheckpoint(Checkpoint):
     def save(self, trainer: L.Trainer, name: str) -> Path:
         """Write ``<dirpath>/<name>`` atomically (every rank calls it; rank 0 writes)."""
         path = self.dirpath / name
-        tmp = self.dirpath / f".{name}.tmp"
+        # Unique per process: a second writer can never rename this one's half-written file.
+        tmp = self.dirpath / f".{name}.{os.getpid()}.tmp"
+        check_finite_weights(trainer.lightning_module)
         if trainer.is_global_zero:
             self.dirpath.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(tmp, weights_only=False)
@@ -161,7 +219,7 @@ class SafeCheckpoint(Checkpoint):
         nimg = pl_module.cur_nimg
         kimg = f"{nimg / 1000:09.3f}"
         self.save(trainer, LAST)
-        growth = next((c for c in trainer.callbacks if isinstance(c, ProgressiveGrowth)), None)
+        growth = find_growth(trainer)
         if growth is not None and growth.schedule.phase_at(nimg).index != pl_module.phase_index:
             self.save(trainer, f"phase{pl_module.phase_index:02d}_kimg{kimg}.ckpt")
         if self._keep_periodic(trainer, nimg):
@@ -171,7 +229,9 @@ class SafeCheckpoint(Checkpoint):
                 self._prune()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.export_path is not None and trainer.is_global_zero:
+        growth = find_growth(trainer)
+        finished = growth is None or growth.done(pl_module)
+        if self.export_path is not None and finished and trainer.is_global_zero:
             export_generator(pl_module.G_ema, self.export_path, pl_module.stage, pl_module.alpha)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from progan_lightning.layers import mbstd_group
 from progan_lightning.schedule import GrowthSchedule, Phase
 
 
@@ -54,6 +55,7 @@ class ProgressiveGrowth(L.Callback):
         if tick_kimg <= 0:
             raise ValueError(f"growth.tick_kimg={tick_kimg} must be > 0")
         self.tick_nimg = max(1, round(tick_kimg * 1000))
+        self._saved_schedule: dict | None = None
 
     # Planning.
 
@@ -81,18 +83,69 @@ class ProgressiveGrowth(L.Callback):
 
     # Hooks.
 
-    def check_world_size(self, world_size: int) -> None:
-        """Fail if a global batch size does not split evenly over ``world_size`` devices."""
+    def check_world_size(self, world_size: int, mbstd_group_size: int = 0) -> None:
+        """Fail if a global batch does not split evenly over ``world_size`` devices, or if a
+        per-device batch leaves the minibatch-stddev layer a group of one (a constant).
+
+        Warns once, naming the resolutions, where the per-device batch shrinks the group
+        below ``mbstd_group_size`` (it drops to the largest divisor of the batch).
+        """
+        shrunk: dict[str, str] = {}
         for phase in self.schedule.phases:
+            res = f"{phase.resolution}x{phase.resolution}"
             if phase.batch_size % world_size:
                 raise ValueError(
-                    f"growth.batch_size={phase.batch_size} at {phase.resolution}x"
-                    f"{phase.resolution} does not divide over {world_size} devices; use a "
-                    f"multiple of {world_size} (batch sizes are global)"
+                    f"growth.batch_size={phase.batch_size} at {res} does not divide over "
+                    f"{world_size} devices; use a multiple of {world_size} (batch sizes are "
+                    "global)"
                 )
+            per_device = phase.batch_size // world_size
+            group = mbstd_group(mbstd_group_size, per_device)
+            if mbstd_group_size and group == 1:
+                raise ValueError(
+                    f"growth.batch_size={phase.batch_size} at {res} is {per_device} per device "
+                    f"over {world_size} devices: the minibatch-stddev group "
+                    f"(model.D.mbstd_group_size={mbstd_group_size}) drops to 1 and the layer "
+                    "outputs a constant; use a per-device batch with a divisor >= 2 (e.g. "
+                    f"{2 * world_size * max(1, per_device // 2)} in all) or set "
+                    "model.D.mbstd_group_size=0"
+                )
+            if mbstd_group_size and group < mbstd_group_size:
+                shrunk[res] = f"{res} (batch {per_device} per device: group {group})"
+        if shrunk:
+            rank_zero_warn(
+                f"model.D.mbstd_group_size={mbstd_group_size} shrinks at "
+                + ", ".join(shrunk.values())
+                + "; the group is the largest divisor of the per-device batch up to the size"
+            )
+
+    def check_resume(self, saved: Mapping[str, Any] | None, nimg: int, source: str) -> None:
+        """Fail when this schedule contradicts the one saved in a checkpoint at ``nimg``.
+
+        Args:
+            saved: The checkpoint's schedule (this callback's state), or None (older files).
+            nimg: Images seen in the checkpoint.
+            source: The checkpoint's path, for the message.
+        """
+        conflicts = self.schedule.resume_conflicts(saved["schedule"], nimg) if saved else []
+        if conflicts:
+            raise ValueError(
+                f"ckpt_path={source} was trained with another growth schedule: "
+                + "; ".join(conflicts)
+                + ". Resume with its growth.* settings (its run's .hydra/config.yaml); only "
+                "phases not begun, the current stable phase and growth.total_kimg may change"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule.state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._saved_schedule = dict(state_dict)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.check_world_size(trainer.world_size)
+        self.check_world_size(trainer.world_size)  # the group check ran before the launch
+        if self._saved_schedule is not None:
+            self.check_resume(self._saved_schedule, pl_module.cur_nimg, str(trainer.ckpt_path))
         if trainer.datamodule is None or not hasattr(trainer.datamodule, "set_plan"):
             raise TypeError("ProgressiveGrowth needs a ProGANDataModule passed to trainer.fit")
         rank_zero_info("[growth] schedule:\n" + self.schedule.describe())
@@ -130,3 +183,8 @@ class ProgressiveGrowth(L.Callback):
     def total_kimg(self) -> float:
         """Where training stops, in thousands of images."""
         return self.schedule.total_nimg / 1000
+
+
+def find_growth(trainer: L.Trainer) -> ProgressiveGrowth | None:
+    """The trainer's :class:`ProgressiveGrowth` callback, if any."""
+    return next((c for c in trainer.callbacks if isinstance(c, ProgressiveGrowth)), None)

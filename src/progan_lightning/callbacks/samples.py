@@ -10,14 +10,14 @@ import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from progan_lightning.callbacks.growth import ProgressiveGrowth
+from progan_lightning.callbacks.growth import find_growth
 from progan_lightning.imaging import atomic_write, make_grid, save_png, to_pil
 from progan_lightning.networks import seeded_latents
 
 
 def phase_ended(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
     """Whether the epoch that just ended closed a growth phase (or the run)."""
-    growth = next((c for c in trainer.callbacks if isinstance(c, ProgressiveGrowth)), None)
+    growth = find_growth(trainer)
     if growth is None:
         return trainer.should_stop
     nimg = pl_module.cur_nimg
