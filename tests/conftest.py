@@ -27,6 +27,7 @@ TINY = [
     "growth.fade_kimg=0.064",
     "growth.batch_size=16",
     "growth.tick_kimg=0.032",
+    "growth.total_kimg=null",
     "trainer.accelerator=cpu",
     "trainer.enable_model_summary=false",
     "trainer.log_every_n_steps=1",

@@ -60,12 +60,26 @@ def test_celebahq_has_the_paper_setup(make_cfg, image_folder):
     assert G.channels == [512, 512, 512, 512, 256, 128, 64, 32, 16]
     n_params = sum(p.numel() for p in G.parameters())
     assert abs(n_params - 23.1e6) / 23.1e6 < 0.01  # paper, Table 2
+    sched = parts["growth"].schedule  # one device: the official preset-v2-1gpu
+    sizes = {p.resolution: p.batch_size for p in sched.phases}
+    assert sizes == {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
+    assert {p.resolution: p.lr for p in sched.phases}[1024] == 0.0015
+    assert sched.phases[1].end_nimg - sched.phases[1].start_nimg == 600_000
+    assert sched.total_nimg == 12_000_000
+    assert parts["data"].mirror is True
+    assert D.init_kwargs["mbstd_group_size"] == 4
+
+
+def test_celebahq_v1_is_the_papers_run(make_cfg, image_folder):
+    cfg = make_cfg("experiment=celebahq_v1", f"data.path={image_folder}", tiny=False)
+    parts = build(cfg)
     sched = parts["growth"].schedule
     sizes = {p.resolution: p.batch_size for p in sched.phases}
     assert sizes == {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 16, 256: 14, 512: 6, 1024: 3}
+    assert {p.lr for p in sched.phases} == {0.001}
     assert sched.phases[1].end_nimg - sched.phases[1].start_nimg == 800_000
-    assert parts["data"].mirror is True
-    assert D.init_kwargs["mbstd_group_size"] == 4
+    assert sched.total_nimg == 19_000_000
+    assert parts["model"].D.init_kwargs["mbstd_group_size"] == 16
 
 
 def test_cifar10_has_the_official_setup(make_cfg, image_folder):

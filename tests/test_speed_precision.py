@@ -58,7 +58,9 @@ def test_loss_scale_rescues_an_fp16_penalty_gradient_from_underflow() -> None:
             return input_gradient(critic(x), x, scale)
 
     reference = input_gradient(critic(x), x)
-    assert fp16_grad(None).abs().max() == 0
+    # Unscaled, the gradient is lost (0, or a few fp16 subnormals on some CPU kernels).
+    unscaled = fp16_grad(None).float()
+    assert (unscaled - reference).abs().max() > 0.5 * reference.abs().max()
     torch.testing.assert_close(fp16_grad(torch.tensor(2.0**14)), reference, rtol=0, atol=1e-10)
     assert reference.abs().max() > 1e-8
 

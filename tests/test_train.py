@@ -78,6 +78,7 @@ def test_celebahq_experiment_trains_on_a_folder_with_tiny_overrides(make_cfg, tm
         "growth.fade_kimg=0.016",
         "growth.batch_size=4",
         "growth.tick_kimg=0.016",
+        "growth.total_kimg=0.048",  # null would be the preset's 12000
         "logger=csv",
         "trainer.accelerator=cpu",
         "callbacks.samples.num_images=4",

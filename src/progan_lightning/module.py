@@ -284,8 +284,10 @@ class ProGAN(L.LightningModule):
         unscales the gradients, skips the step when they overflowed and updates the scale.
 
         Raises:
-            Diverged: ``loss`` or (fp32/bf16) a gradient of ``net`` is not finite; the step is
-                not applied, as the official optimizer applies updates only when finite.
+            Diverged: fp32/bf16: ``loss`` or a gradient of ``net`` is not finite (the step is
+                not applied, as the official optimizer applies updates only when finite).
+                fp16: the loss scale fell below 1 (the scaler skips every non-finite step;
+                below 1 even the unscaled gradients overflow, so every step is skipped).
         """
         opt.zero_grad(set_to_none=True)
         # Lightning's backward applies DDP hooks when it runs us.
@@ -293,27 +295,34 @@ class ProGAN(L.LightningModule):
             self.manual_backward(scaler.scale(loss))
         else:
             scaler.scale(loss).backward()
-        self._check_finite(loss, opt, net, check_grads=not scaler.is_enabled())
+        if loss.device.type == "meta":  # the benchmark's memory trace: nothing to check
+            scaler.step(opt)
+            return
+        if not scaler.is_enabled():
+            self._check_finite(loss, opt, net)
         scaler.step(opt)
         scaler.update()
+        if scaler.is_enabled() and scaler.get_scale() < 1.0:
+            self._diverged(f"loss/{net} (the fp16 loss scale fell below 1: every step overflows)")
 
-    def _check_finite(
-        self, loss: Tensor, opt: torch.optim.Optimizer, net: str, check_grads: bool
-    ) -> None:
+    def _check_finite(self, loss: Tensor, opt: torch.optim.Optimizer, net: str) -> None:
         """Raise :class:`Diverged` unless ``loss`` and ``net``'s gradients are finite on every
         rank (one host sync per step; gradients are already all-reduced, the loss is not)."""
-        values = [loss.detach().float().reshape(1)]
         grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
-        if check_grads and grads:
+        values = [loss.detach().float().reshape(1)]
+        if grads:
             values.append(torch.stack(torch._foreach_norm(grads)).float())
         finite = torch.isfinite(torch.cat(values)).all().to(torch.int32)
         if self.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
         if not finite.item():
-            what = f"loss/{net}" if not torch.isfinite(loss).all() else f"the gradient of {net}"
-            resolution = 4 * 2**self.stage
-            phase = f"{'fade' if self.alpha < 1.0 else 'stable'}{resolution}"
-            raise Diverged(what, self.cur_nimg, phase)
+            self._diverged(
+                f"loss/{net}" if not torch.isfinite(loss).all() else f"the gradient of {net}"
+            )
+
+    def _diverged(self, what: str) -> None:
+        phase = f"{'fade' if self.alpha < 1.0 else 'stable'}{4 * 2**self.stage}"
+        raise Diverged(what, self.cur_nimg, phase)
 
     def _latents(self, n: int) -> Tensor:
         return torch.randn(n, self.G.z_dim, device=self.device)

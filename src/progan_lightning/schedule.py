@@ -24,34 +24,37 @@ def check_resolution(value: int, name: str) -> int:
     return value
 
 
-def _per_resolution(
-    value: PerResolution, resolutions: list[int], name: str
+def per_resolution(
+    value: PerResolution, resolutions: list[int], name: str, optional: bool = False
 ) -> dict[int, int | float | None]:
     """Expand a scalar or a {resolution: value} mapping to one value per resolution.
 
-    Resolutions missing from a mapping take the value of the nearest lower resolution that
-    has one (like the official ``minibatch_dict`` with ``minibatch_base`` as fallback).
+    Resolutions missing from a mapping, or null in it, take the value of the nearest lower
+    resolution that has one (like the official ``minibatch_dict`` with ``minibatch_base`` as
+    fallback). Below the lowest key the value is None if ``optional``, else an error.
     """
     if value is None or isinstance(value, int | float):
         return dict.fromkeys(resolutions, value)
     table = {}
     for key, val in value.items():
         try:
-            table[int(key)] = val
+            res = int(key)
         except ValueError:
             raise ValueError(
                 f"{name} has key {key!r}; keys must be resolutions like 4, 8, 16"
             ) from None
+        if val is not None:
+            table[res] = val
     out: dict[int, int | float | None] = {}
     known = sorted(table)
     for res in resolutions:
         lower = [r for r in known if r <= res]
-        if not lower:
+        if not lower and not optional:
             raise ValueError(
                 f"{name} has no value for resolution {res} (keys: {known}); "
                 f"add {res} or a lower resolution"
             )
-        out[res] = table[lower[-1]]
+        out[res] = table[lower[-1]] if lower else None
     return out
 
 
@@ -103,7 +106,8 @@ class GrowthSchedule:
         fade_kimg: Thousands of images per fade-in phase (0 switches fading off), one number
             or ``{resolution: kimg}``.
         batch_size: Global minibatch, one int or ``{resolution: size}``.
-        lr: Learning rate per resolution (``{resolution: lr}``), one float, or None.
+        lr: Learning rate per resolution (``{resolution: lr}``), one float, or None; where
+            none applies (None, or below the lowest key) the optimizer's own lr.
         total_kimg: Where training stops; default: the end of the last stable phase.
     """
 
@@ -128,21 +132,21 @@ class GrowthSchedule:
             2**i
             for i in range(int(math.log2(start_resolution)), int(math.log2(final_resolution)) + 1)
         ]
-        sizes = _per_resolution(batch_size, resolutions, "growth.batch_size")
+        sizes = per_resolution(batch_size, resolutions, "growth.batch_size")
         for res, size in sizes.items():
             if not isinstance(size, int) or size < 1:
                 raise ValueError(
                     f"growth.batch_size at {res}x{res} is {size!r}; use a positive integer"
                 )
-        lrs = _per_resolution(lr, resolutions, "growth.lr")
+        lrs = per_resolution(lr, resolutions, "growth.lr", optional=True)
         for res, value in lrs.items():
             if value is not None and (not isinstance(value, int | float) or not value > 0):
                 raise ValueError(
                     f"growth.lr at {res}x{res} is {value!r}; use a learning rate > 0 (official "
                     "0.001-0.003), or null for model.optimizer.lr"
                 )
-        stables = _per_resolution(stable_kimg, resolutions, "growth.stable_kimg")
-        fades = _per_resolution(fade_kimg, resolutions, "growth.fade_kimg")
+        stables = per_resolution(stable_kimg, resolutions, "growth.stable_kimg")
+        fades = per_resolution(fade_kimg, resolutions, "growth.fade_kimg")
         for res in resolutions:
             if not isinstance(stables[res], int | float) or stables[res] <= 0:
                 raise ValueError(

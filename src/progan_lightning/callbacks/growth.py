@@ -8,54 +8,125 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from progan_lightning import presets
 from progan_lightning.layers import mbstd_group
-from progan_lightning.schedule import GrowthSchedule, Phase
+from progan_lightning.schedule import GrowthSchedule, PerResolution, Phase, per_resolution
+
+PRESET_KEYS = ("batch_size", "lr", "stable_kimg", "fade_kimg", "total_kimg")
+"""Growth settings an official preset supplies where the config leaves them null."""
 
 
 class ProgressiveGrowth(L.Callback):
     """Drives stage, fade alpha, learning rate and data resolution from images seen.
 
-    An epoch here is one *tick*: it ends at the next multiple of ``tick_kimg`` or at the
-    next phase boundary, whichever comes first, so per-tick callbacks (sample grids,
+    An epoch here is one *tick*: it ends at the next multiple of the resolution's tick length
+    or at the next phase boundary, whichever comes first, so per-tick callbacks (sample grids,
     checkpoints) also fire at every phase end and the dataloader is rebuilt exactly when the
     resolution or batch size changes.
+
+    With ``preset`` set, an official preset (``progan_lightning.presets``) supplies each of
+    ``batch_size``, ``lr``, ``stable_kimg``, ``fade_kimg`` and ``total_kimg`` that is None
+    here; ``auto`` picks the v2 preset of the run's world size (devices x nodes) and applies
+    the official rule for other counts. The schedule is then laid out by :meth:`configure`,
+    which needs the world size (``train()`` calls it before launching; ``on_fit_start`` too).
 
     Args:
         final_resolution: Last resolution (``data.resolution``).
         start_resolution: First resolution (official 4).
-        stable_kimg: Thousands of images per stable phase.
-        fade_kimg: Thousands of images per fade-in phase (0 = no fade).
-        batch_size: Global minibatch size, one int or ``{resolution: size}``.
-        lr: Optional learning rate, one float or ``{resolution: lr}``.
-        total_kimg: Stop here; default: end of the last stable phase.
-        tick_kimg: Length of a tick (an epoch) in thousands of images.
+        stable_kimg: Thousands of images per stable phase (None: from the preset).
+        fade_kimg: Thousands of images per fade-in phase (0 = no fade; None: preset).
+        batch_size: Global minibatch size, one int or ``{resolution: size}`` (None: preset).
+        lr: Optional learning rate, one float or ``{resolution: lr}`` (None: the preset's, or
+            without a preset ``model.optimizer.lr``).
+        total_kimg: Stop here; None: the preset's, or the end of the last stable phase.
+        tick_kimg: Length of a tick (an epoch) in thousands of images, one number or
+            ``{resolution: kimg}``; None: the official ``tick_kimg_dict``.
+        preset: None, ``auto``, or an official preset name (``v1``, ``v2-1gpu``, ``v2-2gpus``,
+            ``v2-4gpus``, ``v2-8gpus``).
     """
 
     def __init__(
         self,
         final_resolution: int,
         start_resolution: int = 4,
-        stable_kimg: float = 600,
-        fade_kimg: float = 600,
-        batch_size: int | Mapping[Any, int] = 16,
-        lr: float | Mapping[Any, float] | None = None,
+        stable_kimg: PerResolution = 600,
+        fade_kimg: PerResolution = 600,
+        batch_size: PerResolution = 16,
+        lr: PerResolution = None,
         total_kimg: float | None = None,
-        tick_kimg: float = 10,
+        tick_kimg: PerResolution = None,
+        preset: str | None = None,
     ) -> None:
         super().__init__()
-        self.schedule = GrowthSchedule(
-            start_resolution=start_resolution,
-            final_resolution=final_resolution,
-            stable_kimg=stable_kimg,
-            fade_kimg=fade_kimg,
-            batch_size=batch_size,
-            lr=lr,
-            total_kimg=total_kimg,
-        )
-        if tick_kimg <= 0:
-            raise ValueError(f"growth.tick_kimg={tick_kimg} must be > 0")
-        self.tick_nimg = max(1, round(tick_kimg * 1000))
+        self.settings: dict[str, Any] = {
+            "start_resolution": start_resolution,
+            "final_resolution": final_resolution,
+            "stable_kimg": stable_kimg,
+            "fade_kimg": fade_kimg,
+            "batch_size": batch_size,
+            "lr": lr,
+            "total_kimg": total_kimg,
+        }
+        self.preset = preset
+        if preset not in (None, "auto"):
+            presets.preset(preset)  # an unknown name fails now, before anything runs
+        self.preset_values: dict[str, Any] | None = None
+        self._schedule: GrowthSchedule | None = None
+        self._configured_for: tuple[int, str] | None = None
+        if preset is None:
+            self._schedule = GrowthSchedule(**self.settings)
+        ticks = presets.SCHEDULE_DEFAULTS["tick_kimg_dict"] if tick_kimg is None else tick_kimg
+        top = max(10, int(final_resolution).bit_length() - 1)  # the official table: 4..1024
+        resolutions = [2**i for i in range(2, top + 1)]
+        self.tick_nimg: dict[int, int] = {}
+        for res, kimg in per_resolution(ticks, resolutions, "growth.tick_kimg").items():
+            if not isinstance(kimg, int | float) or kimg <= 0:
+                raise ValueError(f"growth.tick_kimg at {res}x{res} is {kimg!r}; use a number > 0")
+            self.tick_nimg[res] = max(1, round(kimg * 1000))
         self._saved_schedule: dict | None = None
+
+    def configure(self, world_size: int, precision: str = "fp32") -> None:
+        """Lay out the schedule of ``preset`` for ``world_size`` devices (no-op without one).
+
+        ``precision`` picks the official per-GPU batch caps (``fp16``/``bf16``: the fp16
+        preset's; ``fp32``: the fp32 one's). Logs one line naming every batch size that the
+        official rule changed from the preset's table.
+
+        Raises:
+            ValueError: A batch size would become 0 on this many devices.
+        """
+        caps = "fp16" if precision in ("fp16", "bf16") else "fp32"
+        if self.preset is None or self._configured_for == (world_size, caps):
+            return
+        if self.preset == "auto":
+            values = presets.for_world_size(world_size, caps)
+        else:
+            values = presets.preset(self.preset, caps, num_gpus=world_size)
+        settings = dict(self.settings)
+        for key in PRESET_KEYS:
+            if settings[key] is None:
+                settings[key] = values[key]
+        self._schedule = GrowthSchedule(**settings)
+        self.preset_values = values
+        self._configured_for = (world_size, caps)
+        changed = [
+            f"{res}x{res} {before} -> {after}"
+            for res, before, after in values["changes"]
+            if res <= self.settings["final_resolution"]
+        ]
+        if changed and self.settings["batch_size"] is None:
+            rank_zero_info(
+                f"[growth] {values['name']} on {world_size} devices ({caps} caps), global "
+                f"batch changed: {', '.join(changed)}"
+            )
+
+    @property
+    def schedule(self) -> GrowthSchedule:
+        """The laid-out schedule (a preset not yet configured is laid out for one device)."""
+        if self._schedule is None:
+            self.configure(1)
+        assert self._schedule is not None
+        return self._schedule
 
     # Planning.
 
@@ -73,7 +144,8 @@ class ProgressiveGrowth(L.Callback):
     def _plan_epoch(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         nimg = module.cur_nimg
         phase = self.schedule.phase_at(nimg)
-        next_tick = (nimg // self.tick_nimg + 1) * self.tick_nimg
+        tick = self.tick_nimg[phase.resolution]
+        next_tick = (nimg // tick + 1) * tick
         end = min(next_tick, self.schedule.next_boundary(nimg))
         trainer.datamodule.set_plan(phase.resolution, phase.batch_size, nimg, end - nimg)
 
@@ -143,6 +215,7 @@ class ProgressiveGrowth(L.Callback):
         self._saved_schedule = dict(state_dict)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.configure(trainer.world_size, getattr(pl_module, "precision", "fp32"))
         self.check_world_size(trainer.world_size)  # the group check ran before the launch
         if self._saved_schedule is not None:
             self.check_resume(self._saved_schedule, pl_module.cur_nimg, str(trainer.ckpt_path))
