@@ -70,17 +70,27 @@ def test_other_device_counts_follow_the_official_rule(make_cfg, tmp_path, world_
     growth.configure(world_size)
     base_gpus = max(n for n in OFFICIAL_V2 if n <= world_size)
     base, table, _ = OFFICIAL_V2[base_gpus]
+    official = {}
     for phase in growth.schedule.phases:
         r = phase.resolution
         size = table.get(r, base)
         size -= size % world_size  # minibatch -= minibatch % num_gpus
-        assert phase.batch_size == min(size, CAP.get(r, 10**9) * world_size)
+        official[r] = min(size, CAP.get(r, 10**9) * world_size)
+        assert phase.batch_size == official[r]
         assert phase.batch_size % world_size == 0
         assert phase.batch_size // world_size <= CAP.get(r, 10**9)
     # One line naming every size the rule changed (4x4 256 -> 255 on 3 devices).
     assert len(lines) == 1 and f"on {world_size} devices" in lines[0]
     base_4 = table.get(4, base)
     assert f"4x4 {base_4} -> {base_4 - base_4 % world_size}" in lines[0]
+    # With minibatch stddev (group 4), per-device batches above 4 are whole groups.
+    lines.clear()
+    growth.configure(world_size, mbstd_group_size=4)
+    for phase in growth.schedule.phases:
+        size, per_device = official[phase.resolution], official[phase.resolution] // world_size
+        whole = size - size % (4 * world_size) if per_device > 4 else size
+        assert phase.batch_size == whole
+    growth.check_world_size(world_size, mbstd_group_size=4)
 
 
 def test_named_preset_overrides_the_choice_and_explicit_values_win(make_cfg, tmp_path):
@@ -165,3 +175,25 @@ def test_celebahq_trains_across_a_stage_change_on_cpu_processes(tmp_path, faces,
     assert {r["resolution"] for r in rows} == {4, 8}
     assert all(r["local_batches"] == [4] * devices for r in rows)
     assert rows[-1]["nimg"] == 96
+
+
+def test_train_lays_out_the_preset_for_the_world_size_before_launch(make_cfg, tmp_path, faces):
+    from progan_lightning.train import train
+
+    cfg = make_cfg(
+        "experiment=celebahq",
+        "growth.preset=v1",
+        f"data.path={faces}",
+        "trainer=ddp_sim",
+        "trainer.devices=3",
+        "model.G.z_dim=16",
+        "model.G.fmap_base=2048",
+        "model.G.fmap_max=16",
+        "logger=none",
+        tiny=False,
+    )
+    cfg.paths.cache_dir = str(tmp_path / "fresh-cache")
+    # v1 on 3 devices: 3 images at 1024x1024 is one per device, a constant mbstd group.
+    with pytest.raises(ValueError, match=r"at 1024x1024 is 1 per device over 3 devices"):
+        train(cfg)
+    assert not (tmp_path / "fresh-cache").exists()

@@ -250,7 +250,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     loggers = instantiate_loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     # Before any process is launched: one clear error instead of one per rank.
-    growth.check_world_size(trainer.world_size, model.D.init_kwargs["mbstd_group_size"])
+    group = model.D.init_kwargs["mbstd_group_size"]
+    growth.configure(trainer.world_size, model.precision, group)
+    preset_group = (growth.preset_values or {}).get("mbstd_group_size", group)
+    if preset_group != group:
+        log.warning(
+            f"growth.preset={growth.preset} ({growth.preset_values['name']}) uses "
+            f"model.D.mbstd_group_size={preset_group}, this run {group}: set "
+            f"model.D.mbstd_group_size={preset_group} for the official setup"
+        )
+    growth.check_world_size(trainer.world_size, group)
     apply_backend(cfg, trainer)
     ckpt_path = resolve_ckpt_path(cfg)
     pending = check_resume(ckpt_path, model, growth)

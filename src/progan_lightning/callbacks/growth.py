@@ -72,7 +72,7 @@ class ProgressiveGrowth(L.Callback):
             presets.preset(preset)  # an unknown name fails now, before anything runs
         self.preset_values: dict[str, Any] | None = None
         self._schedule: GrowthSchedule | None = None
-        self._configured_for: tuple[int, str] | None = None
+        self._configured_for: tuple[int, str, int] | None = None
         if preset is None:
             self._schedule = GrowthSchedule(**self.settings)
         ticks = presets.SCHEDULE_DEFAULTS["tick_kimg_dict"] if tick_kimg is None else tick_kimg
@@ -85,30 +85,48 @@ class ProgressiveGrowth(L.Callback):
             self.tick_nimg[res] = max(1, round(kimg * 1000))
         self._saved_schedule: dict | None = None
 
-    def configure(self, world_size: int, precision: str = "fp32") -> None:
+    def configure(
+        self, world_size: int, precision: str = "fp32", mbstd_group_size: int = 0
+    ) -> None:
         """Lay out the schedule of ``preset`` for ``world_size`` devices (no-op without one).
 
         ``precision`` picks the official per-GPU batch caps (``fp16``/``bf16``: the fp16
-        preset's; ``fp32``: the fp32 one's). Logs one line naming every batch size that the
-        official rule changed from the preset's table.
+        preset's; ``fp32``: the fp32 one's). Where the official rule leaves a per-device
+        batch above ``mbstd_group_size`` but not a multiple of it (3 devices: 255 at 4x4), the
+        global batch is rounded further down to a multiple of ``world_size *
+        mbstd_group_size`` (252): the official minibatch-stddev reshape needs whole groups
+        and would fail there. Logs one line naming every batch size that changed from the
+        preset's table.
 
         Raises:
             ValueError: A batch size would become 0 on this many devices.
         """
         caps = "fp16" if precision in ("fp16", "bf16") else "fp32"
-        if self.preset is None or self._configured_for == (world_size, caps):
+        key = (world_size, caps, mbstd_group_size)
+        if self.preset is None or self._configured_for == key:
             return
         if self.preset == "auto":
             values = presets.for_world_size(world_size, caps)
         else:
             values = presets.preset(self.preset, caps, num_gpus=world_size)
+        batch = dict(values["batch_size"])
+        changes = {res: (before, after) for res, before, after in values["changes"]}
+        for res, size in batch.items():
+            per_device = size // world_size
+            if mbstd_group_size >= 2 and per_device > mbstd_group_size:
+                whole = size - size % (world_size * mbstd_group_size)
+                if whole != size:
+                    changes[res] = (changes.get(res, (size,))[0], whole)
+                    batch[res] = whole
+        values = {**values, "batch_size": batch}
+        values["changes"] = [(res, *changes[res]) for res in sorted(changes)]
         settings = dict(self.settings)
-        for key in PRESET_KEYS:
-            if settings[key] is None:
-                settings[key] = values[key]
+        for name in PRESET_KEYS:
+            if settings[name] is None:
+                settings[name] = values[name]
         self._schedule = GrowthSchedule(**settings)
         self.preset_values = values
-        self._configured_for = (world_size, caps)
+        self._configured_for = key
         changed = [
             f"{res}x{res} {before} -> {after}"
             for res, before, after in values["changes"]
@@ -215,7 +233,8 @@ class ProgressiveGrowth(L.Callback):
         self._saved_schedule = dict(state_dict)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.configure(trainer.world_size, getattr(pl_module, "precision", "fp32"))
+        group = getattr(pl_module, "D", None) and pl_module.D.init_kwargs["mbstd_group_size"]
+        self.configure(trainer.world_size, getattr(pl_module, "precision", "fp32"), group or 0)
         self.check_world_size(trainer.world_size)  # the group check ran before the launch
         if self._saved_schedule is not None:
             self.check_resume(self._saved_schedule, pl_module.cur_nimg, str(trainer.ckpt_path))
