@@ -68,3 +68,15 @@ def make_cfg(tmp_path: Path, cache_dir: Path) -> Iterator:
 
     yield make
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Eight small non-square PNGs in ``tmp_path/images``."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(8):
+        Image.new("RGB", (40, 30), (30 * i, 100, 200)).save(folder / f"{i}.png")
+    return folder

@@ -5,7 +5,6 @@ from pathlib import Path
 import hydra
 import lightning as L
 import pytest
-from PIL import Image
 
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.data.datamodule import ProGANDataModule
@@ -17,15 +16,6 @@ CONF = Path(CONFIG_DIR)
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml") if p.stem != "default")
-
-
-@pytest.fixture
-def image_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i in range(8):
-        Image.new("RGB", (40, 30), (30 * i, 100, 200)).save(folder / f"{i}.png")
-    return folder
 
 
 def build(cfg) -> dict:

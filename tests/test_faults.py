@@ -220,3 +220,39 @@ def test_truncated_last_checkpoint_falls_back_to_the_newest_readable(make_cfg, t
     last.write_bytes(last.read_bytes()[:1000])
     with pytest.raises(ValueError, match=r"not a readable checkpoint .* beside it: "):
         train(make_cfg(*QUIET, f"ckpt_path={last}"))
+
+
+def test_sigterm_from_outside_exits_143_with_last_checkpoint(tmp_path: Path, cache_dir: Path):
+    """A scheduler's SIGTERM to ``python train.py``: status 128+15, last.ckpt, no export."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import TINY
+
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        str(Path(__file__).parents[1] / "train.py"),
+        *TINY,
+        *QUIET,
+        "growth.stable_kimg=100",  # far longer than the test waits
+        f"hydra.run.dir={run}",
+        f"paths.cache_dir={cache_dir}",
+    ]
+    log = (tmp_path / "log.txt").open("w")  # a file: a full pipe would block the run
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    log.close()
+    output = (tmp_path / "log.txt").read_text()
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    assert "stopped by SIGTERM" in output and "Traceback" not in output
+    assert load_checkpoint(last)["progress"]["cur_nimg"] > 0
+    assert not (run / "generator.safetensors").exists()
+    assert not (run / ".run.owner").exists()  # the lock was released

@@ -157,33 +157,24 @@ def celebahq_ddp_run(tmp_path: Path, devices: int, folder: Path) -> list[dict]:
     return [json.loads(line) for line in traces[0].splitlines()[:-1]]
 
 
-@pytest.fixture
-def faces(tmp_path: Path) -> Path:
-    from PIL import Image
-
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    for i in range(16):
-        Image.new("RGB", (16, 16), (15 * i, 90, 160)).save(folder / f"{i}.png")
-    return folder
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("devices", [2, 4])
-def test_celebahq_trains_across_a_stage_change_on_cpu_processes(tmp_path, faces, devices):
-    rows = celebahq_ddp_run(tmp_path, devices, faces)
+def test_celebahq_trains_across_a_stage_change_on_cpu_processes(tmp_path, image_folder, devices):
+    rows = celebahq_ddp_run(tmp_path, devices, image_folder)
     assert {r["resolution"] for r in rows} == {4, 8}
     assert all(r["local_batches"] == [4] * devices for r in rows)
     assert rows[-1]["nimg"] == 96
 
 
-def test_train_lays_out_the_preset_for_the_world_size_before_launch(make_cfg, tmp_path, faces):
+def test_train_lays_out_the_preset_for_the_world_size_before_launch(
+    make_cfg, tmp_path, image_folder
+):
     from progan_lightning.train import train
 
     cfg = make_cfg(
         "experiment=celebahq",
         "growth.preset=v1",
-        f"data.path={faces}",
+        f"data.path={image_folder}",
         "trainer=ddp_sim",
         "trainer.devices=3",
         "model.G.z_dim=16",
