@@ -170,9 +170,7 @@ def preset(name: str, precision: str = "fp32", num_gpus: int | None = None) -> d
     """
     key = _canonical(name)
     if precision not in MAX_MINIBATCH_PER_GPU:
-        raise ValueError(
-            f"precision={precision!r}; use one of {', '.join(MAX_MINIBATCH_PER_GPU)}"
-        )
+        raise ValueError(f"precision={precision!r}; use one of {', '.join(MAX_MINIBATCH_PER_GPU)}")
     cfg = {**SCHEDULE_DEFAULTS, **PRESETS[key]}
     gpus = cfg["num_gpus"] if num_gpus is None else num_gpus
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
