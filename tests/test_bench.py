@@ -1,8 +1,10 @@
-"""The FLOP counter and the benchmark, end to end on a tiny model."""
+"""The FLOP counter, the schedule projection and the benchmark, end to end on a tiny model."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,18 +16,17 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from progan_lightning.bench import (
-    EQLR_FORMS,
-    SavedTensorMeter,
-    max_batches,
-    peak_reference,
-    run,
-    step_memory,
-    update_notes,
-)
-from progan_lightning.flops import FlopCounter, count_flops
+from progan_lightning.bench.eqlr import EQLR_FORMS
+from progan_lightning.bench.flops import FlopCounter, count_flops
+from progan_lightning.bench.memory import SavedTensorMeter, max_batches, step_memory
+from progan_lightning.bench.notes import notes_path, project_root, update_notes
+from progan_lightning.bench.plan import device_schedules
+from progan_lightning.bench.projection import Rate, project, total_hours
+from progan_lightning.bench.run import run
+from progan_lightning.bench.timing import peak_reference
+from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.layers import EqualizedConv2d, EqualizedLinear
-from progan_lightning.train import CONFIG_DIR
+from progan_lightning.schedule import GrowthSchedule
 
 TINY_BENCH = [
     "model.G.z_dim=16",
@@ -57,6 +58,15 @@ def compose_bench(tmp_path: Path) -> Iterator:
 
     yield make
     GlobalHydra.instance().clear()
+
+
+def tiny_with_files(
+    compose_bench, tmp_path: Path, *overrides: str
+) -> tuple[DictConfig, Path, Path]:
+    """The tiny bench config writing its JSON and notes into ``tmp_path``: (cfg, out, notes)."""
+    out, notes = tmp_path / "bench.json", tmp_path / "benchmarks.md"
+    cfg = compose_bench(*TINY_BENCH, *overrides, f"bench.out={out}", f"bench.notes={notes}")
+    return cfg, out, notes
 
 
 def test_counts_linear_and_conv_exactly() -> None:
@@ -122,8 +132,7 @@ def test_config_composes_like_training(compose_bench) -> None:
 
 
 def test_bench_runs_end_to_end(compose_bench, tmp_path: Path) -> None:
-    out, notes = tmp_path / "bench.json", tmp_path / "benchmarks.md"
-    cfg = compose_bench(*TINY_BENCH, f"bench.out={out}", f"bench.notes={notes}")
+    cfg, out, notes = tiny_with_files(compose_bench, tmp_path)
     rows = run(cfg)["stages"]
 
     assert [r["resolution"] for r in rows] == [4, 8]
@@ -182,13 +191,8 @@ def test_eqlr_forms_compute_the_same_outputs_and_gradients(layer) -> None:
 
 
 def test_bench_eqlr_part(compose_bench, tmp_path: Path) -> None:
-    out, notes = tmp_path / "bench.json", tmp_path / "benchmarks.md"
-    cfg = compose_bench(
-        *TINY_BENCH,
-        "bench.parts=[eqlr]",
-        "bench.resolutions=[8]",
-        f"bench.out={out}",
-        f"bench.notes={notes}",
+    cfg, _, notes = tiny_with_files(
+        compose_bench, tmp_path, "bench.parts=[eqlr]", "bench.resolutions=[8]"
     )
     rows = run(cfg)["eqlr"]
     layers = {r["layer"] for r in rows}
@@ -303,3 +307,98 @@ def test_bench_data_part_against_the_step(compose_bench, tmp_path: Path) -> None
     )
     assert len(alone["data"]) == 2
     assert "step not timed" in notes.read_text()
+
+
+def test_projection_hours_are_images_over_rate_summed() -> None:
+    # stable4 7.2 kimg, fade8 3.6 kimg, stable8 3.6 kimg (cut by total_kimg from 7.2).
+    schedule = GrowthSchedule(
+        start_resolution=4,
+        final_resolution=8,
+        stable_kimg={4: 7.2, 8: 7.2},
+        fade_kimg=3.6,
+        batch_size={4: 16, 8: 8},
+        total_kimg=14.4,
+    )
+    rates = {(4, False): Rate(2.0, 16), (8, True): Rate(0.5, 8), (8, False): Rate(1.0, 4)}
+    one = project(schedule.phases, schedule.total_nimg, 1, rates)
+    assert [(t.phase, t.images, t.hours) for t in one] == [
+        ("stable4", 7200, 7200 / 2.0 / 3600),
+        ("fade8", 3600, 3600 / 0.5 / 3600),
+        ("stable8", 3600, 3600 / 1.0 / 3600),
+    ]
+    assert [t.hours for t in one] == [1.0, 2.0, 1.0]
+    assert total_hours(one) == (4.0, 14400, 14400)
+    # Ideal data-parallel scaling: twice the devices, half the hours at half the batch each.
+    two = project(schedule.phases, schedule.total_nimg, 2, rates)
+    assert [t.hours for t in two] == [0.5, 1.0, 0.5]
+    assert [t.batch_per_device for t in two] == [8, 4, 4]
+    # Measured at another batch than the per-device one: used as is, and flagged.
+    assert [t.converted for t in one] == [False, False, True]
+    assert [t.converted for t in two] == [True, True, False]
+
+
+def test_projection_leaves_unmeasured_phases_out_of_the_total() -> None:
+    schedule = GrowthSchedule(4, 8, stable_kimg=3.6, fade_kimg=3.6, batch_size=4)
+    times = project(schedule.phases, schedule.total_nimg, 1, {(4, False): Rate(1.0, 4)})
+    assert [t.hours for t in times] == [1.0, None, None]
+    assert total_hours(times) == (1.0, 3600, 10800)
+    with pytest.raises(ValueError, match="does not divide over 3 devices"):
+        project(schedule.phases, schedule.total_nimg, 3, {})
+
+
+def test_bench_projection_part(compose_bench, tmp_path: Path) -> None:
+    cfg, _, notes = tiny_with_files(
+        compose_bench, tmp_path, "bench.parts=[stages,projection]", "bench.devices=[1,2]"
+    )
+    results = run(cfg)
+    stable = {r["resolution"]: r["train_img_s"] for r in results["stages"]}
+    rows = results["projection"]
+    assert json.loads((tmp_path / "bench.projection.json").read_text()) == rows
+    # The default growth to 8x8: stable4, fade8, stable8 up to 12000 kimg, on 1 and 2 devices.
+    assert [(r["devices"], r["phase"]) for r in rows] == [
+        (n, p) for n in (1, 2) for p in ("stable4", "fade8", "stable8")
+    ]
+    assert sum(r["images"] for r in rows if r["devices"] == 1) == 12_000_000
+    for row in rows:
+        assert row["hours"] == row["images"] / (row["devices"] * row["img_s"]) / 3600
+        assert row["measured_batch"] == 32
+        assert row["batch_per_device"] == 128 // row["devices"]
+        assert row["converted"]
+        if not row["fading"]:
+            assert row["img_s"] == stable[row["resolution"]]
+    fade = next(r for r in rows if r["fading"])
+    assert fade["img_s"] > 0 and fade["img_s"] != stable[8]  # measured at alpha 0.5
+    text = notes.read_text()
+    assert "<!-- bench:projection-cpu-8 -->" in text
+    assert "Ideal data-parallel scaling assumed" in text
+    assert "| 1 dev: batch/dev | 1 dev: hours | 2 dev: batch/dev | 2 dev: hours |" in text
+
+    with pytest.raises(ValueError, match="bench.parts"):
+        run(compose_bench(*TINY_BENCH, "bench.parts=[projection]"))
+    with pytest.raises(ValueError, match="bench.devices has 3"):
+        run(compose_bench(*TINY_BENCH, "bench.parts=[stages,projection]", "bench.devices=[3]"))
+
+
+def test_projection_follows_the_preset_of_each_device_count(compose_bench) -> None:
+    cfg = compose_bench("experiment=celebahq", "data.path=unused", "bench.devices=[1,8]")
+    schedules = device_schedules(cfg)
+    assert [name for name, _ in schedules.values()] == ["preset-v2-1gpu", "preset-v2-8gpus"]
+    for _, schedule in schedules.values():
+        assert schedule.total_nimg == 12_000_000
+
+
+def test_relative_notes_go_to_the_checkout(tmp_path: Path, monkeypatch) -> None:
+    assert (project_root() / "pyproject.toml").is_file()  # tests run from a checkout
+    monkeypatch.chdir(tmp_path)
+    assert notes_path("docs/benchmarks.md") == project_root() / "docs" / "benchmarks.md"
+    assert notes_path(str(tmp_path / "n.md")) == tmp_path / "n.md"
+
+
+def test_module_entry_point_composes_the_bench_config() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "progan_lightning.bench", "--cfg", "job", "bench.devices=[2]"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "devices:\n  - 2" in done.stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from progan_lightning.data.benchmark import format_data_table, measure_data, synthetic_folder
+from progan_lightning.bench.data import format_data_table, measure_data, synthetic_folder
 from progan_lightning.data.cache import EncodedLevel
 from progan_lightning.data.datamodule import ProGANDataModule
 from progan_lightning.data.files import FolderSource

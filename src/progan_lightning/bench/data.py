@@ -1,4 +1,4 @@
-"""Data loading speed per stage: the prepared cache's DataLoader against on-the-fly decoding.
+"""The ``data`` part: the prepared cache's DataLoader per stage against on-the-fly decoding.
 
 For each stage resolution, :func:`measure_data` times
 
@@ -8,7 +8,7 @@ For each stage resolution, :func:`measure_data` times
 - **decode img/s**: what a loader without the cache would do, reading each source file,
   decoding and resizing it to the stage's resolution, in one process.
 
-``python -m progan_lightning.bench bench.data.enabled=true`` runs it next to the training
+``python -m progan_lightning.bench "bench.parts=[stages,data]"`` runs it next to the training
 step benchmark and reports the ratio of the two (the loader must be >= 10x the step).
 Without ``data.path`` it writes a synthetic folder of photo-like JPEGs first.
 """
@@ -27,6 +27,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image
 
+from progan_lightning.bench.timing import summarize, time_calls
 from progan_lightning.data.datamodule import ProGANDataModule
 from progan_lightning.data.sources import ImageSource, ShapesSource
 
@@ -59,8 +60,6 @@ def decode_rate(
 ) -> dict[str, float]:
     """Images/second of ``source.load`` at ``resolution`` in this process (files cycled):
     median, iqr, min and max over the repeats."""
-    from progan_lightning.bench import summarize, time_calls
-
     position = iter(range(10**12))
 
     def load() -> None:
@@ -83,8 +82,6 @@ def loader_rate(
     Returns:
         Median, iqr, min and max over the repeats, and the loader's ``workers``.
     """
-    from progan_lightning.bench import summarize, time_calls
-
     datamodule.set_plan(resolution, batch_size, start_nimg=0, num_images=10**12)
     loader = datamodule.train_dataloader()
     batches = iter(loader)

@@ -1,0 +1,19 @@
+"""``progan-bench`` / ``python -m progan_lightning.bench``: the training-speed benchmark."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from progan_lightning.bench.run import run
+from progan_lightning.cli.config import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point of the benchmark (``conf/bench.yaml``)."""
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
