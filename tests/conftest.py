@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from progan_lightning.train import CONFIG_DIR
+from progan_lightning.cli.config import CONFIG_DIR
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 

@@ -7,9 +7,10 @@ import lightning as L
 import pytest
 
 from progan_lightning.callbacks.growth import ProgressiveGrowth
+from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.data.datamodule import ProGANDataModule
 from progan_lightning.module import ProGAN
-from progan_lightning.train import CONFIG_DIR, auto_strategy, instantiate_dict
+from progan_lightning.train import auto_strategy, instantiate_dict
 
 CONF = Path(CONFIG_DIR)
 

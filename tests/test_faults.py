@@ -164,15 +164,15 @@ def test_checkpoint_temp_names_are_unique_per_process(make_cfg, tmp_path, monkey
 def test_signal_exit_status_from_main(monkeypatch):
     import signal
 
-    from progan_lightning import train as train_mod
+    from progan_lightning.cli import train as command
 
     def preempted(cfg):
         raise Preempted(signal.SIGTERM, Path("run/checkpoints/last.ckpt"))
 
-    monkeypatch.setattr(train_mod, "train", preempted)
+    monkeypatch.setattr(command, "train", preempted)
     monkeypatch.setattr("sys.argv", ["train.py", "hydra.run.dir=/tmp/progan-preempt-test"])
     with pytest.raises(SystemExit) as exited:
-        train_mod.main()
+        command.main()
     assert exited.value.code == 143
 
 

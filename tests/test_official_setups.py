@@ -115,7 +115,7 @@ def test_default_growth_follows_the_official_training_defaults():
     import hydra
     from omegaconf import OmegaConf
 
-    from progan_lightning.train import CONFIG_DIR
+    from progan_lightning.cli.config import CONFIG_DIR
 
     cfg = OmegaConf.load(Path(CONFIG_DIR) / "growth" / "default.yaml")
     cfg.final_resolution = 1024

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from progan_lightning.train import CONFIG_DIR
+from progan_lightning.cli.config import CONFIG_DIR
 
 ROOT = Path(CONFIG_DIR).parent
 

@@ -11,7 +11,6 @@ unpickling anything.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import pickle
@@ -183,16 +182,7 @@ def export_checkpoint(
     return export_generator(G, out, G.trained_stage, G.trained_alpha)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: export G_ema of a checkpoint."""
-    parser = argparse.ArgumentParser(description="Export G_ema of a training checkpoint.")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("out", type=Path, nargs="?", default=None)
-    parser.add_argument("--allow-pickle", action="store_true", help="only for trusted files")
-    args = parser.parse_args(argv)
-    weights, arch = export_checkpoint(args.checkpoint, args.out, args.allow_pickle)
-    print(f"wrote {weights} and {arch}")
+if __name__ == "__main__":  # the command under its old name; see cli/export.py
+    from progan_lightning.cli.export import main
 
-
-if __name__ == "__main__":
     main()

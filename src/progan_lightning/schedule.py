@@ -248,6 +248,30 @@ class GrowthSchedule:
                 )
         return conflicts
 
+    def remaining_seconds(self, nimg: int, sec_per_img: Mapping[int, float]) -> float | None:
+        """Estimated seconds from ``nimg`` images to ``total_nimg``.
+
+        Args:
+            nimg: Images seen.
+            sec_per_img: Measured seconds per image, by resolution. A resolution not yet
+                measured is extrapolated from the highest measured one by pixel count (the
+                estimate tightens as each stage is reached).
+
+        Returns:
+            Seconds, or None without any measurement.
+        """
+        if not sec_per_img:
+            return None
+        top = max(sec_per_img)
+        seconds = 0.0
+        for phase in self.phases:
+            images = min(phase.end_nimg, self.total_nimg) - max(phase.start_nimg, nimg)
+            if images > 0:
+                res = phase.resolution
+                rate = sec_per_img.get(res, sec_per_img[top] * (res / top) ** 2)
+                seconds += images * rate
+        return seconds
+
     def describe(self) -> str:
         """A one-line-per-phase table for logs."""
         lines = [

@@ -1,9 +1,9 @@
-"""Training entry point: ``run(cfg)`` builds everything from the Hydra config and fits."""
+"""Training: ``train(cfg)`` builds everything from the Hydra config and fits (the command
+is :mod:`progan_lightning.cli.train`)."""
 
 from __future__ import annotations
 
 import logging
-import math
 import netrc
 import os
 import sys
@@ -29,13 +29,11 @@ from progan_lightning.callbacks.checkpoint import (
     read_checkpoint,
 )
 from progan_lightning.callbacks.growth import ProgressiveGrowth
-from progan_lightning.faults import Diverged, Preempted, TrainingStopped
+from progan_lightning.faults import Diverged, Preempted
 from progan_lightning.module import float32_matmul_precision
 from progan_lightning.run_lock import run_dir_lock
 
 log = logging.getLogger(__name__)
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def auto_strategy(devices: Any) -> str:
@@ -145,7 +143,6 @@ def upload_generator(cfg: DictConfig, model: L.LightningModule, loggers: list[Lo
 
 def finish_wandb() -> None:
     """Close an open W&B run so offline files are complete even after a crash."""
-    import sys
 
     if "wandb" in sys.modules:
         import wandb
@@ -300,23 +297,3 @@ def newest_checkpoint(dirpath: Path) -> Path | None:
         return find_last_checkpoint(dirpath)
     except FileNotFoundError:
         return None
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers.
-
-    A run that diverged or was pre-empted logs one line and exits with the status of
-    :mod:`progan_lightning.faults`; in a multirun a diverged job returns NaN instead, so the
-    sweep goes on and ranks it as failed.
-    """
-    name = cfg.get("optimized_metric")
-    try:
-        metrics, _ = train(cfg)
-    except TrainingStopped as err:
-        log.error(str(err))
-        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-        if isinstance(err, Diverged) and multirun:
-            return math.nan if name else None
-        sys.exit(err.exit_code)
-    return metrics.get(name) if name else None

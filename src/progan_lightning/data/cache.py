@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from progan_lightning.console import Progress
 from progan_lightning.data.files import SmallImageWarning, UnreadableImageError
 from progan_lightning.data.sources import ImageSource
 from progan_lightning.schedule import check_resolution
@@ -51,11 +52,6 @@ try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; concurrent builds stay safe, only wasteful.
     fcntl = None  # type: ignore[assignment]
-
-try:
-    from tqdm.auto import tqdm
-except ImportError:
-    tqdm = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -504,11 +500,7 @@ def _write_levels(
             if storage.compressed(res)
         }
         offsets: dict[int, list[int]] = {res: [0] for res in packs}
-        bar = stack.enter_context(
-            tqdm(total=num_files, desc="prepare data", unit="img", disable=not progress)
-            if tqdm
-            else contextlib.nullcontext()
-        )
+        bar = stack.enter_context(Progress(num_files, "prepare data", "img", enabled=progress))
         jobs = stack.enter_context(
             contextlib.closing(
                 _load_chunks(source, bounds, resolution, channels, storage, num_workers)
@@ -525,10 +517,7 @@ def _write_levels(
             written += count
             skipped += result.skipped
             small += result.small
-            if bar is not None:
-                bar.update(stop - start)
-                if skipped:
-                    bar.set_postfix(skipped=len(skipped))
+            bar.update(stop - start, **({"skipped": len(skipped)} if skipped else {}))
         for array in arrays.values():
             array.flush()
     for res, ends in offsets.items():

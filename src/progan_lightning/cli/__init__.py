@@ -1,0 +1,12 @@
+"""The commands, together: each a thin Hydra (or argparse) main over library code.
+
+| command | module | what it does |
+|---|---|---|
+| ``progan-train`` (``python train.py``) | :mod:`progan_lightning.cli.train` | train |
+| ``progan-prepare`` | :mod:`progan_lightning.cli.prepare` | build the data cache |
+| ``progan-generate`` | :mod:`progan_lightning.cli.generate` | images and interpolations |
+| ``progan-export`` | :mod:`progan_lightning.cli.export` | checkpoint -> safetensors |
+| ``progan-bench`` | :mod:`progan_lightning.cli.bench` | the benchmark |
+
+Nothing outside this package imports it (library code never imports an entry point).
+"""

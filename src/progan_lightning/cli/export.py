@@ -1,0 +1,22 @@
+"""``progan-export``: export G_ema of a training checkpoint (weights only).
+
+progan-export CHECKPOINT.ckpt [OUT.safetensors] [--allow-pickle]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from progan_lightning.export import export_checkpoint
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: export G_ema of a checkpoint."""
+    parser = argparse.ArgumentParser(description="Export G_ema of a training checkpoint.")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path, nargs="?", default=None)
+    parser.add_argument("--allow-pickle", action="store_true", help="only for trusted files")
+    args = parser.parse_args(argv)
+    weights, arch = export_checkpoint(args.checkpoint, args.out, args.allow_pickle)
+    print(f"wrote {weights} and {arch}")

@@ -1,0 +1,43 @@
+"""``progan-generate``: images, a grid and a latent interpolation from a generator.
+
+progan-generate source=outputs/.../generator.safetensors num_images=64 seed=1
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.generate import check_settings, generate, load_any
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point (``conf/generate.yaml``)."""
+    # Check the counts before loading anything (a checkpoint can take a while).
+    check_settings(
+        cfg.num_images, cfg.batch_size, cfg.interp.keyframes, cfg.interp.steps, cfg.interp.fps
+    )
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    G = load_any(cfg.source, device, cfg.allow_pickle)
+    result = generate(
+        G,
+        cfg.out_dir,
+        num_images=cfg.num_images,
+        seed=cfg.seed,
+        resolution=cfg.resolution,
+        grid=cfg.grid,
+        interp_keyframes=cfg.interp.keyframes,
+        interp_steps=cfg.interp.steps,
+        fps=cfg.interp.fps,
+        batch_size=cfg.batch_size,
+    )
+    log.info(f"wrote {len(result['images'])} images, grid and animation to {cfg.out_dir}")

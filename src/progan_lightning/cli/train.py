@@ -1,0 +1,41 @@
+"""``progan-train`` / ``python train.py``: train a progressive GAN.
+
+progan-train [experiment=NAME] [group=option ...] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.faults import Diverged, TrainingStopped
+from progan_lightning.train import train
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers.
+
+    A run that diverged or was pre-empted logs one line and exits with the status of
+    :mod:`progan_lightning.faults`; in a multirun a diverged job returns NaN instead, so the
+    sweep goes on and ranks it as failed.
+    """
+    name = cfg.get("optimized_metric")
+    try:
+        metrics, _ = train(cfg)
+    except TrainingStopped as err:
+        log.error(str(err))
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        if isinstance(err, Diverged) and multirun:
+            return math.nan if name else None
+        sys.exit(err.exit_code)
+    return metrics.get(name) if name else None

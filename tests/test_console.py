@@ -1,0 +1,76 @@
+"""Logs a person can read: one line per tick and a few preparation lines without a terminal."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import TINY
+
+from progan_lightning.console import format_duration
+from progan_lightning.schedule import GrowthSchedule
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_training_log_to_a_file_has_one_line_per_tick_with_an_eta(tmp_path: Path):
+    log = tmp_path / "train.log"
+    with log.open("w") as out:  # stdout is a file, as under SLURM or nohup
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "train.py"),
+                *TINY,
+                "logger=none",
+                "metrics=none",
+                f"hydra.run.dir={tmp_path / 'run'}",
+                f"paths.cache_dir={tmp_path / 'cache'}",  # a fresh cache: preparation runs
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            timeout=300,
+        )
+    text = log.read_text()
+    assert result.returncode == 0, text[-3000:]
+    assert "\r" not in text
+    ticks = [line for line in text.splitlines() if re.search(r"\btick \d+  kimg ", line)]
+    assert len(ticks) == 10  # 320 images in ticks of 32
+    last = ticks[-1]
+    for part in (
+        "kimg 0.3",
+        "res 16",
+        "stable16 alpha 1.000",
+        "  D ",
+        "  G ",
+        "img/s ",
+        "sec/kimg ",
+        "elapsed ",
+        "ETA 0s",
+        "peak ",
+    ):
+        assert part in last, (part, last)
+    assert re.search(r"ETA (\d+[dhms])+", ticks[0]) and "ETA ?" not in ticks[0]
+    assert any("prepare data: 256/256 img (100%)" in line for line in text.splitlines())
+
+
+def test_remaining_seconds_per_stage_and_extrapolated():
+    sched = GrowthSchedule(4, 16, stable_kimg=1, fade_kimg=1, batch_size=16)
+    # Phases: stable4 0-1000, fade8 -2000, stable8 -3000, fade16 -4000, stable16 -5000.
+    assert sched.remaining_seconds(0, {}) is None
+    # Only 4x4 measured (1 ms/img): 8x8 costs 4x and 16x16 16x per image.
+    assert sched.remaining_seconds(500, {4: 1e-3}) == 500 * 1e-3 + 2000 * 4e-3 + 2000 * 16e-3
+    assert sched.remaining_seconds(2500, {4: 1e-3, 8: 2e-3}) == 500 * 2e-3 + 2000 * 8e-3
+    assert sched.remaining_seconds(5000, {4: 1e-3}) == 0.0
+
+
+def test_durations_read_like_a_clock():
+    assert [format_duration(s) for s in (None, 42, 723, 3 * 3600 + 240, 2 * 86400 + 7200)] == [
+        "?",
+        "42s",
+        "12m03s",
+        "3h04m",
+        "2d02h",
+    ]
