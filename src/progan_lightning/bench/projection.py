@@ -117,11 +117,11 @@ def total_hours(times: Iterable[PhaseTime]) -> tuple[float, int, int]:
     )
 
 
-def format_hours(hours: float | None) -> str:
-    """Three significant digits below 100 h, whole hours from there; a dash for None."""
-    if hours is None:
+def format_number(value: float | None) -> str:
+    """Three significant digits below 100, whole numbers from there; a dash for None."""
+    if value is None:
         return "-"
-    return f"{hours:,.0f}" if hours >= 100 else f"{hours:.3g}"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def format_projection(
@@ -149,7 +149,7 @@ def format_projection(
 
     def rate(res: int, fading: bool) -> str:
         found = rates.get((res, fading))
-        return "-" if found is None else f"{found.img_s:.1f} (b {found.batch})"
+        return "-" if found is None else f"{format_number(found.img_s)} (b {found.batch})"
 
     head = "| res | kimg | fade img/s | stable img/s | " + " | ".join(
         f"{n} dev: batch/dev | {n} dev: hours" for n in counts
@@ -167,13 +167,13 @@ def format_projection(
             hours = [t.hours for t in at]
             total = None if None in hours else sum(hours)
             mark = "*" if any(t.converted for t in at) else ""
-            cells += [batches, format_hours(total) + mark]
+            cells += [batches, format_number(total) + mark]
         lines.append("| " + " | ".join(cells) + " |")
     cells = ["all", f"{total_hours(first)[2] / 1000:g}", "", ""]
     partial = []
     for n in counts:
         hours, done, everything = total_hours(projections[n])
-        cells += ["", f"**{format_hours(hours)}** ({hours / 24:.3g} d)"]
+        cells += ["", f"**{format_number(hours)}** ({hours / 24:.3g} d)"]
         if done < everything:
             partial.append(f"{n} dev: {done / 1000:g} of {everything / 1000:g} kimg")
     lines.append("| " + " | ".join(cells) + " |")
