@@ -256,3 +256,38 @@ def test_sigterm_from_outside_exits_143_with_last_checkpoint(tmp_path: Path, cac
     assert load_checkpoint(last)["progress"]["cur_nimg"] > 0
     assert not (run / "generator.safetensors").exists()
     assert not (run / ".run.owner").exists()  # the lock was released
+
+
+def test_non_finite_weights_are_never_written(make_cfg, tmp_path: Path):
+    _, objects = train(make_cfg(*QUIET, "growth.total_kimg=0.032"))
+    trainer, model = objects["trainer"], objects["model"]
+    saver = next(c for c in trainer.callbacks if type(c).__name__ == "SafeCheckpoint")
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    with torch.no_grad():
+        next(model.G_ema.parameters()).fill_(float("nan"))
+    with pytest.raises(Diverged, match="the weights of G_ema"):
+        saver.save(trainer, "last.ckpt")
+    assert last.read_bytes() == before
+
+
+def test_a_diverged_job_of_a_multirun_lets_the_sweep_go_on(tmp_path: Path, cache_dir: Path):
+    import subprocess
+    import sys
+
+    from tests.conftest import TINY
+
+    cmd = [
+        sys.executable,
+        str(Path(__file__).parents[1] / "train.py"),
+        "-m",
+        *TINY,
+        *QUIET,
+        "growth.lr={4: 0.001, 8: 1e6}",
+        "optimized_metric=loss/D",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"paths.cache_dir={cache_dir}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "training diverged at kimg" in proc.stdout + proc.stderr
