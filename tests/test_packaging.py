@@ -152,3 +152,4 @@ def test_a_plain_wheel_install_runs_every_command_from_anywhere(tmp_path: Path):
         "progan-train", "--config-dir", str(user), "experiment=mine", "--cfg", "job"
     )
     assert "data:" in run("progan-prepare", "--cfg", "job")
+    assert "source: reals" in run("progan-evaluate", "--cfg", "job")

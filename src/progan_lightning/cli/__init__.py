@@ -7,6 +7,7 @@
 | ``progan-generate`` | :mod:`progan_lightning.cli.generate` | images and interpolations |
 | ``progan-export`` | :mod:`progan_lightning.cli.export` | checkpoint -> safetensors |
 | ``progan-bench`` | :mod:`progan_lightning.cli.bench` | the benchmark |
+| ``progan-evaluate`` | :mod:`progan_lightning.cli.evaluate` | metrics; the reals' floor |
 
 Nothing outside this package imports it (library code never imports an entry point).
 """
