@@ -14,6 +14,17 @@ from progan_lightning.train import train
 QUIET = ("logger=none", "metrics=none")
 
 
+def train_command(cache_dir: Path, *args: str, multirun: bool = False) -> list[str]:
+    """``python train.py [-m]`` with the tiny quiet overrides, as a user runs it."""
+    import sys
+
+    from tests.conftest import TINY
+
+    script = [sys.executable, str(Path(__file__).parents[1] / "train.py")]
+    flags = ["-m"] if multirun else []
+    return [*script, *flags, *TINY, *QUIET, f"paths.cache_dir={cache_dir}", *args]
+
+
 def weights_equal(a, b, exact: bool = True) -> None:
     for name in ("G_ema", "G", "D"):
         ref, res = getattr(a, name).state_dict(), getattr(b, name).state_dict()
@@ -64,20 +75,9 @@ def test_divergence_stops_with_finite_checkpoints(make_cfg, tmp_path: Path):
 def test_divergence_exit_status_from_the_command(tmp_path: Path, cache_dir: Path):
     """``python train.py`` as a user runs it: exit status 3, one message, finite files."""
     import subprocess
-    import sys
-
-    from tests.conftest import TINY
 
     run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        str(Path(__file__).parents[1] / "train.py"),
-        *TINY,
-        *QUIET,
-        "growth.lr={4: 0.001, 8: 1e6}",
-        f"hydra.run.dir={run}",
-        f"paths.cache_dir={cache_dir}",
-    ]
+    cmd = train_command(cache_dir, "growth.lr={4: 0.001, 8: 1e6}", f"hydra.run.dir={run}")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "training diverged at kimg" in proc.stderr + proc.stdout
@@ -226,21 +226,11 @@ def test_sigterm_from_outside_exits_143_with_last_checkpoint(tmp_path: Path, cac
     """A scheduler's SIGTERM to ``python train.py``: status 128+15, last.ckpt, no export."""
     import signal
     import subprocess
-    import sys
     import time
 
-    from tests.conftest import TINY
-
     run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        str(Path(__file__).parents[1] / "train.py"),
-        *TINY,
-        *QUIET,
-        "growth.stable_kimg=100",  # far longer than the test waits
-        f"hydra.run.dir={run}",
-        f"paths.cache_dir={cache_dir}",
-    ]
+    # growth.stable_kimg=100: far longer than the test waits.
+    cmd = train_command(cache_dir, "growth.stable_kimg=100", f"hydra.run.dir={run}")
     log = (tmp_path / "log.txt").open("w")  # a file: a full pipe would block the run
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     last = run / "checkpoints" / "last.ckpt"
@@ -273,21 +263,14 @@ def test_non_finite_weights_are_never_written(make_cfg, tmp_path: Path):
 
 def test_a_diverged_job_of_a_multirun_lets_the_sweep_go_on(tmp_path: Path, cache_dir: Path):
     import subprocess
-    import sys
 
-    from tests.conftest import TINY
-
-    cmd = [
-        sys.executable,
-        str(Path(__file__).parents[1] / "train.py"),
-        "-m",
-        *TINY,
-        *QUIET,
+    cmd = train_command(
+        cache_dir,
         "growth.lr={4: 0.001, 8: 1e6}",
         "optimized_metric=loss/D",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        f"paths.cache_dir={cache_dir}",
-    ]
+        multirun=True,
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "training diverged at kimg" in proc.stdout + proc.stderr

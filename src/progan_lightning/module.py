@@ -321,8 +321,17 @@ class ProGAN(L.LightningModule):
             )
 
     def _diverged(self, what: str) -> None:
-        phase = f"{'fade' if self.alpha < 1.0 else 'stable'}{4 * 2**self.stage}"
-        raise Diverged(what, self.cur_nimg, phase)
+        raise Diverged(what, self.cur_nimg, self.phase_name)
+
+    @property
+    def phase_name(self) -> str:
+        """``fade16`` or ``stable16``: the phase the module is in, as the schedule names it."""
+        return f"{'fade' if self.alpha < 1.0 else 'stable'}{self.resolution}"
+
+    @property
+    def resolution(self) -> int:
+        """Image side at the current stage."""
+        return 4 * 2**self.stage
 
     def _latents(self, n: int) -> Tensor:
         return torch.randn(n, self.G.z_dim, device=self.device)

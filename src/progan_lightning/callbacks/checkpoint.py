@@ -107,8 +107,7 @@ def check_finite_weights(pl_module: L.LightningModule) -> None:
     for name in ("G", "D", "G_ema"):
         params = list(getattr(pl_module, name).parameters())
         if not torch.isfinite(torch.stack(torch._foreach_norm(params))).all():
-            phase = f"{'fade' if pl_module.alpha < 1.0 else 'stable'}{4 * 2**pl_module.stage}"
-            raise Diverged(f"the weights of {name}", pl_module.cur_nimg, phase)
+            raise Diverged(f"the weights of {name}", pl_module.cur_nimg, pl_module.phase_name)
 
 
 class SafeCheckpoint(Checkpoint):

@@ -138,7 +138,7 @@ class MetricsCallback(L.Callback):
         """Compute every metric on G_ema now (all processes must call it); log and return."""
         start = time.perf_counter()
         device = pl_module.device
-        resolution = 4 * 2**pl_module.stage
+        resolution = pl_module.resolution
         # As many generated as real images (SWD compares sets of equal size).
         num_images = min(self.num_images, len(trainer.datamodule.images(resolution)))
         z = seeded_latents((num_images, pl_module.G_ema.z_dim), self.seed)

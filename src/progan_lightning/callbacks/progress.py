@@ -60,11 +60,6 @@ def peak_memory(device: torch.device) -> str:
     return f"{rss_bytes / 2**30:.2f} GB RAM"
 
 
-def _phase(pl_module: L.LightningModule) -> str:
-    res = 4 * 2**pl_module.stage
-    return f"fade{res}" if pl_module.alpha < 1.0 else f"stable{res}"
-
-
 class GrowthProgressBar(TQDMProgressBar):
     """TQDM bar with short metric names (``kimg``, ``resolution``, ``alpha``, ``D``, ``G``),
     the ETA to ``total_kimg`` and the tick number in place of Lightning's epoch."""
@@ -86,7 +81,7 @@ class GrowthProgressBar(TQDMProgressBar):
         self.train_progress_bar.set_description(f"tick {trainer.current_epoch}")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.speed.tick_end(pl_module.cur_nimg, 4 * 2**pl_module.stage)
+        self.speed.tick_end(pl_module.cur_nimg, pl_module.resolution)
         super().on_train_epoch_end(trainer, pl_module)
 
 
@@ -115,7 +110,7 @@ class TickLog(ProgressBar):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         nimg = pl_module.cur_nimg
-        self.speed.tick_end(nimg, 4 * 2**pl_module.stage)
+        self.speed.tick_end(nimg, pl_module.resolution)
         if not self._enabled or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
@@ -131,8 +126,8 @@ class TickLog(ProgressBar):
             else ""
         )
         rank_zero_info(
-            f"tick {trainer.current_epoch}  kimg {nimg / 1000:.1f}  res {4 * 2**pl_module.stage}"
-            f"  {_phase(pl_module)} alpha {pl_module.alpha:.3f}{losses}{rate}"
+            f"tick {trainer.current_epoch}  kimg {nimg / 1000:.1f}  res {pl_module.resolution}"
+            f"  {pl_module.phase_name} alpha {pl_module.alpha:.3f}{losses}{rate}"
             f"  elapsed {format_duration(time.perf_counter() - self.speed.started)}"
             f"  ETA {format_duration(self.speed.eta(trainer, nimg))}"
             f"  peak {peak_memory(pl_module.device)}"
