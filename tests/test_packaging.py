@@ -10,25 +10,10 @@ from pathlib import Path
 import pytest
 import tomllib
 from setuptools import find_packages
+from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_CLI = [
-    "data.resolution=8",
-    "data.source.num_images=64",
-    "model.G.z_dim=16",
-    "model.G.fmap_base=32",
-    "model.G.fmap_max=16",
-    "growth.stable_kimg=0.016",
-    "growth.fade_kimg=0.016",
-    "growth.batch_size=8",
-    "growth.tick_kimg=0.016",
-    "growth.total_kimg=null",
-    "trainer.accelerator=cpu",
-    "logger=none",
-    "metrics=none",
-    "callbacks.samples.num_images=4",
-    "callbacks.samples.tile=8",
-]
+TINY_CLI = [*TINY, "logger=none", "metrics=none"]
 USER_EXPERIMENT = """# @package _global_
 defaults:
   - quickstart

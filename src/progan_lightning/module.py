@@ -209,7 +209,7 @@ class ProGAN(L.LightningModule):
             reals,
             fakes,
             grad_scale=grad_scale,
-            resolution_scale=self.G.img_resolution / (4 * 2**stage),
+            resolution_scale=self.G.img_resolution / self.resolution,
         )
 
     def generator_loss(self, n: int) -> Tensor:

@@ -89,6 +89,11 @@ class Phase:
         span = self.end_nimg - self.start_nimg
         return min(max((nimg - self.start_nimg) / span, 0.0), 1.0)
 
+    def images(self, total_nimg: int, since: int = 0) -> int:
+        """Images this phase trains on after ``since`` images, when training stops at
+        ``total_nimg`` (the last phase runs on to ``total_nimg``; a cut one stops there)."""
+        return max(0, min(self.end_nimg, total_nimg) - max(self.start_nimg, since))
+
     @property
     def name(self) -> str:
         """Short label such as ``fade16`` or ``stable32``."""
@@ -265,7 +270,7 @@ class GrowthSchedule:
         top = max(sec_per_img)
         seconds = 0.0
         for phase in self.phases:
-            images = min(phase.end_nimg, self.total_nimg) - max(phase.start_nimg, nimg)
+            images = phase.images(self.total_nimg, since=nimg)
             if images > 0:
                 res = phase.resolution
                 rate = sec_per_img.get(res, sec_per_img[top] * (res / top) ** 2)

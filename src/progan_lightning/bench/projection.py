@@ -88,7 +88,7 @@ def project(
                 f"the {phase.name} batch {phase.batch_size} does not divide over {devices} "
                 "devices; drop that count from bench.devices"
             )
-        images = min(phase.end_nimg, total_nimg) - phase.start_nimg
+        images = phase.images(total_nimg)
         rate = rates.get((phase.resolution, phase.fading))
         times.append(
             PhaseTime(
