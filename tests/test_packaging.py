@@ -40,18 +40,16 @@ def user_config_dir(tmp_path: Path) -> Path:
     return user
 
 
-def test_a_user_config_dir_adds_an_experiment(tmp_path: Path):
+@pytest.mark.parametrize("how", ["--config-dir", "hydra.searchpath"])
+def test_a_user_config_dir_adds_an_experiment(tmp_path: Path, how: str):
     user = user_config_dir(tmp_path)
+    where = (
+        ["--config-dir", str(user)]
+        if how == "--config-dir"
+        else [f"hydra.searchpath=[file://{user}]"]
+    )
     out = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            "--config-dir",
-            str(user),
-            "experiment=mine",
-            "--cfg",
-            "job",
-        ],
+        [sys.executable, str(REPO / "train.py"), *where, "experiment=mine", "--cfg", "job"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
