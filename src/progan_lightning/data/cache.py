@@ -8,6 +8,7 @@ arrays and never decode full-size images. A cache lives in ``cache_root/<key>/``
     8.npy           uint8 [N, C, 8, 8]
     ...
     R.npy           uint8 [N, C, R, R]   (R = the requested resolution)
+    labels.npy      int64 [N] class indices, when the source is labelled (``data.labels``)
 
 Levels above ``compress_above`` are stored compressed instead (``R.pack``: the encoded
 images back to back, ``R.offsets.npy``: int64 [N + 1] byte offsets) and decoded when
@@ -18,7 +19,9 @@ images need 94 GB as raw 1024x1024 arrays, about half that as PNG and a seventh 
 format version, so any change of data or settings gets its own folder. Each level is the
 2x2 box mean of the level above (:func:`box_downsample`); the top level comes from the
 source. Files the source cannot read are skipped (and listed in the manifest), or stop the
-build with their list when ``strict``.
+build with their list when ``strict``; a skipped image takes its label with it, and a
+class left without any image stops the build. The manifest of a labelled cache also holds
+``class_names`` and ``class_counts``.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from PIL import Image
 
 from progan_lightning.console import Progress
 from progan_lightning.data.files import SmallImageWarning, UnreadableImageError
-from progan_lightning.data.sources import ImageSource
+from progan_lightning.data.sources import ImageSource, listing
 from progan_lightning.schedule import check_resolution
 
 try:
@@ -58,6 +61,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 CHUNK_BYTES = 64 * 2**20  # Full-resolution images held in RAM at once, per chunk.
 MANIFEST = "manifest.json"
+LABELS = "labels.npy"
 # Encoder settings per compressed format, and the fraction of the raw size to expect.
 COMPRESSED_FORMATS = {
     "png": ({"format": "PNG", "compress_level": 1}, 0.6),  # lossless
@@ -185,7 +189,8 @@ def prepare_cache(
         The cache folder, ``cache_root / key``.
 
     Raises:
-        BadImagesError: no file could be read, or some could not and ``strict`` is set.
+        BadImagesError: no file could be read, or some could not and ``strict`` is set, or
+            every image of a class could not.
         OSError: ``cache_root`` cannot be created or written to while a build is needed
             (a finished cache in a read-only folder is served as is).
     """
@@ -292,6 +297,21 @@ class EncodedLevel:
         return out
 
 
+def load_labels(cache_dir: str | Path) -> np.ndarray | None:
+    """The class index of every image of a prepared cache.
+
+    Args:
+        cache_dir: A folder returned by :func:`prepare_cache`.
+
+    Returns:
+        int64 [N], aligned with every level; None for a cache of an unlabelled source.
+    """
+    cache_dir = Path(cache_dir)
+    if "class_names" not in read_manifest(cache_dir):
+        return None
+    return np.load(cache_dir / LABELS)
+
+
 def load_level(
     cache_dir: str | Path, resolution: int, mmap: bool = True
 ) -> np.ndarray | EncodedLevel:
@@ -344,6 +364,8 @@ def _is_complete(folder: Path, settings: dict[str, Any]) -> bool:
             for res in manifest["levels"]
             for name in _level_files(res, manifest["level_format"][str(res)])
         ]
+        if "class_names" in manifest:
+            files.append(LABELS)
     except (OSError, ValueError, KeyError):
         return False
     return all((folder / name).is_file() for name in files)
@@ -386,6 +408,7 @@ class _Chunk:
     encoded: dict[int, list[bytes]]  # compressed levels, B encoded images each
     skipped: list[tuple[str, str]]  # (name, reason) of each unreadable file
     small: list[str]  # names of the images that were upscaled
+    labels: np.ndarray  # int64 [B] class indices (empty for an unlabelled source)
 
 
 def _build(
@@ -427,12 +450,29 @@ def _build(
         )
     with _writable(folder.parent):
         folder.mkdir()
-    written, skipped, small = _write_levels(
+    written, skipped, small, labels = _write_levels(
         folder, source, resolution, channels, storage, num_workers, progress
     )
 
     if written == 0 or (skipped and strict):
         raise BadImagesError(_problems_message(skipped, len(skipped), strict, written == 0))
+    classes: dict[str, Any] = {}
+    if source.class_names:
+        counts = np.bincount(labels, minlength=len(source.class_names))  # [C]
+        empty = [name for name, count in zip(source.class_names, counts, strict=True) if not count]
+        if empty:
+            unreadable = (
+                f"; every file of theirs is among the {len(skipped)} that could not be read: "
+                f"{_listed_problems(skipped, len(skipped))}"
+                if skipped
+                else ""
+            )
+            raise BadImagesError(
+                f"{len(empty)} of the {len(source.class_names)} classes have no readable image: "
+                f"{listing(empty)}{unreadable}. Fix or replace their files, or remove the classes"
+            )
+        np.save(folder / LABELS, labels)
+        classes = {"class_names": source.class_names, "class_counts": counts.tolist()}
     if skipped:
         warnings.warn(_problems_message(skipped, len(skipped), strict), BadImagesWarning, 2)
         for res in raw:
@@ -456,6 +496,7 @@ def _build(
             str(res): storage.compress_format if res in compressed else "npy" for res in levels
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **classes,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
@@ -468,18 +509,20 @@ def _write_levels(
     storage: Storage,
     num_workers: int,
     progress: bool,
-) -> tuple[int, list[tuple[str, str]], list[str]]:
+) -> tuple[int, list[tuple[str, str]], list[str], np.ndarray]:
     """Load every image and write every level into ``folder``.
 
     Returns:
-        ``(written, skipped, small)``: the number of images stored, ``(name, reason)`` of
-        each unreadable file and the names of the upscaled images. Raw levels keep room for
-        every file; the caller shrinks them when files were skipped.
+        ``(written, skipped, small, labels)``: the number of images stored, ``(name,
+        reason)`` of each unreadable file, the names of the upscaled images and the class
+        of each stored image (int64 [written], empty when unlabelled). Raw levels keep room
+        for every file; the caller shrinks them when files were skipped.
     """
     num_files = len(source)
     levels = _levels(resolution)
     skipped: list[tuple[str, str]] = []
     small: list[str] = []
+    labels: list[np.ndarray] = []
     written = 0
     # Chunks small enough for RAM, and several per worker so that the pool stays busy.
     chunk = max(1, CHUNK_BYTES // (channels * resolution * resolution))
@@ -517,29 +560,36 @@ def _write_levels(
             written += count
             skipped += result.skipped
             small += result.small
+            labels.append(result.labels)
             bar.update(stop - start, **({"skipped": len(skipped)} if skipped else {}))
         for array in arrays.values():
             array.flush()
     for res, ends in offsets.items():
         np.save(folder / f"{res}.offsets.npy", np.asarray(ends, dtype=np.int64))
-    return written, skipped, small
+    return written, skipped, small, np.concatenate([np.empty(0, np.int64), *labels])
 
 
 def _problems_message(
     skipped: list[Any], count: int, strict: bool, none_read: bool = False
 ) -> str:
     """One message for all unreadable files: how many, the first few with reasons, the fix."""
-    listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:LISTED_PROBLEMS])
-    more = f"; and {count - LISTED_PROBLEMS} more" if count > LISTED_PROBLEMS else ""
+    listed = _listed_problems(skipped, count)
     if none_read:
         return (
-            f"none of the {count} image files could be read: {listed}{more}. "
+            f"none of the {count} image files could be read: {listed}. "
             "Point data.path at a folder (or .zip) of valid images"
         )
-    what = f"{count} image files could not be read: {listed}{more}"
+    what = f"{count} image files could not be read: {listed}"
     if strict:
         return f"{what}. Fix or remove them, or set data.strict=false to skip them"
     return f"{what}. Skipped them; set data.strict=true to stop instead"
+
+
+def _listed_problems(skipped: list[Any], count: int) -> str:
+    """The first few unreadable files with reasons: ``a (reason); b (reason); and M more``."""
+    listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:LISTED_PROBLEMS])
+    more = f"; and {count - LISTED_PROBLEMS} more" if count > LISTED_PROBLEMS else ""
+    return listed + more
 
 
 def _shrink_npy(file: Path, length: int) -> None:
@@ -599,11 +649,14 @@ def _load_chunks(
 def _load_chunk(
     source: ImageSource, start: int, stop: int, resolution: int, channels: int, storage: Storage
 ) -> _Chunk:
-    """Load images ``start..stop-1``, make every level and encode the compressed ones."""
+    """Load images ``start..stop-1`` (and their labels), make every level and encode the
+    compressed ones."""
     images = np.empty((stop - start, channels, resolution, resolution), dtype=np.uint8)
     expected = (resolution, resolution, channels)
+    num_classes = len(source.class_names)
     skipped: list[tuple[str, str]] = []
     small: list[str] = []
+    labels: list[int] = []
     count = 0
     for index in range(start, stop):
         with warnings.catch_warnings(record=True) as caught:
@@ -622,6 +675,14 @@ def _load_chunk(
             )
         images[count] = image.transpose(2, 0, 1)
         count += 1
+        if num_classes:
+            label = source.label(index)
+            if not 0 <= label < num_classes:
+                raise ValueError(
+                    f"{type(source).__name__}.label({index}) gave {label}, expected a class "
+                    f"index in [0, {num_classes})"
+                )
+            labels.append(label)
     level = images[:count]  # [B, C, R, R]
     arrays: dict[int, np.ndarray] = {}
     encoded: dict[int, list[bytes]] = {}
@@ -632,7 +693,7 @@ def _load_chunk(
             encoded[res] = [_encode(image, storage.compress_format) for image in level]
         else:
             arrays[res] = level
-    return _Chunk(arrays, encoded, skipped, small)
+    return _Chunk(arrays, encoded, skipped, small, np.asarray(labels, dtype=np.int64))
 
 
 def _encode(image: np.ndarray, compress_format: str) -> bytes:

@@ -11,9 +11,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from progan_lightning.data.cache import EncodedLevel, Storage, load_level, prepare_cache
+from progan_lightning.data.cache import (
+    EncodedLevel,
+    Storage,
+    load_labels,
+    load_level,
+    prepare_cache,
+)
 from progan_lightning.data.sources import ImageSource
-from progan_lightning.data.stream import BatchArray, StreamSampler
+from progan_lightning.data.stream import BatchArray, StreamSampler, split_batch
 from progan_lightning.schedule import check_resolution
 
 
@@ -23,7 +29,9 @@ class ProGANDataModule(L.LightningDataModule):
     The growth callback calls :meth:`set_plan` before each epoch; an epoch never crosses a
     change of resolution or batch size, so the dataloader is rebuilt exactly at those points
     (``reload_dataloaders_every_n_epochs=1``). Batches become float [-1, 1] (and are
-    mirrored) on the device in :meth:`on_after_batch_transfer`.
+    mirrored) on the device in :meth:`on_after_batch_transfer`. A labelled source
+    (``data.labels``) makes every batch an ``(images, labels)`` pair, labels int64 [N]
+    (see :func:`~progan_lightning.data.stream.split_batch`).
 
     Args:
         source: Where images come from (shapes, folder, ...).
@@ -38,7 +46,7 @@ class ProGANDataModule(L.LightningDataModule):
         ram_limit_mb: Levels up to this size are loaded into RAM, larger ones memory-mapped.
         path: Where the data lives (``data.path``); the config hands it to file sources,
             as it does ``background``, ``fit`` and ``max_image_pixels`` (see
-            ``data/files.py``).
+            ``data/files.py``), and ``labels`` to every source.
         strict: Stop preparing with the list of unreadable files instead of skipping them.
         compress_above: Store levels above this resolution compressed (None: all raw).
         compress_format: ``png`` (lossless) or ``jpeg`` (quality 95) for compressed levels.
@@ -61,6 +69,7 @@ class ProGANDataModule(L.LightningDataModule):
         background: str | list[int] | None = None,
         fit: str | None = None,
         max_image_pixels: int | None = None,
+        labels: str | None = None,
         strict: bool = False,
         compress_above: int | None = None,
         compress_format: str = "png",
@@ -86,7 +95,35 @@ class ProGANDataModule(L.LightningDataModule):
         self.decode_workers = decode_workers
         self.cache_path: Path | None = None
         self._level: tuple[int, np.ndarray | EncodedLevel] | None = None
+        self._labels: np.ndarray | None = None
         self.plan: dict[str, int] | None = None
+
+    @property
+    def class_names(self) -> list[str]:
+        """The source's class names (index = class index); [] when unlabelled."""
+        return list(self.source.class_names)
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of classes; 0 when unlabelled."""
+        return len(self.source.class_names)
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """The class of every prepared image, int64 [N] aligned with :meth:`images`; None
+        when unlabelled. Prepares (or finds) the cache, as :meth:`setup` does."""
+        if self._labels is None and self.num_classes:
+            self.setup()
+            self._labels = load_labels(self.cache_path)
+        return self._labels
+
+    @property
+    def class_counts(self) -> np.ndarray | None:
+        """Prepared images per class, int64 [C]; None when unlabelled."""
+        labels = self.labels
+        if labels is None:
+            return None
+        return np.bincount(labels, minlength=self.num_classes)
 
     def prepare_data(self) -> None:
         self.cache_path = self._prepare()
@@ -155,7 +192,7 @@ class ProGANDataModule(L.LightningDataModule):
         # Not persistent: the loader is rebuilt at every tick (the plan changes), and worker
         # start-up (fork) takes milliseconds against ticks of minutes.
         return DataLoader(
-            BatchArray(images),
+            BatchArray(images, self.labels),
             sampler=sampler,
             batch_size=None,
             num_workers=workers,
@@ -165,9 +202,13 @@ class ProGANDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed + self.plan["start_nimg"]),
         )
 
-    def on_after_batch_transfer(self, batch: Tensor, dataloader_idx: int) -> Tensor:
-        x = batch.float().div_(127.5).sub_(1.0)  # [NCHW] in [-1, 1]
+    def on_after_batch_transfer(
+        self, batch: Tensor | tuple[Tensor, Tensor] | list[Tensor], dataloader_idx: int
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """uint8 images -> float [-1, 1] (mirrored); labels, if any, pass untouched."""
+        images, labels = split_batch(batch)
+        x = images.float().div_(127.5).sub_(1.0)  # [NCHW] in [-1, 1]
         if self.mirror:
             flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
             x = torch.where(flip, x.flip(3), x)
-        return x
+        return x if labels is None else (x, labels)

@@ -7,6 +7,16 @@ each :meth:`~FolderSource.load`. A file that cannot be decoded, or has more pixe
 target warns with :class:`SmallImageWarning`. The cache builder (``data/cache.py``) turns
 both into one summary for the whole dataset. Files in image formats that are not read
 (HEIC, PSD, ...) are left out with one :class:`IgnoredFilesWarning`.
+
+With ``data.labels=folders`` the first folder level names each image's class (as
+torchvision's ``ImageFolder``); with ``data.labels=json`` a ``dataset.json`` beside the
+images gives them (stylegan2-ada's ``dataset_tool`` convention)::
+
+    {"labels": [["cat/0001.png", 0], ["dog/0001.png", 1], ...], "class_names": ["cat", "dog"]}
+
+with paths relative to ``data.path`` (``/`` separators) and the optional ``class_names``
+(without it the classes are named ``"0"`` .. ``str(max label)``). Every label problem is
+found when the source is made, before anything is decoded.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import warnings
 import zipfile
 from collections import Counter
@@ -24,7 +35,7 @@ from typing import IO, Any, Literal
 import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
-from progan_lightning.data.sources import check_load_args, to_array
+from progan_lightning.data.sources import check_labels, check_load_args, listing, to_array
 
 # Read with PIL's own decoders (a GIF gives its first frame).
 IMAGE_EXTENSIONS = (
@@ -40,6 +51,12 @@ IGNORED_IMAGE_EXTENSIONS = (
 # default keeps every cache built before data.max_image_pixels existed valid.
 DEFAULT_MAX_IMAGE_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)  # 178956970, ~179 megapixels
 FITS = ("crop", "pad")
+LABELS = ("none", "folders", "json")
+LABELS_FILE = "dataset.json"  # At the root of data.path (or of the .zip), for data.labels=json.
+LABELS_FORMAT = (
+    'write it as {"labels": [["relative/path.png", class_index], ...]} with paths relative '
+    'to data.path and "/" separators, and optionally "class_names": ["name", ...]'
+)
 
 
 class UnreadableImageError(ValueError):
@@ -95,6 +112,8 @@ class FolderSource:
         fit: ``crop`` (centre square) or ``pad`` (whole image, padded to a square).
         max_image_pixels: Images with more pixels (width x height) are unreadable, and so
             skipped (PIL's decompression-bomb guard); None = no limit.
+        labels: ``none``, ``folders`` (class = first folder under ``path``, names sorted)
+            or ``json`` (``path/dataset.json``, see the module docstring).
     """
 
     def __init__(
@@ -103,12 +122,14 @@ class FolderSource:
         background: str | list[int] | tuple[int, ...] = (0, 0, 0),
         fit: Literal["crop", "pad"] = "crop",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        labels: str = "none",
     ) -> None:
         self.path = Path(path).expanduser()
         self.background = parse_background(background)
         if fit not in FITS:
             raise ValueError(f"data.fit={fit!r} is not supported; use one of {FITS}")
         self.fit = fit
+        self.labels = check_labels(labels, LABELS, "folder")
         if max_image_pixels is not None and (
             isinstance(max_image_pixels, bool)
             or not isinstance(max_image_pixels, int)
@@ -135,7 +156,7 @@ class FolderSource:
         names = [
             name
             for name in (self._list_zip() if self.is_zip else self._list_folder())
-            if not any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
+            if not any(_hidden(part) for part in name.split("/"))
         ]
         self.files = sorted(name for name in names if _suffix(name) in IMAGE_EXTENSIONS)
         ignored = Counter(
@@ -156,6 +177,111 @@ class FolderSource:
                 f"data.path={self.path!s} holds no image files; "
                 f"set data.path to a folder (or .zip) of images ({accepted})"
             )
+        # Class names and the class index of each file, int64 [N] aligned with self.files.
+        self.class_names: list[str] = []
+        self._labels: np.ndarray | None = None
+        if self.labels == "folders":
+            self.class_names, self._labels = self._folder_labels()
+        elif self.labels == "json":
+            self.class_names, self._labels = self._json_labels()
+        if self._labels is not None:
+            self._check_every_class_used(self._labels)
+
+    def _labels_file(self) -> str:
+        """Where ``dataset.json`` is looked for, for messages."""
+        separator = ":" if self.is_zip else "/"
+        return f"{self.path}{separator}{LABELS_FILE}"
+
+    def _check_every_class_used(self, labels: np.ndarray) -> None:
+        """Raise one error naming the classes that no image file has."""
+        counts = np.bincount(labels, minlength=len(self.class_names))
+        empty = [name for name, count in zip(self.class_names, counts, strict=True) if not count]
+        if empty:
+            if self.labels == "folders":
+                where = f"the class folders of data.path={self.path!s}"
+                fix = "add images to those folders or remove them"
+            else:
+                where = self._labels_file()
+                fix = "label images with those classes, or drop them (class_names, numbering)"
+            raise ValueError(
+                f"data.labels={self.labels}: {len(empty)} of the {len(self.class_names)} "
+                f"classes of {where} have no image file: {listing(empty)}; {fix}"
+            )
+
+    def _folder_labels(self) -> tuple[list[str], np.ndarray]:
+        """Classes from the first folder level: sorted folder names, and each file's index."""
+        loose = [self.name(i) for i, name in enumerate(self.files) if "/" not in name]
+        if loose:
+            raise ValueError(
+                f"data.labels=folders: {len(loose)} image file(s) directly in data.path, not "
+                f"in a class folder: {listing(loose)}; move each "
+                "into the folder of its class (data.path/<class>/...), or set data.labels=none"
+            )
+        if self.is_zip:
+            with zipfile.ZipFile(self.path) as archive:
+                folders = {name.split("/")[0] for name in archive.namelist() if "/" in name}
+        else:
+            folders = {entry.name for entry in self.path.iterdir() if entry.is_dir()}
+        class_names = sorted(folder for folder in folders if not _hidden(folder))
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = [index[name.split("/")[0]] for name in self.files]
+        return class_names, np.asarray(labels, dtype=np.int64)
+
+    def _json_labels(self) -> tuple[list[str], np.ndarray]:
+        """Classes from ``dataset.json``: its (or numbered) class names, each file's index."""
+        where = self._labels_file()
+        try:
+            if self.is_zip:
+                with zipfile.ZipFile(self.path) as archive:
+                    text = archive.read(LABELS_FILE)
+            else:
+                text = (self.path / LABELS_FILE).read_bytes()
+        except (KeyError, FileNotFoundError) as error:
+            raise ValueError(
+                f"data.labels=json needs {where}, which does not exist; {LABELS_FORMAT}, "
+                "or set data.labels=folders (a folder per class) or none"
+            ) from error
+        try:
+            data = json.loads(text)
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{where} is not valid JSON ({error}); {LABELS_FORMAT}") from error
+        entries, class_names = _parse_labels_json(data, where)
+
+        files = set(self.files)
+        missing = [self.name(i) for i, name in enumerate(self.files) if name not in entries]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} image file(s) missing from {where}: "
+                f"{listing(missing)}; add an entry [path, class_index] for each, or remove "
+                "the files"
+            )
+        absent = [name for name in entries if name not in files]
+        if absent:
+            raise ValueError(
+                f"{len(absent)} path(s) in {where} name no image file under "
+                f"data.path={self.path!s}: {listing(absent)}; fix the paths "
+                '(relative to data.path, with "/" separators) or remove the entries'
+            )
+        limit = len(class_names) if class_names is not None else None
+        bad = [
+            f"{name}: {value!r}"
+            for name, value in entries.items()
+            if isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < 0
+            or (limit is not None and value >= limit)
+        ]
+        if bad:
+            valid = f"integers in [0, {limit})" if limit is not None else "integers >= 0"
+            raise ValueError(
+                f"{len(bad)} label(s) of {where} are not class indices "
+                f"({valid}): {listing(bad)}; fix them"
+                + ("" if limit is None else ", or add the missing names to its class_names")
+            )
+        labels = np.asarray([entries[name] for name in self.files], dtype=np.int64)
+        if class_names is None:
+            class_names = [str(i) for i in range(int(labels.max()) + 1)]
+        return class_names, labels
 
     def _list_folder(self) -> list[str]:
         """Every file under the folder, as POSIX paths relative to it."""
@@ -181,6 +307,14 @@ class FolderSource:
         """Where image ``index`` lives, for messages: ``folder/a.png`` or ``data.zip:a.png``."""
         separator = ":" if self.is_zip else "/"
         return f"{self.path}{separator}{self.files[index]}"
+
+    def label(self, index: int) -> int:
+        """Class index of image ``index`` (``data.labels`` folders or json only)."""
+        if self._labels is None:
+            raise ValueError(
+                f"data.path={self.path!s} is read unlabelled; set data.labels=folders or json"
+            )
+        return int(self._labels[index])
 
     def fingerprint(self) -> dict[str, Any]:
         digest = hashlib.sha1()
@@ -211,6 +345,13 @@ class FolderSource:
         # before the setting existed (with the same limit, PIL's) keep their key.
         if self.max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:
             fingerprint["max_image_pixels"] = self.max_image_pixels
+        # Likewise unlabelled adds nothing; labels add the classes and every file's class.
+        if self._labels is not None:
+            fingerprint |= {
+                "labels": self.labels,
+                "class_names": self.class_names,
+                "labels_sha1": hashlib.sha1(self._labels.tobytes()).hexdigest(),
+            }
         return fingerprint
 
     def _open(self, index: int) -> IO[bytes]:
@@ -267,6 +408,50 @@ class FolderSource:
                 "limit, to read it"
             )
             raise UnreadableImageError(self.name(index), reason, fix=None)
+
+
+def _hidden(part: str) -> bool:
+    """Whether a file or folder name is left out: hidden (``.*``) or macOS ``__MACOSX``."""
+    return part.startswith(".") or part == "__MACOSX"
+
+
+def _parse_labels_json(data: Any, where: str) -> tuple[dict[str, Any], list[str] | None]:
+    """Check the structure of a parsed ``dataset.json``.
+
+    Returns:
+        ``(entries, class_names)``: each path's label (not yet checked) and the optional
+        class names (None when absent).
+
+    Raises:
+        ValueError: naming ``where``, what is wrong and the expected format.
+    """
+
+    def wrong(problem: str) -> ValueError:
+        return ValueError(f"{where} has the wrong structure: {problem}; {LABELS_FORMAT}")
+
+    if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
+        raise wrong('it needs a "labels" list')
+    pairs = data["labels"]
+    bad = [
+        f"#{i}: {json.dumps(pair)}"
+        for i, pair in enumerate(pairs)
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str))
+    ]
+    if bad:
+        raise wrong(f"{len(bad)} label(s) not a [path, class_index] pair: {listing(bad)}")
+    entries = dict(pairs)
+    if len(entries) != len(pairs):
+        twice = sorted(name for name, count in Counter(p[0] for p in pairs).items() if count > 1)
+        raise wrong(f"{len(twice)} path(s) listed more than once: {listing(twice)}")
+    class_names = data.get("class_names")
+    if class_names is not None and not (
+        isinstance(class_names, list)
+        and class_names
+        and all(isinstance(name, str) for name in class_names)
+        and len(set(class_names)) == len(class_names)
+    ):
+        raise wrong(f'"class_names" must be a list of distinct strings, got {class_names!r}')
+    return entries, class_names
 
 
 def _suffix(name: str) -> str:

@@ -3,13 +3,15 @@
 A source is indexable (``len`` and ``load``), names its images for messages (``name``)
 and describes itself with a JSON ``fingerprint`` that changes whenever the images it
 produces would change; the multi-resolution cache (``data/cache.py``) is keyed by it.
-This module holds the protocol and the built-in procedural shapes; ``data/files.py``
-reads folders and zips of image files.
+A labelled source (``data.labels``) also names its classes (``class_names``) and gives
+each image's class index (``label``). This module holds the protocol and the built-in
+procedural shapes; ``data/files.py`` reads folders and zips of image files.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -19,6 +21,9 @@ from PIL import Image, ImageDraw
 @runtime_checkable
 class ImageSource(Protocol):
     """What the cache needs from a data source."""
+
+    class_names: list[str]
+    """The C class names (index = class index), known at construction; [] when unlabelled."""
 
     def __len__(self) -> int:
         """Number of images."""
@@ -37,9 +42,30 @@ class ImageSource(Protocol):
         """Where image ``index`` comes from, for messages."""
         ...
 
-    def fingerprint(self) -> dict[str, Any]:
-        """JSON-serialisable description that changes whenever the images would change."""
+    def label(self, index: int) -> int:
+        """Class index in [0, C) of image ``index``; only called when ``class_names``."""
         ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        """JSON-serialisable description that changes whenever the images (or their labels)
+        would change."""
+        ...
+
+
+def check_labels(labels: str, accepted: tuple[str, ...], source: str) -> str:
+    """Return ``labels`` if ``source`` accepts it, else raise one error naming the choices.
+
+    Args:
+        labels: The ``data.labels`` setting.
+        accepted: The settings this source knows; the first, ``none``, means unlabelled.
+        source: The source's name for the message (``shapes``, ``folder``).
+    """
+    if labels not in accepted:
+        raise ValueError(
+            f"data.labels={labels} is not supported by the {source} source; "
+            f"set data.labels to one of {', '.join(accepted)}"
+        )
+    return labels
 
 
 def check_load_args(index: int, length: int, resolution: int, channels: int) -> None:
@@ -50,6 +76,12 @@ def check_load_args(index: int, length: int, resolution: int, channels: int) -> 
         raise ValueError(f"resolution={resolution} must be >= 1")
     if channels not in (1, 3):
         raise ValueError(f"channels={channels} is not supported; use 3 (RGB) or 1 (grayscale)")
+
+
+def listing(items: Sequence[str], limit: int = 10) -> str:
+    """The first ``limit`` of ``items`` for a message, and how many more there are."""
+    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
 def to_array(image: Image.Image, channels: int) -> np.ndarray:
@@ -69,42 +101,85 @@ class ShapesSource:
     out in RGB and in grayscale even at 32x32. Shapes are drawn as masks at 4x the
     resolution and box-filtered down (exact area coverage); there is no noise or texture.
 
+    With ``labels="kind"`` image ``i`` first draws one kind (uniform over ``KINDS``), every
+    shape of the image is of that kind, and the kind is the image's class; with ``"none"``
+    each shape draws its own kind (the unlabelled images are the same as ever).
+
     Args:
         num_images: Number of images in the dataset.
         seed: Seed of the dataset; the same seed always gives the same images.
+        labels: ``none`` (unlabelled) or ``kind`` (class = the one shape kind of an image).
     """
 
     KINDS = ("circle", "ellipse", "square", "rectangle", "triangle", "star", "cross", "ring")
+    LABELS = ("none", "kind")
     VERSION = 1  # Bump whenever the drawing code changes: it invalidates cached copies.
     SUPERSAMPLE = 4
 
-    def __init__(self, num_images: int = 10000, seed: int = 0) -> None:
+    def __init__(self, num_images: int = 10000, seed: int = 0, labels: str = "none") -> None:
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"data.source.num_images={num_images!r} must be an integer >= 1")
         self.num_images = num_images
         self.seed = int(seed)
+        self.labels = check_labels(labels, self.LABELS, "shapes")
+        self.class_names = list(self.KINDS) if self.labels == "kind" else []
+        if self.class_names:
+            self._check_every_kind_drawn()
 
     def __len__(self) -> int:
         return self.num_images
 
     def fingerprint(self) -> dict[str, Any]:
-        return {
+        fingerprint = {
             "kind": "shapes",
             "num_images": self.num_images,
             "seed": self.seed,
             "version": self.VERSION,
         }
+        # Unlabelled adds nothing, so that caches built before labels existed keep their key.
+        if self.class_names:
+            fingerprint |= {"labels": self.labels, "class_names": self.class_names}
+        return fingerprint
 
     def name(self, index: int) -> str:
         return f"shapes[{index}]"
 
+    def label(self, index: int) -> int:
+        """The index in ``KINDS`` of image ``index``'s shapes (``labels="kind"`` only)."""
+        if not self.class_names:
+            raise ValueError("the shapes source is unlabelled; set data.labels=kind for labels")
+        check_load_args(index, self.num_images, 1, 1)
+        return self._kind(np.random.default_rng([self.seed, index]))
+
+    def _check_every_kind_drawn(self) -> None:
+        """Raise one error when some kind (class) has no image: too few images.
+
+        Stops at the first image that completes the set (about 20 for 8 kinds).
+        """
+        missing = set(range(len(self.KINDS)))
+        for index in range(self.num_images):
+            missing.discard(self.label(index))
+            if not missing:
+                return
+        names = [self.KINDS[kind] for kind in sorted(missing)]
+        raise ValueError(
+            f"data.labels=kind: the {self.num_images} shapes images (data.source.num_images) "
+            f"have no {', '.join(names)}, so those classes would be empty; use more images "
+            "(e.g. data.source.num_images=100) or another data.source.seed"
+        )
+
+    def _kind(self, rng: np.random.Generator) -> int:
+        """Draw one index into ``KINDS``."""
+        return int(rng.integers(len(self.KINDS)))
+
     def load(self, index: int, resolution: int, channels: int) -> np.ndarray:
         check_load_args(index, self.num_images, resolution, channels)
         rng = np.random.default_rng([self.seed, index])
+        kind = self._kind(rng) if self.class_names else None  # The label comes first.
         dark = rng.random() < 0.6
         image = self._background(rng, resolution, dark)  # [H, W, 3] float32 in [0, 255]
         for _ in range(rng.integers(1, 4)):
-            alpha = self._shape_mask(rng, resolution)[..., None]  # [H, W, 1] in [0, 1]
+            alpha = self._shape_mask(rng, resolution, kind)[..., None]  # [H, W, 1] in [0, 1]
             colour = _contrasting_colour(rng, dark)  # [3]
             image += alpha * (colour - image)
         rgb = Image.fromarray(np.rint(image).clip(0, 255).astype(np.uint8), "RGB")
@@ -123,9 +198,12 @@ class ShapesSource:
         ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
         return first + ramp[..., None] * (second - first)
 
-    def _shape_mask(self, rng: np.random.Generator, resolution: int) -> np.ndarray:
-        """Coverage in [0, 1] of one random shape, [H, W] float32."""
-        kind = self.KINDS[rng.integers(len(self.KINDS))]
+    def _shape_mask(
+        self, rng: np.random.Generator, resolution: int, kind: int | None = None
+    ) -> np.ndarray:
+        """Coverage in [0, 1] of one random shape (of ``KINDS[kind]``, drawn when None),
+        [H, W] float32."""
+        name = self.KINDS[self._kind(rng) if kind is None else kind]
         radius = rng.uniform(0.25, 0.6) / 2  # Half the shape's width, in image units.
         centre = rng.uniform(radius, 1.0 - radius, size=2)
         angle = rng.uniform(0.0, 2.0 * math.pi)
@@ -135,7 +213,7 @@ class ShapesSource:
         size = resolution * self.SUPERSAMPLE
         mask = Image.new("L", (size, size), 0)
         draw = ImageDraw.Draw(mask)
-        outline, hole = _outline(kind, aspect)
+        outline, hole = _outline(name, aspect)
 
         def place(points: np.ndarray) -> list[tuple[float, float]]:
             rotation = np.array(

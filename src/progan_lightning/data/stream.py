@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 
@@ -81,17 +82,41 @@ class StreamSampler(Sampler[np.ndarray]):
 
 
 class BatchArray(Dataset):
-    """A uint8 image array [N, C, H, W] indexed by whole batches (one fancy-index per batch)."""
+    """A uint8 image array [N, C, H, W] indexed by whole batches (one fancy-index per batch).
 
-    def __init__(self, images: np.ndarray) -> None:
+    Args:
+        images: uint8 [N, C, H, W] (an array, a memory map or an encoded level).
+        labels: int64 [N] class indices, or None for unlabelled data.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images")
         self.images = images
+        self.labels = labels
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, indices: np.ndarray) -> torch.Tensor:
+    def __getitem__(self, indices: np.ndarray) -> Tensor | tuple[Tensor, Tensor]:
+        """uint8 [B, C, H, W] images, with their int64 [B] labels when labelled."""
         # Sorted reads are kinder to memory maps; restore the sampled order afterwards.
         order = np.argsort(indices, kind="stable")
         batch = np.empty((len(indices), *self.images.shape[1:]), dtype=np.uint8)
         batch[order] = self.images[indices[order]]
-        return torch.from_numpy(batch)  # [NCHW] uint8
+        images = torch.from_numpy(batch)  # [NCHW] uint8
+        if self.labels is None:
+            return images
+        labels = torch.from_numpy(np.asarray(self.labels[indices], dtype=np.int64))  # [N]
+        return images, labels
+
+
+def split_batch(
+    batch: Tensor | tuple[Tensor, Tensor] | list[Tensor],
+) -> tuple[Tensor, Tensor | None]:
+    """``(images, labels)`` of a batch: a bare image tensor (unlabelled, labels None) or an
+    ``(images, labels)`` pair (a tuple, or the list a DataLoader makes of it)."""
+    if isinstance(batch, Tensor):
+        return batch, None
+    images, labels = batch
+    return images, labels
