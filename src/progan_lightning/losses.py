@@ -1,8 +1,14 @@
-"""GAN losses: WGAN-GP with drift (the paper's default), LSGAN and non-saturating logistic.
+"""GAN losses: WGAN-GP with drift (the paper's default), LSGAN and non-saturating logistic,
+each with the optional AC-GAN class term.
 
-Each loss gives ``discriminator(D, reals, fakes, grad_scale=None, resolution_scale=1.0) ->
-(loss, stats)`` and ``generator(fake_scores) -> loss``. ``D`` is any callable mapping images
-[NCHW] to scores [N, 1]; ``stats`` holds detached tensors for logging (no host syncs).
+Each loss gives ``discriminator(D, reals, fakes, grad_scale=None, resolution_scale=1.0,
+labels=None) -> (loss, stats)`` and ``generator(fake_out, labels=None) -> loss``. ``D`` is any
+callable mapping images [NCHW] to D's raw output [N, 1 + C]: the score in column 0, then C
+class logits (C = 0 for an unconditional D); ``fake_out`` is that output on fakes. Only the
+score enters the GAN loss and its penalties (the gradient penalty and R1 differentiate column
+0 alone). With ``labels`` (class indices [N], or one-hot / soft labels [N, C]) and C > 0 each
+loss adds the class term (:func:`class_term`); ``stats`` holds detached tensors for logging
+(no host syncs).
 ``grad_scale`` is the current fp16 loss scale (a 0-dim tensor, or None without loss scaling):
 penalties that take ``autograd.grad`` of D scale D's output by it and unscale the gradient, so
 that the fp16 backward inside the penalty does not underflow (PyTorch's AMP recipe for
@@ -19,9 +25,75 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Critic = Callable[[Tensor], Tensor]
+"""Images [NCHW] -> D's raw output [N, 1 + C] (score, then class logits)."""
 
 GP_RESOLUTIONS = ("final", "stage")
 """Where the WGAN-GP gradient norm is measured (``model.loss.gp_resolution``)."""
+
+
+def split_output(out: Tensor) -> tuple[Tensor, Tensor]:
+    """D's raw output [N, 1 + C] as scores [N] (column 0) and class logits [N, C]."""
+    return out[:, 0], out[:, 1:]
+
+
+def class_term(
+    cond_weight: float,
+    labels: Tensor | None,
+    stats: dict[str, Tensor] | None = None,
+    **logits: Tensor,
+) -> Tensor | None:
+    """The AC-GAN class term, per sample: ``cond_weight * sum_k CE(logits_k, labels)``.
+
+    Softmax cross-entropy of each named set of class logits against the labels, as the
+    official loss.py (tkarras/progressive_growing_of_gans): ``D_wgangp_acgan`` adds
+    ``(label_penalty_reals + label_penalty_fakes) * cond_weight`` with
+    ``label_penalty_* = tf.nn.softmax_cross_entropy_with_logits_v2(labels=labels,
+    logits=*_labels_out)``, and ``G_wgan_acgan`` adds ``label_penalty_fakes * cond_weight``;
+    both only ``if D.output_shapes[1][1] > 0`` (D gives class logits). The fakes carry the
+    labels they were generated with (the official D step draws them with the reals' labels).
+
+    Args:
+        cond_weight: Weight of the term (official 1).
+        labels: Class indices [N] (int64), or one-hot / soft labels [N, C] (float); None for an
+            unconditional step.
+        stats: Where to put ``loss/class_<name>`` (the detached mean of each cross-entropy);
+            None for no stats.
+        **logits: Class logits [N, C] by name (``real``, ``fake``), from :func:`split_output`.
+
+    Returns:
+        The weighted term [N], or None when it is off: no labels, or D gives no class logits
+        (labels for an unconditional D are ignored, as the official code does).
+
+    Raises:
+        ValueError: D gives class logits but no labels came with the images.
+    """
+    num_classes = next(iter(logits.values())).shape[1]
+    if not num_classes:
+        return None
+    if labels is None:
+        raise ValueError(
+            f"D gives {num_classes} class logits but the loss got no labels; pass labels= "
+            "(the class of each real, which its fake was generated with)"
+        )
+    total = None
+    for name, x in logits.items():
+        ce = F.cross_entropy(x, labels, reduction="none")  # [N]
+        if stats is not None:
+            stats[f"loss/class_{name}"] = ce.mean().detach()
+        total = ce if total is None else total + ce
+    return total * cond_weight
+
+
+def with_class_term(
+    loss: Tensor,
+    cond_weight: float,
+    labels: Tensor | None,
+    stats: dict[str, Tensor] | None = None,
+    **logits: Tensor,
+) -> Tensor:
+    """``loss`` [N] plus :func:`class_term` where it is on (``loss`` itself where it is off)."""
+    term = class_term(cond_weight, labels, stats, **logits)
+    return loss if term is None else loss + term
 
 
 def input_gradient(scores: Tensor, inputs: Tensor, grad_scale: Tensor | None = None) -> Tensor:
@@ -59,7 +131,7 @@ def gradient_penalty(
     which is what DDP supports (never ``backward(create_graph=True)``).
 
     Args:
-        D: The critic.
+        D: The critic (its score column alone is differentiated; class logits play no part).
         reals: Real images [NCHW].
         fakes: Generated images [NCHW], detached from G.
         target: Gradient norm the penalty pulls towards (1, or 750 for CIFAR-10).
@@ -76,7 +148,8 @@ def gradient_penalty(
     t = torch.rand(reals.shape[0], 1, 1, 1, device=reals.device, dtype=reals.dtype)
     # Under autocast G's output may be bf16 while reals are float32: mix in the reals' dtype.
     mixed = torch.lerp(reals.detach(), fakes.detach().to(reals.dtype), t).requires_grad_(True)
-    grad = input_gradient(D(mixed), mixed, grad_scale)
+    scores, _ = split_output(D(mixed))  # [N]
+    grad = input_gradient(scores, mixed, grad_scale)
     norms = grad.flatten(1).norm(dim=1) / resolution_scale  # [N]
     return (norms - target).square()
 
@@ -85,7 +158,8 @@ class WGANGP:
     """WGAN-GP with the paper's drift term.
 
     ``L_D = D(fake) - D(real) + lambda / target^2 * (||grad|| - target)^2 + eps * D(real)^2``
-    and ``L_G = -D(fake)`` (the official ``D_wgangp_acgan`` / ``G_wgan_acgan``).
+    and ``L_G = -D(fake)`` (the official ``D_wgangp_acgan`` / ``G_wgan_acgan``), each plus the
+    AC-GAN class term when D is conditional (:func:`class_term`).
 
     Where ``||grad||`` is measured: the official networks work at the final resolution at
     every stage (G nearest-upscales its output, the data pipeline upscales the reals the same
@@ -101,6 +175,7 @@ class WGANGP:
         gp_target: Target gradient norm (official 1; 750 for CIFAR-10).
         drift: Weight of the drift term that keeps real scores near 0 (official 0.001).
         gp_resolution: ``final`` (official) or ``stage`` (see above).
+        cond_weight: Weight of the class term (official 1).
     """
 
     def __init__(
@@ -109,6 +184,7 @@ class WGANGP:
         gp_target: float = 1.0,
         drift: float = 0.001,
         gp_resolution: str = "final",
+        cond_weight: float = 1.0,
     ):
         if gp_resolution not in GP_RESOLUTIONS:
             raise ValueError(
@@ -119,6 +195,7 @@ class WGANGP:
         self.gp_target = gp_target
         self.drift = drift
         self.gp_resolution = gp_resolution
+        self.cond_weight = cond_weight
 
     def discriminator(
         self,
@@ -127,9 +204,10 @@ class WGANGP:
         fakes: Tensor,
         grad_scale: Tensor | None = None,
         resolution_scale: float = 1.0,
+        labels: Tensor | None = None,
     ) -> tuple[Tensor, dict]:
-        real = D(reals).flatten()  # [N]
-        fake = D(fakes).flatten()  # [N]
+        real, real_logits = split_output(D(reals))  # [N], [N, C]
+        fake, fake_logits = split_output(D(fakes))  # [N], [N, C]
         loss = fake - real
         stats = {"loss/wdist": (real - fake).mean().detach()}
         if self.gp_lambda:
@@ -139,15 +217,27 @@ class WGANGP:
             stats["loss/gp"] = gp.mean().detach()
         if self.drift:
             loss = loss + real.square() * self.drift
+        loss = with_class_term(
+            loss, self.cond_weight, labels, stats, real=real_logits, fake=fake_logits
+        )
         return loss.mean(), stats
 
-    def generator(self, fake_scores: Tensor) -> Tensor:
-        return -fake_scores.mean()
+    def generator(self, fake_out: Tensor, labels: Tensor | None = None) -> Tensor:
+        fake, fake_logits = split_output(fake_out)
+        return with_class_term(-fake, self.cond_weight, labels, fake=fake_logits).mean()
 
 
 class LSGAN:
     """Least-squares GAN: D pushes reals to 1 and fakes to 0, G pushes fakes to 1 (no
-    penalty: ``grad_scale`` and ``resolution_scale`` are accepted and unused)."""
+    penalty: ``grad_scale`` and ``resolution_scale`` are accepted and unused), plus the class
+    term when D is conditional.
+
+    Args:
+        cond_weight: Weight of the class term (:func:`class_term`).
+    """
+
+    def __init__(self, cond_weight: float = 1.0):
+        self.cond_weight = cond_weight
 
     def discriminator(
         self,
@@ -156,14 +246,21 @@ class LSGAN:
         fakes: Tensor,
         grad_scale: Tensor | None = None,
         resolution_scale: float = 1.0,
+        labels: Tensor | None = None,
     ) -> tuple[Tensor, dict]:
-        real = D(reals).flatten()
-        fake = D(fakes).flatten()
+        real, real_logits = split_output(D(reals))
+        fake, fake_logits = split_output(D(fakes))
         loss = 0.5 * ((real - 1).square() + fake.square())
-        return loss.mean(), {"loss/D_real": real.mean().detach()}
+        stats = {"loss/D_real": real.mean().detach()}
+        loss = with_class_term(
+            loss, self.cond_weight, labels, stats, real=real_logits, fake=fake_logits
+        )
+        return loss.mean(), stats
 
-    def generator(self, fake_scores: Tensor) -> Tensor:
-        return 0.5 * (fake_scores - 1).square().mean()
+    def generator(self, fake_out: Tensor, labels: Tensor | None = None) -> Tensor:
+        fake, fake_logits = split_output(fake_out)
+        loss = 0.5 * (fake - 1).square()
+        return with_class_term(loss, self.cond_weight, labels, fake=fake_logits).mean()
 
 
 class Logistic:
@@ -175,12 +272,16 @@ class Logistic:
     resolution (as the official ProGAN does) would get ``||grad||^2 / k^2`` instead, i.e. the
     same penalty with ``r1_gamma / k^2``.
 
+    The class term is added when D is conditional (R1 differentiates the score alone).
+
     Args:
         r1_gamma: Weight of ``gamma / 2 * ||grad_x D(real)||^2``; 0 switches it off.
+        cond_weight: Weight of the class term (:func:`class_term`).
     """
 
-    def __init__(self, r1_gamma: float = 0.0):
+    def __init__(self, r1_gamma: float = 0.0, cond_weight: float = 1.0):
         self.r1_gamma = r1_gamma
+        self.cond_weight = cond_weight
 
     def discriminator(
         self,
@@ -189,10 +290,11 @@ class Logistic:
         fakes: Tensor,
         grad_scale: Tensor | None = None,
         resolution_scale: float = 1.0,
+        labels: Tensor | None = None,
     ) -> tuple[Tensor, dict]:
         reals = reals.detach().requires_grad_(self.r1_gamma > 0)
-        real = D(reals).flatten()
-        fake = D(fakes).flatten()
+        real, real_logits = split_output(D(reals))
+        fake, fake_logits = split_output(D(fakes))
         loss = F.softplus(fake) + F.softplus(-real)
         stats = {"loss/D_real": real.mean().detach()}
         if self.r1_gamma > 0:
@@ -200,7 +302,13 @@ class Logistic:
             r1 = grad.flatten(1).square().sum(dim=1)
             loss = loss + r1 * (self.r1_gamma / 2)
             stats["loss/r1"] = r1.mean().detach()
+        loss = with_class_term(
+            loss, self.cond_weight, labels, stats, real=real_logits, fake=fake_logits
+        )
         return loss.mean(), stats
 
-    def generator(self, fake_scores: Tensor) -> Tensor:
-        return F.softplus(-fake_scores).mean()
+    def generator(self, fake_out: Tensor, labels: Tensor | None = None) -> Tensor:
+        fake, fake_logits = split_output(fake_out)
+        return with_class_term(
+            F.softplus(-fake), self.cond_weight, labels, fake=fake_logits
+        ).mean()

@@ -4,6 +4,13 @@ Stage ``s`` works at resolution ``4 * 2**s`` (stage 0 is 4x4). Blocks and to/fro
 live in ``nn.ModuleDict``s keyed by resolution (``"b4"``, ``"b8"``, ...), so parameter names
 never change with the stage and one checkpoint format serves every resolution. The layout
 follows the official TF code (tkarras/progressive_growing_of_gans, ``networks.py``).
+
+Both nets are optionally class-conditional (``num_classes > 0``), as the official ``G_paper`` /
+``D_paper`` with ``label_size > 0``: G concatenates the one-hot label to the latent before the
+latent pixel norm (``combo_in = tf.concat([latents_in, labels_in], axis=1)``, then
+``pixel_norm`` and ``Dense`` in the 4x4 block), and D's last dense layer gives ``1 + C``
+outputs (``dense(x, fmaps=1 + label_size, gain=1)``; column 0 is the score, ``1:`` the class
+logits). With ``num_classes = 0`` both nets are exactly the unconditional ones.
 """
 
 from __future__ import annotations
@@ -96,21 +103,71 @@ def _lrelu(x: Tensor) -> Tensor:
     return F.leaky_relu(x, LRELU_SLOPE)
 
 
+def _check_num_classes(num_classes: int, net: str) -> int:
+    """Validate ``num_classes`` (0 = unconditional) and return it as an int."""
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 0:
+        raise ValueError(
+            f"model.{net}.num_classes={num_classes!r}; use the number of classes of the data "
+            "(an int >= 1), or 0 for an unconditional network"
+        )
+    return int(num_classes)
+
+
+def one_hot_labels(labels: Tensor, num_classes: int, z: Tensor) -> Tensor:
+    """Class labels as the ``[N, C]`` input of a conditional generator.
+
+    Args:
+        labels: Class indices, an integer tensor [N]; or one-hot / soft labels, a float tensor
+            [N, C], taken as they are.
+        num_classes: ``C``.
+        z: The latents they go with [N, z_dim]: the result takes their dtype and device.
+
+    Returns:
+        One-hot (or the given soft) labels. [N, C]
+
+    Raises:
+        ValueError: Wrong shape or dtype, or (for labels on the CPU) an index outside
+            ``[0, C)``. On an accelerator the range is not checked on the host (that would
+            stall every step): an out-of-range index trips ``one_hot``'s device-side assert.
+    """
+    batch = len(z)
+    expected = (
+        f"class indices (int64 [{batch}]) or one-hot labels (float [{batch}, {num_classes}])"
+    )
+    if labels.is_floating_point():
+        if tuple(labels.shape) != (batch, num_classes):
+            raise ValueError(f"labels have shape {list(labels.shape)}; expected {expected}")
+        return labels.to(z)
+    if labels.dtype == torch.bool or labels.is_complex() or tuple(labels.shape) != (batch,):
+        raise ValueError(
+            f"labels have shape {list(labels.shape)} and dtype {labels.dtype}; expected {expected}"
+        )
+    if labels.device.type == "cpu":
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        if bad.numel():
+            raise ValueError(
+                f"labels {bad.unique()[:10].tolist()} are outside the classes "
+                f"0..{num_classes - 1} of this generator; pass class indices in that range"
+            )
+    return F.one_hot(labels.long(), num_classes).to(z)
+
+
 class GeneratorInputBlock(nn.Module):
     """G 4x4 block: latent -> dense -> [N, C, 4, 4] + bias, lrelu, norm; conv3x3, lrelu, norm.
 
     Args:
-        z_dim: Latent size.
+        in_features: Latent size, plus the label size for a conditional G (the input is the
+            latent with the one-hot label appended).
         channels: Feature maps of the block.
         use_wscale: Equalized learning rate.
         use_pixel_norm: Pixel norm after each activation.
-        normalize_latent: Pixel norm of the latent before the dense layer.
+        normalize_latent: Pixel norm of the input before the dense layer.
         eps: Pixel norm epsilon.
     """
 
     def __init__(
         self,
-        z_dim: int,
+        in_features: int,
         channels: int,
         use_wscale: bool,
         use_pixel_norm: bool,
@@ -122,14 +179,14 @@ class GeneratorInputBlock(nn.Module):
         self.latent_norm = PixelNorm(eps) if normalize_latent else nn.Identity()
         # Gain sqrt(2)/4 as in the official code; the bias is per channel, added after reshape.
         self.dense = EqualizedLinear(
-            z_dim, channels * 16, gain=math.sqrt(2) / 4, use_wscale=use_wscale, bias=False
+            in_features, channels * 16, gain=math.sqrt(2) / 4, use_wscale=use_wscale, bias=False
         )
         self.bias = nn.Parameter(torch.zeros(channels))  # [C]
         self.conv = EqualizedConv2d(channels, channels, 3, use_wscale=use_wscale)
         self.norm = PixelNorm(eps) if use_pixel_norm else nn.Identity()
 
     def forward(self, z: Tensor) -> Tensor:
-        """Map latents [N, z_dim] to features [N, C, 4, 4]."""
+        """Map latents [N, in_features] to features [N, C, 4, 4]."""
         x = self.dense(self.latent_norm(z))  # [N, C*16]
         x = x.reshape(-1, self.channels, 4, 4) + self.bias.reshape(1, -1, 1, 1)  # [NC44]
         x = self.norm(_lrelu(x))
@@ -183,7 +240,8 @@ class Generator(nn.Module):
 
     Built at full depth once. At stage ``s > 0`` with ``alpha < 1`` the new block's toRGB
     output is cross-faded with the nearest-upsampled toRGB output of the previous stage.
-    The output is linear (no tanh); real images live in [-1, 1].
+    The output is linear (no tanh); real images live in [-1, 1]. With ``num_classes > 0`` it
+    also takes labels: their one-hot is appended to the latent before the latent pixel norm.
     """
 
     def __init__(
@@ -199,9 +257,11 @@ class Generator(nn.Module):
         normalize_latent: bool = True,  # Pixel norm of the latent before the first layer.
         pixel_norm_eps: float = 1e-8,  # Pixel norm epsilon.
         fused_scale: bool = True,  # Upsample inside the first conv of each block (exact).
+        num_classes: int = 0,  # Classes of a conditional G; 0 = unconditional.
     ) -> None:
         super().__init__()
         self.num_stages = _count_stages(img_resolution, img_channels)
+        num_classes = _check_num_classes(num_classes, "G")
         self.init_kwargs: dict[str, Any] = {
             "img_resolution": int(img_resolution),
             "img_channels": int(img_channels),
@@ -215,9 +275,12 @@ class Generator(nn.Module):
             "pixel_norm_eps": float(pixel_norm_eps),
             "fused_scale": bool(fused_scale),
         }
+        if num_classes:  # Only when conditional: unconditional exports stay as they were.
+            self.init_kwargs["num_classes"] = num_classes
         self.img_resolution = img_resolution
         self.img_channels = img_channels
         self.z_dim = z_dim
+        self.num_classes = num_classes
         self.channels = stage_widths(self.num_stages + 1, fmap_base, fmap_decay, fmap_max)[1:]
 
         # One block and one toRGB per resolution, 4x4 first.
@@ -227,7 +290,12 @@ class Generator(nn.Module):
             key = _block_key(s)
             if s == 0:
                 self.blocks[key] = GeneratorInputBlock(
-                    z_dim, ch, use_wscale, use_pixel_norm, normalize_latent, pixel_norm_eps
+                    z_dim + num_classes,
+                    ch,
+                    use_wscale,
+                    use_pixel_norm,
+                    normalize_latent,
+                    pixel_norm_eps,
                 )
             else:
                 self.blocks[key] = GeneratorBlock(
@@ -242,7 +310,13 @@ class Generator(nn.Module):
                 ch, img_channels, 1, gain=1.0, use_wscale=use_wscale
             )
 
-    def forward(self, z: Tensor, stage: int, alpha: float | Tensor = 1.0) -> Tensor:
+    def forward(
+        self,
+        z: Tensor,
+        stage: int,
+        alpha: float | Tensor = 1.0,
+        labels: Tensor | None = None,
+    ) -> Tensor:
         """Generate images at ``stage``.
 
         Args:
@@ -250,6 +324,9 @@ class Generator(nn.Module):
             stage: Current stage, ``0 <= stage < num_stages`` (resolution ``4 * 2**stage``).
             alpha: Fade-in weight of the newest block in [0, 1]; ignored at stage 0. A python
                 float >= 1 skips the old path; a 0-dim tensor always computes both paths.
+            labels: Required when ``num_classes > 0``, refused otherwise: class indices
+                (integer [N], in ``[0, num_classes)``) or one-hot / soft labels (float
+                [N, num_classes], used as they are).
 
         Returns:
             Images. [N, img_channels, 4 * 2**stage, 4 * 2**stage]
@@ -262,8 +339,22 @@ class Generator(nn.Module):
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z has shape {list(z.shape)}; expected [N, {self.z_dim}]")
 
-        # Features up to the previous stage.
+        # Append the one-hot label to the latent (official combo_in); the 4x4 block norms both.
         x = z
+        if self.num_classes:
+            if labels is None:
+                raise ValueError(
+                    f"this generator is class-conditional ({self.num_classes} classes): pass "
+                    f"labels, class indices [N] in 0..{self.num_classes - 1}"
+                )
+            x = torch.cat([z, one_hot_labels(labels, self.num_classes, z)], 1)
+        elif labels is not None:
+            raise ValueError(
+                "labels were given to an unconditional generator (num_classes=0); drop them, "
+                "or train a conditional model on labelled data"
+            )
+
+        # Features up to the previous stage.
         for s in range(stage):
             x = self.blocks[_block_key(s)](x)
             assert x.shape[1:] == (self.channels[s], 4 * 2**s, 4 * 2**s)  # [NCHW]
@@ -332,13 +423,15 @@ class DiscriminatorBlock(nn.Module):
 
 
 class DiscriminatorOutputBlock(nn.Module):
-    """D 4x4 block: minibatch stddev, conv3x3, lrelu, dense, lrelu, dense -> 1 score.
+    """D 4x4 block: minibatch stddev, conv3x3, lrelu, dense, lrelu, dense -> 1 score (+ C
+    class logits).
 
     Args:
         channels: Feature maps in (and of the conv).
         hidden: Width of the first dense layer.
         use_wscale: Equalized learning rate.
         mbstd_group_size: Minibatch stddev group size; below 2 leaves the layer out.
+        num_classes: Class logits after the score (0 for none).
     """
 
     def __init__(
@@ -347,27 +440,30 @@ class DiscriminatorOutputBlock(nn.Module):
         hidden: int,
         use_wscale: bool,
         mbstd_group_size: int,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         use_mbstd = mbstd_group_size >= 2
         self.mbstd = MinibatchStddev(mbstd_group_size) if use_mbstd else nn.Identity()
         self.conv = EqualizedConv2d(channels + int(use_mbstd), channels, 3, use_wscale=use_wscale)
         self.dense0 = EqualizedLinear(channels * 16, hidden, use_wscale=use_wscale)
-        self.dense1 = EqualizedLinear(hidden, 1, gain=1.0, use_wscale=use_wscale)
+        self.dense1 = EqualizedLinear(hidden, 1 + num_classes, gain=1.0, use_wscale=use_wscale)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map features [N, C, 4, 4] to scores [N, 1]."""
+        """Map features [N, C, 4, 4] to scores and class logits [N, 1 + num_classes]."""
         x = self.mbstd(x)  # [N, C(+1), 4, 4]
         x = _lrelu(self.conv(x))  # [NC44]
         x = _lrelu(self.dense0(x.flatten(1)))  # [N, hidden]
-        return self.dense1(x)  # [N1]
+        return self.dense1(x)  # [N, 1 + num_classes]
 
 
 class Discriminator(nn.Module):
     """ProGAN discriminator (critic): image [N, img_channels, R, R] -> score [N, 1].
 
     Mirrors the generator: at stage ``s > 0`` with ``alpha < 1`` the new block's output is
-    cross-faded with fromRGB of the 2x2 average-pooled image at the previous stage.
+    cross-faded with fromRGB of the 2x2 average-pooled image at the previous stage. With
+    ``num_classes > 0`` (AC-GAN) the output is [N, 1 + num_classes]: the score in column 0,
+    then the class logits.
     """
 
     def __init__(
@@ -380,6 +476,7 @@ class Discriminator(nn.Module):
         use_wscale: bool = True,  # Equalized learning rate.
         mbstd_group_size: int = 4,  # Minibatch stddev group size (>= 2); 0 disables the layer.
         fused_scale: bool = True,  # Second conv + pooling as one stride-2 conv (official).
+        num_classes: int = 0,  # Class logits after the score (AC-GAN); 0 = unconditional.
     ) -> None:
         super().__init__()
         if isinstance(mbstd_group_size, bool) or mbstd_group_size == 1 or mbstd_group_size < 0:
@@ -389,6 +486,7 @@ class Discriminator(nn.Module):
                 "or 0 to disable minibatch standard deviation"
             )
         self.num_stages = _count_stages(img_resolution, img_channels)
+        num_classes = _check_num_classes(num_classes, "D")
         self.init_kwargs: dict[str, Any] = {
             "img_resolution": int(img_resolution),
             "img_channels": int(img_channels),
@@ -399,8 +497,11 @@ class Discriminator(nn.Module):
             "mbstd_group_size": int(mbstd_group_size),
             "fused_scale": bool(fused_scale),
         }
+        if num_classes:  # Only when conditional: unconditional checkpoints stay as they were.
+            self.init_kwargs["num_classes"] = num_classes
         self.img_resolution = img_resolution
         self.img_channels = img_channels
+        self.num_classes = num_classes
         # channels[s + 1] feeds the block at stage s; channels[0] is the 4x4 dense width.
         self.channels = stage_widths(self.num_stages + 1, fmap_base, fmap_decay, fmap_max)
 
@@ -413,7 +514,7 @@ class Discriminator(nn.Module):
             self.from_rgb[key] = FromRGB(img_channels, ch, use_wscale)
             if s == 0:
                 self.blocks[key] = DiscriminatorOutputBlock(
-                    ch, self.channels[0], use_wscale, mbstd_group_size
+                    ch, self.channels[0], use_wscale, mbstd_group_size, num_classes
                 )
             else:
                 self.blocks[key] = DiscriminatorBlock(
@@ -430,7 +531,7 @@ class Discriminator(nn.Module):
                 float >= 1 skips the old path; a 0-dim tensor always computes both paths.
 
         Returns:
-            Scores. [N, 1]
+            Scores, then class logits when conditional. [N, 1 + num_classes]
         """
         if not 0 <= stage < self.num_stages:
             raise ValueError(
@@ -455,4 +556,4 @@ class Discriminator(nn.Module):
         for s in reversed(range(stage)):
             assert x.shape[1:] == (self.channels[s + 1], 4 * 2**s, 4 * 2**s)  # [NCHW]
             x = self.blocks[_block_key(s)](x)
-        return x  # [N1]
+        return x  # [N, 1 + num_classes]
