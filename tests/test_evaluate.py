@@ -6,10 +6,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from progan_lightning.cli.evaluate import fake_labels
+from progan_lightning.data.sources import ShapesSource
 from progan_lightning.export import export_generator
 from progan_lightning.metrics.offline import disjoint_subsets
 from progan_lightning.networks import Generator
@@ -40,3 +43,27 @@ def test_disjoint_subsets_are_disjoint_and_checked():
     assert len(set(a) | set(b)) == 80 and np.all(np.diff(a) > 0)
     with pytest.raises(ValueError, match=r"num_images=60 needs 120 images .* holds 100"):
         disjoint_subsets(100, 60, 2, seed=1)
+
+
+def test_a_conditional_generator_is_scored_with_the_reals_class_mix(
+    tmp_path: Path, cache_dir: Path
+):
+    kinds = list(ShapesSource.KINDS)
+    export = tmp_path / "conditional.safetensors"
+    G = Generator(16, z_dim=16, fmap_base=64, fmap_max=16, num_classes=len(kinds))
+    export_generator(G, export, class_names=kinds)
+    scored = evaluate(tmp_path, cache_dir, f"source={export}", "data.labels=kind")
+    assert np.isfinite(scored["metrics/swd_avg"])
+
+
+def test_fake_labels_are_the_reals_and_need_the_same_classes():
+    G = Generator(8, z_dim=8, fmap_base=32, fmap_max=8, num_classes=2)
+    G.class_names = ["a", "b"]
+    data = SimpleNamespace(class_names=["a", "b"], labels=np.array([1, 0, 1, 1, 0]))
+    assert fake_labels(G, data, np.array([4, 0, 2])).tolist() == [0, 1, 1]
+    G.class_names = []
+    assert fake_labels(G, data, np.array([4])) is None
+    G.class_names = ["a", "b"]
+    unlabelled = SimpleNamespace(class_names=[], labels=None)
+    with pytest.raises(ValueError, match=r"the data has no labels; .* data\.labels=kind"):
+        fake_labels(G, unlabelled, np.array([0]))

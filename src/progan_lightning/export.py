@@ -1,7 +1,8 @@
 """Weights-only export of G_ema and safe loading of generators and training checkpoints.
 
 An export is two files side by side: ``<name>.safetensors`` (G_ema's tensors, no pickle)
-and ``<name>.json`` (the generator's constructor arguments and the last trained stage).
+and ``<name>.json`` (the generator's constructor arguments, the last trained stage and, for a
+class-conditional generator, its ``class_names``).
 Both carry the same ``export_id`` (the SHA-256 of the tensors), so a pair put together from
 different runs is refused. :func:`load_generator` rebuilds the generator from them without
 unpickling anything.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,43 @@ def export_id(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def check_class_names(
+    class_names: Sequence[str] | None, num_classes: int, where: str = "class_names"
+) -> list[str]:
+    """The class names of a G with ``num_classes`` classes: ``[]`` when it is unconditional,
+    else one string per class (``"0" .. "C-1"`` when ``class_names`` is None).
+
+    Args:
+        class_names: The names (index = class), or None.
+        num_classes: C (0 = unconditional).
+        where: What the names came from, for the error message.
+
+    Raises:
+        ValueError: names for an unconditional generator, or not one name per class.
+    """
+    if not num_classes:
+        if class_names:
+            raise ValueError(
+                f"{where} names classes {list(class_names)} but the generator is unconditional "
+                "(num_classes=0); drop the class names or use a conditional generator"
+            )
+        return []
+    if class_names is None:
+        return [str(c) for c in range(num_classes)]
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"{where} has {len(class_names)} class names {list(class_names)[:10]} for a "
+            f"generator of {num_classes} classes; give one name per class (index = class)"
+        )
+    return [str(name) for name in class_names]
+
+
 def export_generator(
-    G: nn.Module, path: str | Path, stage: int | None = None, alpha: float = 1.0
+    G: nn.Module,
+    path: str | Path,
+    stage: int | None = None,
+    alpha: float = 1.0,
+    class_names: list[str] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``G``'s weights (safetensors) and architecture (JSON), each atomically.
 
@@ -56,10 +93,16 @@ def export_generator(
         path: ``<name>.safetensors`` (or ``<name>.json`` / ``<name>``).
         stage: Last trained stage; default: the full depth.
         alpha: Fade-in weight reached at ``stage``.
+        class_names: Names of a conditional G's classes (index = class), written to the JSON
+            as ``class_names``; default: ``G.class_names``, else ``"0" .. "C-1"``. An
+            unconditional G's JSON has no ``class_names`` (as before).
 
     Returns:
         The weights path and the JSON path.
     """
+    if class_names is None:
+        class_names = getattr(G, "class_names", None)
+    class_names = check_class_names(class_names, getattr(G, "num_classes", 0))
     weights, arch = export_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     stage = G.num_stages - 1 if stage is None else int(stage)
@@ -76,17 +119,35 @@ def export_generator(
         "resolution": 4 * 2**stage,
         "weights": weights.name,
     }
+    if class_names:
+        meta["class_names"] = class_names
     weights_meta = {"format": FORMAT, "export_id": identity}
     atomic_write(weights, lambda p: save_file(tensors, str(p), metadata=weights_meta))
     atomic_write(arch, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return weights, arch
 
 
+def _trained(
+    G: Generator,
+    stage: int | None,
+    alpha: float | None,
+    class_names: list[str],
+    map_location: str | torch.device,
+) -> Generator:
+    """``G`` in eval mode on ``map_location``, with ``trained_stage``, ``trained_alpha`` (default:
+    the full depth, faded in) and ``class_names``."""
+    G.trained_stage = G.num_stages - 1 if stage is None else int(stage)
+    G.trained_alpha = 1.0 if alpha is None else float(alpha)
+    G.class_names = class_names
+    return G.to(map_location).eval().requires_grad_(False)
+
+
 def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> Generator:
     """Rebuild an exported generator from its ``.safetensors`` and ``.json`` (no unpickling).
 
     The returned generator is in eval mode and carries ``trained_stage`` and
-    ``trained_alpha`` (how far training got).
+    ``trained_alpha`` (how far training got) and ``class_names`` (``[]`` when unconditional;
+    a conditional one takes ``labels`` in its forward).
 
     Args:
         path: The export's ``.safetensors`` or ``.json`` file (the other one sits beside it).
@@ -95,7 +156,7 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
     Raises:
         ValueError: the two files come from different exports (their ``export_id`` differs;
             exports that predate the id have none in either file and load as before), or the
-            weights do not fit the architecture.
+            weights do not fit the architecture, or the class names do not fit the classes.
     """
     weights, arch = export_paths(path)
     for p in (weights, arch):
@@ -124,9 +185,8 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
         G.load_state_dict(load_file(str(weights), device=str(map_location)))
     except RuntimeError as error:  # Missing, unexpected or mis-shaped tensors.
         raise ValueError(f"{mismatch}: the weights do not fit the architecture; {fix}") from error
-    G.trained_stage = int(meta.get("stage", G.num_stages - 1))
-    G.trained_alpha = float(meta.get("alpha", 1.0))
-    return G.to(map_location).eval().requires_grad_(False)
+    names = check_class_names(meta.get("class_names"), G.num_classes, str(arch))
+    return _trained(G, meta.get("stage"), meta.get("alpha"), names, map_location)
 
 
 def load_checkpoint(
@@ -157,7 +217,8 @@ def load_checkpoint(
 def generator_from_checkpoint(
     checkpoint: dict[str, Any], map_location: str | torch.device = "cpu"
 ) -> Generator:
-    """G_ema from a loaded training checkpoint, with ``trained_stage``/``trained_alpha``."""
+    """G_ema from a loaded training checkpoint, with ``trained_stage``/``trained_alpha`` and
+    ``class_names`` (from ``checkpoint["classes"]["names"]``; ``[]`` when unconditional)."""
     arch = checkpoint.get("architecture", {}).get("G")
     if arch is None:
         raise ValueError("this checkpoint has no architecture record; it predates export")
@@ -168,9 +229,10 @@ def generator_from_checkpoint(
     }
     G.load_state_dict(state)
     progress = checkpoint.get("progress", {})
-    G.trained_stage = int(progress.get("stage", G.num_stages - 1))
-    G.trained_alpha = float(progress.get("alpha", 1.0))
-    return G.to(map_location).eval().requires_grad_(False)
+    names = check_class_names(
+        checkpoint.get("classes", {}).get("names"), G.num_classes, "the checkpoint"
+    )
+    return _trained(G, progress.get("stage"), progress.get("alpha"), names, map_location)
 
 
 def export_checkpoint(

@@ -3,20 +3,24 @@
 python -m progan_lightning.generate source=outputs/.../generator.safetensors
 python -m progan_lightning.generate source=outputs/.../checkpoints/last.ckpt num_images=64
 python -m progan_lightning.generate source=... resolution=16 device=cuda
+python -m progan_lightning.generate source=... class=star          # conditional generators
+python -m progan_lightning.generate source=... class=[star,3]      # names or indices
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from progan_lightning.callbacks.samples import save_gif, slerp
 from progan_lightning.export import generator_from_checkpoint, load_checkpoint, load_generator
-from progan_lightning.imaging import make_grid, save_png
+from progan_lightning.imaging import label_rows, make_grid, save_png
 from progan_lightning.networks import seeded_latents
 
 log = logging.getLogger(__name__)
@@ -68,17 +72,102 @@ def check_settings(
             )
 
 
+def class_names_of(G: nn.Module) -> list[str]:
+    """The names of G's classes (index = class; ``"0" .. "C-1"`` when G carries none), ``[]``
+    for an unconditional G."""
+    num_classes = getattr(G, "num_classes", 0)
+    names = list(getattr(G, "class_names", None) or [])
+    return names if len(names) == num_classes else [str(c) for c in range(num_classes)]
+
+
+def select_classes(G: nn.Module, class_: str | int | Sequence[str | int] | None) -> list[int]:
+    """Class indices that ``class_`` (the ``class`` key) asks for, in the order given.
+
+    Args:
+        G: The generator.
+        class_: A class name or index, a list of them, or None (every class).
+
+    Returns:
+        The indices (duplicates dropped); every class for None; ``[]`` for an unconditional G
+        (with ``class_`` None).
+
+    Raises:
+        ValueError: ``class_`` given for an unconditional G; a name or index that is not one
+            of G's classes (the message lists them); an empty list.
+    """
+    names = class_names_of(G)
+    if not names:
+        if class_ is not None:
+            raise ValueError(
+                f"class={class_!r} given, but this generator has no classes (it was trained "
+                "without labels); drop class"
+            )
+        return []
+    if class_ is None:
+        return list(range(len(names)))
+    wanted = [class_] if isinstance(class_, str | int) else list(class_)
+    if not wanted:
+        raise ValueError("class=[] selects no class; give names or indices, or class=null (all)")
+    indices: list[int] = []
+    for item in wanted:
+        if isinstance(item, str) and item in names:
+            index = names.index(item)
+        elif isinstance(item, str) and re.fullmatch(r"\d+", item):
+            index = int(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            index = item
+        else:
+            index = -1
+        if not 0 <= index < len(names):
+            listing = ", ".join(f"{i}={name}" for i, name in enumerate(names[:20]))
+            more = f", ... ({len(names)} in all)" if len(names) > 20 else ""
+            raise ValueError(
+                f"class={item!r} is not a class of this generator; use a name or an index "
+                f"0..{len(names) - 1}: {listing}{more}"
+            )
+        if index not in indices:
+            indices.append(index)
+    return indices
+
+
+def file_tokens(names: Sequence[str]) -> list[str]:
+    """Class names made safe for file names (other characters become ``_``); a name whose
+    token another class also gets is suffixed with its index."""
+    tokens = [re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "_" for name in names]
+    return [f"{token}-{i}" if tokens.count(token) > 1 else token for i, token in enumerate(tokens)]
+
+
 @torch.no_grad()
 def render(
-    G: nn.Module, z: torch.Tensor, stage: int, alpha: float, batch_size: int = 64
+    G: nn.Module,
+    z: torch.Tensor,
+    stage: int,
+    alpha: float,
+    batch_size: int = 64,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """G on ``z`` in batches, on G's device; returns images on the CPU. [NCHW]"""
+    """G on ``z`` (with class ``labels`` [N] for a conditional G) in batches, on G's device;
+    returns images on the CPU. [NCHW]"""
     device = next(G.parameters()).device
-    parts = [
-        G(z[i : i + batch_size].to(device), stage, alpha).cpu()
-        for i in range(0, len(z), batch_size)
-    ]
+    parts = []
+    for i in range(0, len(z), batch_size):
+        extra = {} if labels is None else {"labels": labels[i : i + batch_size].to(device)}
+        parts.append(G(z[i : i + batch_size].to(device), stage, alpha, **extra).cpu())
     return torch.cat(parts)
+
+
+def interpolation_latents(keyframes: int, steps: int, z_dim: int, seed: int) -> torch.Tensor:
+    """Latents of a looping spherical interpolation through ``keyframes`` seeded latents,
+    ``steps`` frames from one to the next. [keyframes * steps, z_dim]"""
+    keys = seeded_latents((keyframes, z_dim), seed)
+    keys = torch.cat([keys, keys[:1]])  # Loop back to the start.
+    return torch.cat(
+        [
+            slerp(keys[k : k + 1], keys[k + 1 : k + 2], t / steps)
+            for k in range(keyframes)
+            for t in range(steps)
+        ]
+    )
 
 
 def generate(
@@ -92,53 +181,82 @@ def generate(
     interp_steps: int = 12,
     fps: int = 12,
     batch_size: int = 64,
+    class_: str | int | Sequence[str | int] | None = None,
 ) -> dict[str, Any]:
     """Write ``num_images`` PNGs, a grid and a looping interpolation GIF into ``out_dir``.
+
+    A conditional G writes these per class, for each class of ``class_`` (every class when
+    None): ``class<name>/seed<seed>_<i>.png``, ``grid_<name>.png`` and ``interp_<name>.gif``
+    (the label fixed). Every class uses the same latents, so image ``i`` of two classes shares
+    its latent. With ``class_`` None, ``grid.png`` shows them all: one row per class, named in
+    a left margin. Names are made file-safe (see :func:`file_tokens`).
 
     Args:
         G: A generator (see :func:`load_any`).
         out_dir: Output folder.
-        num_images: Images to write (``seed<seed>_<i>.png``).
+        num_images: Images to write (``seed<seed>_<i>.png``), per class for a conditional G.
         seed: Seed of the latents.
         resolution: Render at this trained resolution (default: the last trained one).
-        grid: Also write ``grid.png`` of all images.
+        grid: Also write ``grid.png`` of all images (and ``grid_<name>.png`` per class).
         interp_keyframes: Latents the animation passes through (0 = no ``interp.gif``).
         interp_steps: Frames between two keyframes.
         fps: Frames per second of the GIF.
         batch_size: Images rendered at once.
+        class_: Classes of a conditional G: a name or index, or a list of them; None = all.
 
     Returns:
-        ``{"images": [paths], "grid": path | None, "interp": path | None}``.
+        ``{"images": [paths], "grid": path | None, "interp": path | None, "classes":
+        {name: {"images": [paths], "grid": path | None, "interp": path | None}}}``
+        (``classes`` is empty for an unconditional G; then the top level holds its files).
 
     Raises:
-        ValueError: a count is out of range (see :func:`check_settings`), or ``resolution``
-            is not a trained stage.
+        ValueError: a count is out of range (see :func:`check_settings`), ``resolution``
+            is not a trained stage, or ``class_`` does not fit G (see :func:`select_classes`).
     """
     check_settings(num_images, batch_size, interp_keyframes, interp_steps, fps)
+    classes = select_classes(G, class_)
     out_dir = Path(out_dir)
     stage, alpha = stage_for(G, resolution)
-    images = render(G, seeded_latents((num_images, G.z_dim), seed), stage, alpha, batch_size)
-    paths = [
-        save_png(out_dir / f"seed{seed}_{i:04d}.png", make_grid(images[i : i + 1]))
-        for i in range(num_images)
-    ]
-    result: dict[str, Any] = {"images": paths, "grid": None, "interp": None}
-    if grid:
-        result["grid"] = save_png(out_dir / "grid.png", make_grid(images))
+    z = seeded_latents((num_images, G.z_dim), seed)
+    z_interp = None
     if interp_keyframes > 1:
-        keys = seeded_latents((interp_keyframes, G.z_dim), seed + 1)
-        keys = torch.cat([keys, keys[:1]])  # Loop back to the start.
-        z = torch.cat(
-            [
-                slerp(keys[k : k + 1], keys[k + 1 : k + 2], t / interp_steps)
-                for k in range(interp_keyframes)
-                for t in range(interp_steps)
-            ]
-        )
-        frames = render(G, z, stage, alpha, batch_size)
-        result["interp"] = save_gif(
-            out_dir / "interp.gif", [make_grid(f[None]) for f in frames], fps
-        )
+        z_interp = interpolation_latents(interp_keyframes, interp_steps, G.z_dim, seed + 1)
+
+    def write(label: int | None, folder: Path, suffix: str) -> tuple[dict[str, Any], Tensor]:
+        """Images, grid and animation of one class (or of an unconditional G); the images."""
+
+        def labels(n: int) -> Tensor | None:
+            return None if label is None else torch.full((n,), label, dtype=torch.long)
+
+        images = render(G, z, stage, alpha, batch_size, labels(len(z)))
+        paths = [
+            save_png(folder / f"seed{seed}_{i:04d}.png", make_grid(images[i : i + 1]))
+            for i in range(num_images)
+        ]
+        files: dict[str, Any] = {"images": paths, "grid": None, "interp": None}
+        if grid:
+            files["grid"] = save_png(out_dir / f"grid{suffix}.png", make_grid(images))
+        if z_interp is not None:
+            frames = render(G, z_interp, stage, alpha, batch_size, labels(len(z_interp)))
+            files["interp"] = save_gif(
+                out_dir / f"interp{suffix}.gif", [make_grid(f[None]) for f in frames], fps
+            )
+        return files, images
+
+    if not classes:
+        return {**write(None, out_dir, "")[0], "classes": {}}
+    names = class_names_of(G)
+    tokens = file_tokens(names)
+    result: dict[str, Any] = {"images": [], "grid": None, "interp": None, "classes": {}}
+    rows = []
+    for c in classes:
+        files, images = write(c, out_dir / f"class{tokens[c]}", f"_{tokens[c]}")
+        result["classes"][names[c]] = files
+        result["images"] += files["images"]
+        rows.append(images)
+    if grid and class_ is None:  # One row per class, the same latent in each column.
+        overview = make_grid(torch.cat(rows), cols=num_images)
+        result["grid"] = save_png(out_dir / "grid.png", label_rows(overview, names))
     return result
 
 

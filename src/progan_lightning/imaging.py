@@ -1,16 +1,16 @@
-"""Image helpers: tensors in [-1, 1] to uint8 grids and PNG files."""
+"""Image helpers: tensors in [-1, 1] to uint8 grids (optionally with row names) and PNG files."""
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 
@@ -40,6 +40,40 @@ def make_grid(images: Tensor, tile: int | None = None, cols: int | None = None) 
     canvas[:n] = to_uint8(images).cpu()
     grid = canvas.view(rows, cols, c, tile, tile).permute(0, 3, 1, 4, 2)  # [rows,H,cols,W,C]
     return grid.reshape(rows * tile, cols * tile, c).numpy()
+
+
+def label_rows(grid: np.ndarray, names: Sequence[str], pad: int = 2) -> np.ndarray:
+    """Put each row's name in a left margin (white on black, PIL's default font).
+
+    Rows too short for the text are first upscaled (nearest, by one integer factor for the
+    whole grid) until every name fits its row.
+
+    Args:
+        grid: [H, W, C] uint8 (C is 1 or 3) made of ``len(names)`` rows of equal height.
+        names: One name per row, top to bottom.
+        pad: Pixels around the text.
+
+    Returns:
+        [H', M + W', C] uint8: the margin of width M, then the (maybe upscaled) grid.
+    """
+    font = ImageFont.load_default()
+    boxes = [font.getbbox(name) for name in names]  # (left, top, right, bottom)
+    text_h = max(bottom - top for _, top, _, bottom in boxes)
+    text_w = max(right - left for left, _, right, _ in boxes)
+    row_h = grid.shape[0] // len(names)
+    factor = math.ceil((text_h + 2 * pad) / row_h)
+    if factor > 1:
+        grid = grid.repeat(factor, axis=0).repeat(factor, axis=1)
+        row_h *= factor
+    channels = grid.shape[-1]
+    margin = Image.new("L" if channels == 1 else "RGB", (text_w + 2 * pad, grid.shape[0]))
+    draw = ImageDraw.Draw(margin)
+    white = 255 if channels == 1 else (255, 255, 255)
+    for y, (name, (left, top, _, bottom)) in enumerate(zip(names, boxes, strict=True)):
+        row_top = y * row_h + (row_h - (bottom - top)) // 2
+        draw.text((pad - left, row_top - top), name, fill=white, font=font)
+    margin_array = np.asarray(margin).reshape(grid.shape[0], -1, channels)
+    return np.concatenate([margin_array, grid], axis=1)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:

@@ -12,6 +12,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from progan_lightning.data.stream import split_batch
+from progan_lightning.export import check_class_names
 from progan_lightning.faults import Diverged
 from progan_lightning.layers import fade_reals
 from progan_lightning.schedule import Phase
@@ -89,6 +91,11 @@ class ProGAN(L.LightningModule):
             backward). A stage change compiles anew; alpha is passed as a tensor during a
             fade, so changing it does not.
         compile_backend: ``torch.compile`` backend (``inductor``; ``aot_eager`` to debug).
+        class_names: Names of the ``G.num_classes`` classes of a conditional G and D (the
+            official ``-cond`` setup; ``train`` passes the data's). The D step generates its
+            fakes with the real batch's labels; the G step draws labels from the data's
+            label distribution (the official ``get_random_labels_tf``), set from the
+            datamodule's ``class_counts`` in :meth:`setup` (uniform without a Trainer).
     """
 
     def __init__(
@@ -104,6 +111,7 @@ class ProGAN(L.LightningModule):
         channels_last: bool = False,
         compile_G: bool = False,
         compile_backend: str = "inductor",
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
@@ -112,6 +120,11 @@ class ProGAN(L.LightningModule):
                 "(model/precision=fp16 also sets the fp16 pixel-norm epsilon)"
             )
         check_training_values(optimizer, ema_beta, ema_kimg)
+        self.num_classes = int(getattr(G, "num_classes", 0))
+        # A plain list of str (not a ListConfig) before save_hyperparameters reads it: the
+        # checkpoint stays loadable with weights_only.
+        class_names = check_class_names(class_names, self.num_classes)
+        self.class_names = class_names
         eps = getattr(G, "init_kwargs", {}).get("pixel_norm_eps", FP16_PIXEL_NORM_EPS)
         if precision == "fp16" and eps < FP16_PIXEL_NORM_EPS:
             rank_zero_warn(
@@ -126,6 +139,7 @@ class ProGAN(L.LightningModule):
         if channels_last:
             self.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(G).requires_grad_(False)
+        self.G_ema.class_names = self.class_names  # exported with it
         if compile_G:
             for net in (self.G, self.G_ema):
                 net.compile(backend=compile_backend)
@@ -150,11 +164,43 @@ class ProGAN(L.LightningModule):
             for net in ("G", "D")
         }
 
+        # Class distribution of the G step's labels [C] (uniform until setup sees the data).
+        self.register_buffer(
+            "label_probs",
+            torch.full((self.num_classes,), 1.0 / max(self.num_classes, 1)),
+            persistent=False,
+        )
+
         # Progress, set by the growth callback and saved in checkpoints.
         self.cur_nimg = 0
         self.stage = 0
         self.alpha = 1.0
         self.phase_index = -1
+
+    def setup(self, stage: str) -> None:
+        """Take the G step's label distribution from the data (the stored labels' counts)."""
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            return
+        data_classes = int(getattr(datamodule, "num_classes", 0))
+        if data_classes != self.num_classes:
+            raise ValueError(
+                f"the data has {data_classes} classes (data.labels), the networks "
+                f"{self.num_classes} (model.G.num_classes): train() sets the networks' from "
+                "the data; build the model with num_classes=datamodule.num_classes"
+            )
+        if self.num_classes:
+            self.set_label_distribution(datamodule.class_counts)
+
+    def set_label_distribution(self, counts: Any) -> None:
+        """Draw the G step's labels with probabilities ``counts / counts.sum()``. [C]"""
+        counts = torch.as_tensor(counts, dtype=torch.float32).flatten()
+        if len(counts) != self.num_classes or not counts.sum() > 0:
+            raise ValueError(
+                f"class counts {counts.tolist()} do not fit the networks' "
+                f"{self.num_classes} classes"
+            )
+        self.label_probs.copy_(counts / counts.sum())
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         opt_g = self.optimizer_factory(self.G.parameters())
@@ -177,10 +223,19 @@ class ProGAN(L.LightningModule):
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] if phase.lr is None else phase.lr
 
-    def forward(self, z: Tensor, stage: int | None = None, alpha: float | None = None) -> Tensor:
-        """Images from G_ema at the current stage and alpha (or the given ones). [NCHW]"""
+    def forward(
+        self,
+        z: Tensor,
+        stage: int | None = None,
+        alpha: float | None = None,
+        labels: Tensor | None = None,
+    ) -> Tensor:
+        """Images from G_ema at the current stage and alpha (or the given ones). [NCHW]
+
+        ``labels`` (class indices [N]) are required by a conditional G_ema."""
         alpha = self.alpha if alpha is None else alpha
-        return self.G_ema(z, self.stage if stage is None else stage, self.g_alpha(alpha))
+        stage = self.stage if stage is None else stage
+        return self.G_ema(z, stage, self.g_alpha(alpha), **self._label_kwargs(labels))
 
     def g_alpha(self, alpha: float) -> float | Tensor:
         """``alpha`` as G takes it: a python 1.0 in a stable phase (G skips the old path), a
@@ -192,14 +247,19 @@ class ProGAN(L.LightningModule):
         dtype = PRECISIONS[self.precision]
         return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
-    def discriminator_loss(self, reals: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """D loss on a real batch [NCHW] (already cross-faded) and as many fresh fakes.
+    def discriminator_loss(
+        self, reals: Tensor, labels: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """D loss on a real batch [NCHW] (already cross-faded) and as many fresh fakes,
+        generated with the reals' ``labels`` [N] in a conditional run (official
+        ``D_wgangp_acgan``).
 
         The loss also gets ``resolution_scale = final / stage resolution``: the official
         gradient penalty is measured at the final resolution (see ``losses.WGANGP``)."""
         stage, alpha = self.stage, self.alpha
+        kwargs = self._label_kwargs(labels)
         with torch.no_grad():
-            fakes = self.G(self._latents(reals.shape[0]), stage, self.g_alpha(alpha))
+            fakes = self.G(self._latents(reals.shape[0]), stage, self.g_alpha(alpha), **kwargs)
         # With fp16, penalties take their input gradient at the D scaler's current scale.
         scaler, grad_scale = self.grad_scalers["D"], None
         if scaler.is_enabled():
@@ -210,31 +270,55 @@ class ProGAN(L.LightningModule):
             fakes,
             grad_scale=grad_scale,
             resolution_scale=self.G.img_resolution / self.resolution,
+            **kwargs,
         )
 
     def generator_loss(self, n: int) -> Tensor:
-        """G loss on ``n`` fresh fakes."""
-        fakes = self.G(self._latents(n), self.stage, self.g_alpha(self.alpha))
-        return self.loss.generator(self.D(fakes, self.stage, self.alpha))
+        """G loss on ``n`` fresh fakes (with labels drawn from the data's class
+        distribution in a conditional run: the official ``G_wgan_acgan``)."""
+        kwargs = self._label_kwargs(self.random_labels(n))
+        fakes = self.G(self._latents(n), self.stage, self.g_alpha(self.alpha), **kwargs)
+        return self.loss.generator(self.D(fakes, self.stage, self.alpha), **kwargs)
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> None:
+    def random_labels(self, n: int) -> Tensor | None:
+        """``n`` class indices drawn from the data's label distribution, or None (no classes)."""
+        if not self.num_classes:
+            return None
+        return torch.multinomial(self.label_probs, n, replacement=True)  # [N] int64
+
+    def _label_kwargs(self, labels: Tensor | None) -> dict[str, Tensor]:
+        """``{"labels": labels}`` for a conditional network, ``{}`` otherwise (an
+        unconditional G and loss are called exactly as without classes)."""
+        if labels is None and self.num_classes:
+            raise ValueError(
+                f"this generator is conditional ({self.num_classes} classes: "
+                f"{', '.join(self.class_names)}); pass labels (class indices [N])"
+            )
+        return {} if labels is None else {"labels": labels}
+
+    def training_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
-        loss_d, loss_g, stats = self.train_step(batch, opt_g, opt_d)
-        self.cur_nimg += batch.shape[0] * self.world_size
+        reals, labels = split_batch(batch)
+        loss_d, loss_g, stats = self.train_step(reals, opt_g, opt_d, labels)
+        self.cur_nimg += reals.shape[0] * self.world_size
 
         self.log_dict({"loss/D": loss_d.detach(), "loss/G": loss_g.detach()}, prog_bar=True)
         self.log_dict(stats)
         self.log_dict(
             {
                 "progress/kimg": self.cur_nimg / 1000,
-                "progress/resolution": float(batch.shape[-1]),
+                "progress/resolution": float(reals.shape[-1]),
                 "progress/alpha": float(self.alpha),
             },
             prog_bar=True,
         )
 
     def train_step(
-        self, reals: Tensor, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer
+        self,
+        reals: Tensor,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        labels: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """One D step, one G step and the G_ema update; runs with or without a Trainer.
 
@@ -242,6 +326,7 @@ class ProGAN(L.LightningModule):
             reals: Real images at the stage resolution, in [-1, 1]. [NCHW]
             opt_g: G's optimizer (Lightning's wrapper or a plain one).
             opt_d: D's optimizer.
+            labels: The reals' class indices (conditional runs only). [N]
 
         Returns:
             D loss, G loss and the loss's extra statistics (all attached tensors).
@@ -255,7 +340,7 @@ class ProGAN(L.LightningModule):
         # Discriminator step (G frozen: no weight gradients for it).
         self._train_only(self.D)
         with self.autocast():
-            loss_d, stats = self.discriminator_loss(reals)
+            loss_d, stats = self.discriminator_loss(reals, labels)
         self._step(opt_d, loss_d, self.grad_scalers["D"], "D")
 
         # Generator step (D frozen).
@@ -354,6 +439,8 @@ class ProGAN(L.LightningModule):
         }
         # Constructor arguments: export rebuilds G_ema from them, resume checks them.
         checkpoint["architecture"] = {"G": self.G.init_kwargs, "D": self.D.init_kwargs}
+        if self.num_classes:
+            checkpoint["classes"] = {"names": list(self.class_names)}
         if self.precision == "fp16":
             checkpoint["grad_scalers"] = {k: s.state_dict() for k, s in self.grad_scalers.items()}
 
@@ -368,6 +455,9 @@ class ProGAN(L.LightningModule):
             for key, value in mine.items()
             if net in saved and saved[net].get(key) != value
         ]
+        saved_names = checkpoint.get("classes", {}).get("names", [])
+        if self.num_classes and saved_names and saved_names != self.class_names:
+            diffs.append(f"classes: checkpoint {saved_names}, data {self.class_names}")
         if diffs:
             raise ValueError(
                 "the checkpoint does not fit this config (resume with the settings it was "

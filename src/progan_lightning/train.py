@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from progan_lightning.callbacks.checkpoint import (
     SafeCheckpoint,
@@ -228,6 +228,28 @@ def apply_backend(cfg: DictConfig, trainer: L.Trainer) -> None:
     torch.set_float32_matmul_precision(float32_matmul_precision(setting, device_type))
 
 
+def with_classes(cfg: DictConfig, num_classes: int) -> DictConfig:
+    """``cfg.model`` with ``G.num_classes`` and ``D.num_classes`` set from the data (a
+    labelled dataset makes both networks conditional; no width is set by hand).
+
+    Raises:
+        ValueError: the config sets a different ``model.G/D.num_classes`` by hand.
+    """
+    model = cfg.model.copy()
+    for net in ("G", "D"):
+        given = model[net].get("num_classes")
+        if given is not None and given != num_classes:
+            raise ValueError(
+                f"model.{net}.num_classes={given}, but the data has {num_classes} classes "
+                f"(data.labels={cfg.data.get('labels', 'none')}); leave model.{net}.num_classes "
+                "unset: it comes from the data"
+            )
+        if num_classes:
+            with open_dict(model):
+                model[net].num_classes = num_classes
+    return model
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Seed, build data, model, callbacks, loggers and trainer, then fit.
 
@@ -241,7 +263,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     log.info(f"Data <{cfg.data._target_}>")
     datamodule = instantiate(cfg.data)
     log.info(f"Model <{cfg.model._target_}>")
-    model = instantiate(cfg.model)
+    model = instantiate(
+        with_classes(cfg, datamodule.num_classes), class_names=datamodule.class_names
+    )
     growth = instantiate(cfg.growth)
     callbacks = [growth, *instantiate_dict(cfg.get("callbacks"))]
     loggers = instantiate_loggers(cfg)

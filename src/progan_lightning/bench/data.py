@@ -30,6 +30,7 @@ from PIL import Image
 from progan_lightning.bench.timing import summarize, time_calls
 from progan_lightning.data.datamodule import ProGANDataModule
 from progan_lightning.data.sources import ImageSource, ShapesSource
+from progan_lightning.data.stream import split_batch
 
 
 def synthetic_folder(folder: Path, num_images: int, size: int, quality: int = 95) -> Path:
@@ -87,7 +88,9 @@ def loader_rate(
     batches = iter(loader)
 
     def next_batch() -> None:
-        batch = next(batches).to(device, non_blocking=True)
+        images, labels = split_batch(next(batches))
+        images = images.to(device, non_blocking=True)
+        batch = images if labels is None else (images, labels.to(device, non_blocking=True))
         datamodule.on_after_batch_transfer(batch, 0)
 
     # Two warm-up batches: worker start-up and the first read of the level. The workers

@@ -44,6 +44,10 @@ class MetricsCallback(L.Callback):
     are mirrored as the official ``evaluate_metrics`` does (each flipped left-right with
     probability 0.5), from a seeded draw per image.
 
+    For a class-conditional module (``pl_module.num_classes`` > 0), fake ``i`` gets the label
+    of real image ``i`` of the seeded choice fed to the metrics
+    (``trainer.datamodule.labels``), so the fakes have the class mix of the reals.
+
     A broken generator gets no number: if G_ema produces any non-finite value during an
     evaluation (on any process), every metric of that evaluation is reported as NaN to the
     loggers and as ``null`` in the JSON line (strict JSON has no NaN), with
@@ -107,13 +111,18 @@ class MetricsCallback(L.Callback):
         """This process's share of ``range(n)``."""
         return np.arange(trainer.global_rank, n, trainer.world_size)
 
+    def _choose_reals(self, count: int) -> tuple[np.ndarray, np.random.Generator]:
+        """The seeded choice of real images among ``count``: their indices in draw order
+        (``min(num_images, count)`` of them), and the generator for the draws that follow."""
+        rng = np.random.default_rng(self.seed)
+        return rng.permutation(count)[: min(self.num_images, count)], rng
+
     def _feed_reals(
         self, trainer: L.Trainer, metrics: list[Metric], resolution: int, device: torch.device
     ) -> None:
         images = trainer.datamodule.images(resolution)  # uint8 [N, C, res, res]
-        n = min(self.num_images, len(images))
-        rng = np.random.default_rng(self.seed)
-        order = rng.permutation(len(images))[:n]
+        order, rng = self._choose_reals(len(images))
+        n = len(order)
         # The official evaluate_metrics mirrors the reals fed to every metric when the run
         # trained with mirror augmentation (misc.apply_mirror_augment: each image flipped
         # left-right with probability 0.5). Here the coin of each chosen image is drawn from
@@ -140,9 +149,13 @@ class MetricsCallback(L.Callback):
         device = pl_module.device
         resolution = pl_module.resolution
         # As many generated as real images (SWD compares sets of equal size).
-        num_images = min(self.num_images, len(trainer.datamodule.images(resolution)))
-        z = seeded_latents((num_images, pl_module.G_ema.z_dim), self.seed)
-        z = z[torch.from_numpy(self._shard(trainer, num_images))]
+        order, _ = self._choose_reals(len(trainer.datamodule.images(resolution)))
+        num_images = len(order)
+        shard = torch.from_numpy(self._shard(trainer, num_images))
+        z = seeded_latents((num_images, pl_module.G_ema.z_dim), self.seed)[shard]
+        labels = None
+        if getattr(pl_module, "num_classes", 0):  # The labels of the chosen reals. [N]
+            labels = torch.from_numpy(np.asarray(trainer.datamodule.labels)[order])[shard]
         metrics = self._metrics_for(resolution, device)
 
         reals = [m for name, m in metrics.items() if METRICS[name].needs_reals]
@@ -151,7 +164,9 @@ class MetricsCallback(L.Callback):
             self._reals_fed = resolution
         nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         for i in range(0, len(z), self.batch_size):
-            fakes = pl_module(z[i : i + self.batch_size].to(device), alpha=alpha)
+            batch = slice(i, i + self.batch_size)
+            extra = {} if labels is None else {"labels": labels[batch].to(device)}
+            fakes = pl_module(z[batch].to(device), alpha=alpha, **extra)
             nonfinite |= ~torch.isfinite(fakes).all()
             for metric in metrics.values():
                 metric.update(fakes, real=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -53,7 +54,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         fakes = batches(sets[1])
     else:
         z = seeded_latents((n, G.z_dim), int(cfg.seed))
-        fakes = (G(z[i : i + batch].to(device), stage, alpha) for i in range(0, n, batch))
+        labels = fake_labels(G, datamodule, sets[0])
+
+        def generated():
+            for i in range(0, n, batch):
+                extra = () if labels is None else (labels[i : i + batch].to(device),)
+                yield G(z[i : i + batch].to(device), stage, alpha, *extra)
+
+        fakes = generated()
     values = score_sets(options, resolution, batches(sets[0]), fakes, device)
     result = {"source": str(cfg.source), "resolution": resolution, "num_images": n, **values}
     out = Path(cfg.paths.output_dir) / "evaluate.json"
@@ -61,6 +69,26 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     out.write_text(json.dumps(result, indent=2) + "\n")
     log.info(f"{json.dumps(result)} -> {out}")
     return values
+
+
+def fake_labels(G: torch.nn.Module, datamodule: Any, reals: np.ndarray) -> torch.Tensor | None:
+    """The labels a conditional ``G`` draws its images with: those of the real images it is
+    compared with (``reals``, indices into the data), so both sets have the same class mix;
+    None for an unconditional G.
+
+    Raises:
+        ValueError: G is conditional and the data is unlabelled, or names other classes.
+    """
+    names = list(getattr(G, "class_names", []))
+    if not names:
+        return None
+    if datamodule.class_names != names:
+        raise ValueError(
+            f"the generator draws the classes {names}, the data has "
+            f"{datamodule.class_names or 'no labels'}; evaluate it on the data it was trained "
+            "on, with the same data.labels (e.g. data.labels=kind)"
+        )
+    return torch.from_numpy(datamodule.labels[reals])  # [N] int64
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")

@@ -1,6 +1,7 @@
 """``progan-generate``: images, a grid and a latent interpolation from a generator.
 
 progan-generate source=outputs/.../generator.safetensors num_images=64 seed=1
+progan-generate source=... class=[star,ring]  # a conditional generator: these classes only
 """
 
 from __future__ import annotations
@@ -39,5 +40,7 @@ def main(cfg: DictConfig) -> None:
         interp_steps=cfg.interp.steps,
         fps=cfg.interp.fps,
         batch_size=cfg.batch_size,
+        class_=cfg["class"],  # a name, an index, a list of them, or None
     )
-    log.info(f"wrote {len(result['images'])} images, grid and animation to {cfg.out_dir}")
+    classes = f" of {len(result['classes'])} classes" if result["classes"] else ""
+    log.info(f"wrote {len(result['images'])} images{classes}, grid and animation to {cfg.out_dir}")
