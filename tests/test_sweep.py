@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.train import objective
+from progan_lightning.train import train
 
 ROOT = Path(CONFIG_DIR).parent
 
@@ -57,3 +60,27 @@ def test_optuna_sweep_runs_two_tiny_trials_and_reports_the_best_swd(tmp_path: Pa
     ]
     assert len(finals) == 2 and all(math.isfinite(v) for v in finals)
     assert best["best_value"] == min(finals)
+
+
+def test_a_time_budget_stops_the_run_and_scores_it_where_it_stopped(make_cfg, tmp_path: Path):
+    """trainer.max_time (the study's budget per trial): the run stops mid-phase, and the
+    metrics are evaluated at the stop, so a sweeper gets the generator it ended with."""
+    cfg = make_cfg("trainer.max_time=00:00:00:04", "growth.total_kimg=1000", "logger=none")
+    metrics, objects = train(cfg)
+    model = objects["model"]
+    assert 0 < model.cur_nimg < 1_000_000  # stopped by the clock, not the schedule
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["kimg"] == model.cur_nimg / 1000
+    assert metrics["metrics/swd_avg"] == pytest.approx(last["metrics/swd_avg"])
+
+
+def test_a_run_short_of_the_final_resolution_ranks_last():
+    assert (
+        objective({"metrics/swd_avg": 5.0, "progress/resolution": 32.0}, "metrics/swd_avg", 32)
+        == 5.0
+    )
+    assert (
+        objective({"metrics/swd_avg": 5.0, "progress/resolution": 16.0}, "metrics/swd_avg", 32)
+        == math.inf
+    )
+    assert objective({"metrics/swd_avg": 5.0}, None, 32) is None

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -18,12 +19,22 @@ from progan_lightning.networks import seeded_latents
 
 
 def phase_ended(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
-    """Whether the epoch that just ended closed a growth phase (or the run)."""
+    """Whether the epoch that just ended closed a growth phase, the run, or the run's time
+    (``trainer.max_time``, e.g. the budget of a sweep's trials)."""
     growth = find_growth(trainer)
     if growth is None:
         return trainer.should_stop
     nimg = pl_module.cur_nimg
-    return growth.done(pl_module) or growth.schedule.phase_at(nimg).index != pl_module.phase_index
+    if growth.done(pl_module) or growth.schedule.phase_at(nimg).index != pl_module.phase_index:
+        return True
+    return time_is_up(trainer)
+
+
+def time_is_up(trainer: L.Trainer) -> bool:
+    """Whether the trainer's time limit (``trainer.max_time``, Lightning's ``Timer``) ran out."""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    remaining = None if timer is None else timer.time_remaining()
+    return remaining is not None and remaining <= 0
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

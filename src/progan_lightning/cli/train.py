@@ -27,7 +27,8 @@ def main(cfg: DictConfig) -> float | None:
 
     A run that diverged or was pre-empted logs one line and exits with the status of
     :mod:`progan_lightning.faults`; in a multirun a diverged job returns NaN instead, so the
-    sweep goes on and ranks it as failed.
+    sweep goes on and ranks it as failed. A run that stopped before the final resolution
+    (a ``trainer.max_time`` budget) returns inf: its metric is not comparable.
     """
     name = cfg.get("optimized_metric")
     try:
@@ -38,4 +39,21 @@ def main(cfg: DictConfig) -> float | None:
         if isinstance(err, Diverged) and multirun:
             return math.nan if name else None
         sys.exit(err.exit_code)
-    return metrics.get(name) if name else None
+    return objective(metrics, name, cfg.data.resolution)
+
+
+def objective(metrics: dict[str, float], name: str | None, final_resolution: int) -> float | None:
+    """The value a sweeper gets: ``metrics[name]``, or inf for a run that stopped before
+    ``final_resolution`` (e.g. at ``trainer.max_time``, the time budget of a sweep's
+    trials): its metric was measured at a lower resolution and ranks below every run that
+    got there."""
+    if not name:
+        return None
+    reached = metrics.get("progress/resolution", final_resolution)
+    if reached < final_resolution:
+        log.warning(
+            f"the run stopped at {reached:g}x{reached:g}, before data.resolution="
+            f"{final_resolution}: {name} of this run counts as inf"
+        )
+        return math.inf
+    return metrics.get(name)
