@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from progan_lightning.data.sources import ShapesSource
 from progan_lightning.export import load_checkpoint, load_generator
 from progan_lightning.losses import WGANGP
+from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
 from progan_lightning.module import ProGAN
 from progan_lightning.networks import Discriminator, Generator, seeded_latents
 from progan_lightning.train import train
@@ -80,7 +82,7 @@ def test_a_conditional_module_needs_labels_and_names_per_class():
     assert module.class_names == ["0", "1", "2"]
     with pytest.raises(ValueError, match="conditional .*pass labels"):
         module(torch.randn(2, 8), stage=0)
-    with pytest.raises(ValueError, match="2 class names .* for 3 classes"):
+    with pytest.raises(ValueError, match="2 class names .* for a generator of 3 classes"):
         tiny_module(num_classes=3, class_names=["a", "b"])
     with pytest.raises(ValueError, match="the generator is unconditional"):
         tiny_module(num_classes=0, class_names=["a"])
@@ -122,30 +124,56 @@ def test_conditional_resume_continues_exactly(make_cfg, tmp_path: Path):
             torch.testing.assert_close(res[key], ref[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+def warm_and_cool(folder: Path, per_class: int = 200, size: int = 16) -> Path:
+    """``folder/{cool,warm}/*.png``: noisy blobs whose colours lean red (warm) or blue (cool),
+    each image with its own brightness; a class a generator can learn in a few hundred steps."""
+    rng = np.random.default_rng(0)
+    for name, hue in (("cool", [0.2, 0.4, 1.0]), ("warm", [1.0, 0.4, 0.2])):
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            level = rng.uniform(0.4, 1.0) * 255 * np.asarray(hue)  # [3]
+            noise = rng.uniform(0.6, 1.0, (size, size, 1))  # [H, W, 1]
+            Image.fromarray((noise * level).astype(np.uint8)).save(folder / name / f"{i:03d}.png")
+    return folder
+
+
 @pytest.mark.slow
-def test_conditional_shapes_are_drawn_as_their_class(make_cfg, tmp_path: Path):
-    """A short conditional run at 16x16: D's own classifier assigns G_ema's samples of each
-    class to that class far above chance (1/8)."""
+def test_a_short_conditional_run_draws_each_class(make_cfg, tmp_path: Path):
+    """G_ema's samples of each class are that class for a classifier trained on the reals.
+
+    Labelled folders whose class is a colour cast: the machinery (labels in the data, G's
+    one-hot, D's class head, the AC-GAN terms) is what is tested; the shapes' kinds take
+    far more training than a test can afford on 2 CPU cores (docs/conditional.md)."""
     cfg = make_cfg(
-        "data.labels=kind",
+        "data=folder",
+        "data.resolution=16",
+        f"data.path={warm_and_cool(tmp_path / 'colours')}",
+        "data.labels=folders",
+        "data.prepare_workers=0",
         "logger=none",
         "metrics=none",
-        "data.source.num_images=2048",
-        "model.G.z_dim=32",
+        "model.G.z_dim=16",
         "model.G.fmap_base=128",
         "model.G.fmap_max=32",
         "model.optimizer.lr=0.003",
-        "model.ema_kimg=0.5",
-        "growth.stable_kimg=2",
-        "growth.fade_kimg=1",
+        "model.ema_kimg=0.3",
+        "model.loss.cond_weight=10",  # a short run: a stronger class term (docs/conditional.md)
+        "growth.start_resolution=16",
+        "growth.stable_kimg=4",
         "growth.batch_size=32",
         "growth.tick_kimg=1",
+        "growth.fade_kimg=0",
+        "growth.total_kimg=null",
+        "trainer.accelerator=cpu",
+        "trainer.enable_model_summary=false",
+        "callbacks.samples.num_images=16",
+        "callbacks.samples.tile=16",
+        tiny=False,
     )
-    model = train(cfg)[1]["model"]
-    n = 64
-    labels = torch.arange(len(KINDS)).repeat_interleave(n)
-    with torch.no_grad():
-        fakes = model(seeded_latents((len(labels), model.G.z_dim), 7), labels=labels)
-        logits = model.D(fakes, model.stage)[:, 1:]
-    per_class = (logits.argmax(1) == labels).float().reshape(len(KINDS), n).mean(1)
-    assert per_class.mean() > 0.5, per_class.tolist()
+    model, datamodule = (train(cfg)[1][k] for k in ("model", "datamodule"))
+    classifier, ceiling = train_classifier(datamodule.images(16), datamodule.labels, 2, steps=200)
+    assert ceiling > 0.95
+    per_class = per_class_accuracy(
+        classifier, lambda z, labels: model(z, labels=labels), 2, 64, model.G.z_dim, seed=7
+    )
+    assert min(per_class) > 0.8, per_class

@@ -52,8 +52,18 @@ def test_a_conditional_generator_is_scored_with_the_reals_class_mix(
     export = tmp_path / "conditional.safetensors"
     G = Generator(16, z_dim=16, fmap_base=64, fmap_max=16, num_classes=len(kinds))
     export_generator(G, export, class_names=kinds)
-    scored = evaluate(tmp_path, cache_dir, f"source={export}", "data.labels=kind")
+    scored = evaluate(
+        tmp_path,
+        cache_dir,
+        f"source={export}",
+        "data.labels=kind",
+        "class_accuracy.steps=20",
+        "class_accuracy.per_class=8",
+    )
     assert np.isfinite(scored["metrics/swd_avg"])
+    per_class = [scored[f"class_accuracy/{kind}"] for kind in kinds]
+    assert scored["class_accuracy/fakes"] == pytest.approx(np.mean(per_class))
+    assert 0 <= scored["class_accuracy/reals_held_out"] <= 1
 
 
 def test_fake_labels_are_the_reals_and_need_the_same_classes():

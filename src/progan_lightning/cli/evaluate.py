@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from progan_lightning.callbacks.metrics import SETTINGS
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.generate import load_any, stage_for
+from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
 from progan_lightning.metrics.offline import disjoint_subsets, score_sets
 from progan_lightning.metrics.registry import prepare_metrics
 from progan_lightning.networks import seeded_latents
@@ -50,6 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         for start in range(0, len(index), batch):
             yield torch.from_numpy(np.asarray(images[index[start : start + batch]]))
 
+    labels = None
     if G is None:
         fakes = batches(sets[1])
     else:
@@ -63,12 +65,51 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
         fakes = generated()
     values = score_sets(options, resolution, batches(sets[0]), fakes, device)
+    if labels is not None and cfg.get("class_accuracy"):
+        values |= class_accuracy(G, stage, alpha, datamodule, resolution, cfg.class_accuracy)
     result = {"source": str(cfg.source), "resolution": resolution, "num_images": n, **values}
     out = Path(cfg.paths.output_dir) / "evaluate.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     log.info(f"{json.dumps(result)} -> {out}")
     return values
+
+
+def class_accuracy(
+    G: torch.nn.Module,
+    stage: int,
+    alpha: float,
+    datamodule: Any,
+    resolution: int,
+    settings: DictConfig,
+) -> dict[str, float]:
+    """How often a conditional G draws the class asked for, read by a reference classifier
+    trained on the labelled reals (``metrics/class_accuracy.py``): the mean over classes, each
+    class, and the classifier's own accuracy on held-out reals (the ceiling)."""
+    classifier, ceiling = train_classifier(
+        datamodule.images(resolution),
+        datamodule.labels,
+        len(G.class_names),
+        steps=int(settings.steps),
+        seed=int(settings.seed),
+    )
+    device = next(G.parameters()).device
+    per_class = per_class_accuracy(
+        classifier,
+        lambda z, labels: G(z.to(device), stage, alpha, labels.to(device)),
+        len(G.class_names),
+        int(settings.per_class),
+        G.z_dim,
+        int(settings.seed),
+    )
+    return {
+        "class_accuracy/fakes": float(np.mean(per_class)),
+        "class_accuracy/reals_held_out": ceiling,
+        **{
+            f"class_accuracy/{name}": acc
+            for name, acc in zip(G.class_names, per_class, strict=True)
+        },
+    }
 
 
 def fake_labels(G: torch.nn.Module, datamodule: Any, reals: np.ndarray) -> torch.Tensor | None:

@@ -101,7 +101,8 @@ class ShapesSource:
     out in RGB and in grayscale even at 32x32. Shapes are drawn as masks at 4x the
     resolution and box-filtered down (exact area coverage); there is no noise or texture.
 
-    With ``labels="kind"`` image ``i`` first draws one kind (uniform over ``KINDS``), every
+    ``kinds`` picks which of ``KINDS`` are drawn (all by default). With ``labels="kind"``
+    image ``i`` first draws one kind (uniform over ``kinds``), every
     shape of the image is of that kind, and the kind is the image's class; with ``"none"``
     each shape draws its own kind (the unlabelled images are the same as ever).
 
@@ -109,6 +110,8 @@ class ShapesSource:
         num_images: Number of images in the dataset.
         seed: Seed of the dataset; the same seed always gives the same images.
         labels: ``none`` (unlabelled) or ``kind`` (class = the one shape kind of an image).
+        kinds: The shape kinds drawn (and the classes, in this order), a subset of ``KINDS``;
+            None = all of them. Fewer, more distinct kinds make an easier class problem.
     """
 
     KINDS = ("circle", "ellipse", "square", "rectangle", "triangle", "star", "cross", "ring")
@@ -116,13 +119,20 @@ class ShapesSource:
     VERSION = 1  # Bump whenever the drawing code changes: it invalidates cached copies.
     SUPERSAMPLE = 4
 
-    def __init__(self, num_images: int = 10000, seed: int = 0, labels: str = "none") -> None:
+    def __init__(
+        self,
+        num_images: int = 10000,
+        seed: int = 0,
+        labels: str = "none",
+        kinds: Sequence[str] | None = None,
+    ) -> None:
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"data.source.num_images={num_images!r} must be an integer >= 1")
         self.num_images = num_images
         self.seed = int(seed)
         self.labels = check_labels(labels, self.LABELS, "shapes")
-        self.class_names = list(self.KINDS) if self.labels == "kind" else []
+        self.kinds = self._check_kinds(kinds)
+        self.class_names = list(self.kinds) if self.labels == "kind" else []
         if self.class_names:
             self._check_every_kind_drawn()
 
@@ -137,6 +147,8 @@ class ShapesSource:
             "version": self.VERSION,
         }
         # Unlabelled adds nothing, so that caches built before labels existed keep their key.
+        if self.kinds != self.KINDS:
+            fingerprint["kinds"] = list(self.kinds)
         if self.class_names:
             fingerprint |= {"labels": self.labels, "class_names": self.class_names}
         return fingerprint
@@ -145,7 +157,7 @@ class ShapesSource:
         return f"shapes[{index}]"
 
     def label(self, index: int) -> int:
-        """The index in ``KINDS`` of image ``index``'s shapes (``labels="kind"`` only)."""
+        """The index in ``kinds`` of image ``index``'s shapes (``labels="kind"`` only)."""
         if not self.class_names:
             raise ValueError("the shapes source is unlabelled; set data.labels=kind for labels")
         check_load_args(index, self.num_images, 1, 1)
@@ -156,12 +168,12 @@ class ShapesSource:
 
         Stops at the first image that completes the set (about 20 for 8 kinds).
         """
-        missing = set(range(len(self.KINDS)))
+        missing = set(range(len(self.kinds)))
         for index in range(self.num_images):
             missing.discard(self.label(index))
             if not missing:
                 return
-        names = [self.KINDS[kind] for kind in sorted(missing)]
+        names = [self.kinds[kind] for kind in sorted(missing)]
         raise ValueError(
             f"data.labels=kind: the {self.num_images} shapes images (data.source.num_images) "
             f"have no {', '.join(names)}, so those classes would be empty; use more images "
@@ -169,8 +181,22 @@ class ShapesSource:
         )
 
     def _kind(self, rng: np.random.Generator) -> int:
-        """Draw one index into ``KINDS``."""
-        return int(rng.integers(len(self.KINDS)))
+        """Draw one index into ``kinds``."""
+        return int(rng.integers(len(self.kinds)))
+
+    def _check_kinds(self, kinds: Sequence[str] | None) -> tuple[str, ...]:
+        """``kinds`` as a tuple (all of ``KINDS`` for None); one error for an unknown or
+        repeated kind, or fewer than one."""
+        if kinds is None:
+            return self.KINDS
+        kinds = tuple(str(kind) for kind in kinds)
+        unknown = [kind for kind in kinds if kind not in self.KINDS]
+        if unknown or not kinds or len(set(kinds)) != len(kinds):
+            raise ValueError(
+                f"data.source.kinds={list(kinds)}: use distinct kinds from "
+                f"{', '.join(self.KINDS)} (at least one), or null for all"
+            )
+        return kinds
 
     def load(self, index: int, resolution: int, channels: int) -> np.ndarray:
         check_load_args(index, self.num_images, resolution, channels)
@@ -201,9 +227,9 @@ class ShapesSource:
     def _shape_mask(
         self, rng: np.random.Generator, resolution: int, kind: int | None = None
     ) -> np.ndarray:
-        """Coverage in [0, 1] of one random shape (of ``KINDS[kind]``, drawn when None),
+        """Coverage in [0, 1] of one random shape (of ``kinds[kind]``, drawn when None),
         [H, W] float32."""
-        name = self.KINDS[self._kind(rng) if kind is None else kind]
+        name = self.kinds[self._kind(rng) if kind is None else kind]
         radius = rng.uniform(0.25, 0.6) / 2  # Half the shape's width, in image units.
         centre = rng.uniform(radius, 1.0 - radius, size=2)
         angle = rng.uniform(0.0, 2.0 * math.pi)

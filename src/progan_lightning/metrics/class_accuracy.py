@@ -1,0 +1,114 @@
+"""Does a conditional generator draw the class it is asked for? A reference classifier trained
+on the real images judges its samples.
+
+The classifier is independent of D (whose own class head G is trained against): a small
+convolutional network with batch norm, trained from scratch on the labelled reals with a
+held-out tenth, whose accuracy on that tenth is the ceiling the generated images are read
+against. Chance is ``1 / num_classes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def reference_classifier(channels: int, num_classes: int, width: int = 32) -> nn.Module:
+    """Three conv-BN-ReLU-maxpool blocks (``width``, 2x, 4x channels), global average
+    pooling and a linear layer: images [N, C, H, W] in [-1, 1] (H, W >= 8) -> logits [N, K]."""
+
+    def block(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)
+        )
+
+    return nn.Sequential(
+        block(channels, width),
+        block(width, 2 * width),
+        block(2 * width, 4 * width),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4 * width, num_classes),
+    )
+
+
+def train_classifier(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    steps: int = 1500,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+) -> tuple[nn.Module, float]:
+    """Train :func:`reference_classifier` on ``images`` (uint8 [N, C, H, W]) and ``labels``
+    (int [N]), holding out every tenth image.
+
+    Returns:
+        The classifier (eval mode, on the CPU) and its accuracy on the held-out images.
+    """
+    if len(images) < 20:
+        raise ValueError(f"{len(images)} labelled images are too few to train a classifier")
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    x = torch.from_numpy(np.asarray(images)).float().div_(127.5).sub_(1.0)  # [NCHW] in [-1, 1]
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))  # [N]
+    held_out = torch.arange(len(x)) % 10 == 0
+    train_x, train_y = x[~held_out], y[~held_out]
+    net = reference_classifier(x.shape[1], num_classes)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    for _ in range(steps):
+        index = torch.randint(len(train_x), (batch_size,), generator=generator)
+        loss = F.cross_entropy(net(train_x[index]), train_y[index])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    net.eval()
+    return net, accuracy(net, x[held_out], y[held_out])
+
+
+@torch.no_grad()
+def accuracy(classifier: nn.Module, images: Tensor, labels: Tensor, batch: int = 256) -> float:
+    """Fraction of ``images`` [N, C, H, W] (in [-1, 1]) classified as their ``labels`` [N]."""
+    hits = sum(
+        int((classifier(images[i : i + batch]).argmax(1) == labels[i : i + batch]).sum())
+        for i in range(0, len(images), batch)
+    )
+    return hits / len(images)
+
+
+@torch.no_grad()
+def per_class_accuracy(
+    classifier: nn.Module,
+    generate: Callable[[Tensor, Tensor], Tensor],
+    num_classes: int,
+    per_class: int,
+    z_dim: int,
+    seed: int = 0,
+) -> list[float]:
+    """For each class, the fraction of ``per_class`` generated images that ``classifier``
+    assigns to it.
+
+    Args:
+        classifier: Images [N, C, H, W] in [-1, 1] -> logits [N, K] (on the CPU).
+        generate: ``(z [N, z_dim], labels [N]) -> images [N, C, H, W]`` at the classifier's
+            resolution (CPU tensors in, any device inside).
+        num_classes: K.
+        per_class: Images per class.
+        z_dim: Latent size.
+        seed: Seed of the latents.
+
+    Returns:
+        K accuracies in [0, 1].
+    """
+    z = torch.randn(per_class, z_dim, generator=torch.Generator().manual_seed(seed))
+    result = []
+    for k in range(num_classes):
+        labels = torch.full((per_class,), k, dtype=torch.int64)
+        result.append(accuracy(classifier, generate(z, labels).cpu().float(), labels))
+    return result

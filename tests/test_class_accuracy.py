@@ -1,0 +1,38 @@
+"""The reference classifier that judges a conditional generator's classes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
+
+COLOURS = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]])  # [K, 3]
+
+
+def painted(labels: torch.Tensor, noise: float = 0.3, seed: int = 0) -> torch.Tensor:
+    """8x8 images of each label's colour plus noise, in [-1, 1]. [N, 3, 8, 8]"""
+    g = torch.Generator().manual_seed(seed)
+    x = COLOURS[labels][:, :, None, None] + noise * torch.randn(len(labels), 3, 8, 8, generator=g)
+    return x.clamp(-1, 1)
+
+
+def test_the_classifier_learns_the_reals_and_reads_the_generated_classes():
+    labels = torch.arange(300) % 3
+    images = ((painted(labels) + 1) * 127.5).round().to(torch.uint8).numpy()
+    classifier, ceiling = train_classifier(images, labels.numpy(), 3, steps=60, seed=1)
+    assert ceiling == 1.0
+
+    # A generator that draws the class asked for, and one that ignores it.
+    faithful = per_class_accuracy(classifier, lambda z, y: painted(y, seed=2), 3, 16, 4)
+    assert faithful == [1.0, 1.0, 1.0]
+    ignoring = per_class_accuracy(
+        classifier, lambda z, y: painted(torch.zeros_like(y), seed=2), 3, 16, 4
+    )
+    assert ignoring == [1.0, 0.0, 0.0]
+
+
+def test_too_few_images_are_refused():
+    with pytest.raises(ValueError, match="too few"):
+        train_classifier(np.zeros((5, 3, 8, 8), np.uint8), np.zeros(5), 2)
