@@ -248,6 +248,40 @@ def test_unlabelled_shapes_and_their_cache_key_unchanged() -> None:
     assert not np.array_equal(labelled.load(0, 16, 3), source.load(0, 16, 3))
 
 
+def test_shapes_kinds_pick_the_shapes_and_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    kinds = ["star", "circle", "cross"]
+    source = ShapesSource(30, seed=2, labels="kind", kinds=kinds)
+    assert source.class_names == kinds  # in the order given
+    drawn: list[str] = []
+    outline = sources_module._outline
+    monkeypatch.setattr(
+        sources_module,
+        "_outline",
+        lambda kind, aspect: drawn.append(kind) or outline(kind, aspect),
+    )
+    for index in range(30):
+        drawn.clear()
+        source.load(index, 8, 3)
+        assert set(drawn) == {kinds[source.label(index)]}
+    unlabelled = ShapesSource(30, seed=2, kinds=kinds)
+    drawn.clear()
+    for index in range(30):
+        unlabelled.load(index, 8, 3)
+    assert set(drawn) <= set(kinds)
+    # A subset is another dataset (its own cache); all kinds is the default one.
+    assert unlabelled.fingerprint()["kinds"] == kinds
+    assert (
+        ShapesSource(30, kinds=list(ShapesSource.KINDS)).fingerprint()
+        == ShapesSource(30).fingerprint()
+    )
+
+
+@pytest.mark.parametrize("kinds", [["moon"], [], ["star", "star"]])
+def test_unknown_or_repeated_kinds_fail(kinds: list[str]) -> None:
+    with pytest.raises(ValueError, match=r"data\.source\.kinds=.*use distinct kinds from circle"):
+        ShapesSource(10, kinds=kinds)
+
+
 def test_too_few_shapes_for_every_kind_fail_early() -> None:
     with pytest.raises(ValueError, match=r"the 4 shapes images .* have no .*num_images=100"):
         ShapesSource(4, labels="kind")

@@ -9,6 +9,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from progan_lightning.data.stream import split_batch
+
 
 class DistributedConsistency(L.Callback):
     """Gathers each rank's progress after every step and fails at once if ranks disagree.
@@ -31,8 +33,9 @@ class DistributedConsistency(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, _: int
     ) -> None:
+        images, _ = split_batch(batch)
         row = torch.tensor(
-            [pl_module.cur_nimg, pl_module.stage, pl_module.alpha, batch.shape[-1], len(batch)],
+            [pl_module.cur_nimg, pl_module.stage, pl_module.alpha, images.shape[-1], len(images)],
             dtype=torch.float64,
             device=pl_module.device,
         )
