@@ -32,6 +32,7 @@ from progan_lightning.imaging import label_rows, make_grid, to_uint8
 from progan_lightning.losses import WGANGP
 from progan_lightning.module import ProGAN
 from progan_lightning.networks import Discriminator, Generator, seeded_latents
+from test_metrics import stub_trainer
 
 NAMES = ["star", "ring", "dot"]
 
@@ -377,15 +378,7 @@ def test_fakes_get_the_labels_of_the_chosen_reals(tmp_path, world_size):
         callback.metrics = {8: {"swd": recorder}}
         module = PaintModule(3)
         module.resolution, module.phase_index = 8, 1
-        trainer = SimpleNamespace(
-            datamodule=datamodule,
-            global_rank=rank,
-            world_size=world_size,
-            global_step=0,
-            loggers=[],
-            callback_metrics={},
-            strategy=SimpleNamespace(reduce_boolean_decision=lambda d, all=True: d),
-        )
+        trainer = stub_trainer(datamodule, rank, world_size)
         callback.evaluate(trainer, module, alpha=1.0)
         fake_labels += [int(c) for call in module.calls for c in call]
         real_labels += [int(labels[i]) for b in recorder.reals for i in b[:, 0, 0, 0]]

@@ -8,8 +8,6 @@ the real batch's labels, the G step draws labels from the data's label distribut
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_cl
 from progan_lightning.module import ProGAN
 from progan_lightning.networks import Discriminator, Generator, seeded_latents
 from progan_lightning.train import train
+from test_distributed import TINY_CLI, run_train
 
 KINDS = list(ShapesSource.KINDS)
 
@@ -212,23 +211,7 @@ def test_a_compiled_conditional_G_matches_eager():
 @pytest.mark.slow
 def test_conditional_ddp_ranks_stay_in_lockstep(tmp_path: Path):
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve().parents[1] / "train.py"),
-        "debug=ddp",
-        "data.labels=kind",
-        f"hydra.run.dir={out}",
-        f"paths.cache_dir={tmp_path}/cache",
-        "data.resolution=16",
-        "data.source.num_images=256",
-        "model.G.z_dim=16",
-        "model.G.fmap_base=64",
-        "model.G.fmap_max=16",
-        "callbacks.samples.num_images=16",
-        "callbacks.samples.tile=16",
-    ]
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_train(["debug=ddp", "data.labels=kind", f"hydra.run.dir={out}", *TINY_CLI], tmp_path)
     rank0 = (out / "consistency" / "rank0.jsonl").read_text().splitlines()
     assert rank0 == (out / "consistency" / "rank1.jsonl").read_text().splitlines()
     assert json.loads((out / "generator.json").read_text())["class_names"] == KINDS

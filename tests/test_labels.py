@@ -210,16 +210,19 @@ def test_a_label_setting_the_source_lacks_fails(class_folder: Path, make: Any, e
 # Shapes: the kind is the class.
 
 
-def test_shapes_kind_labels_draw_one_kind_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kinds of the shapes drawn since the list was last cleared."""
+    kinds: list[str] = []
+    outline = sources_module._outline
+    record = lambda kind, aspect: kinds.append(kind) or outline(kind, aspect)  # noqa: E731
+    monkeypatch.setattr(sources_module, "_outline", record)
+    return kinds
+
+
+def test_shapes_kind_labels_draw_one_kind_per_image(drawn: list[str]) -> None:
     source = ShapesSource(40, seed=5, labels="kind")
     assert source.class_names == list(ShapesSource.KINDS)
-    drawn: list[str] = []
-    outline = sources_module._outline
-    monkeypatch.setattr(
-        sources_module,
-        "_outline",
-        lambda kind, aspect: drawn.append(kind) or outline(kind, aspect),
-    )
     labels = []
     for index in range(40):
         drawn.clear()
@@ -248,17 +251,10 @@ def test_unlabelled_shapes_and_their_cache_key_unchanged() -> None:
     assert not np.array_equal(labelled.load(0, 16, 3), source.load(0, 16, 3))
 
 
-def test_shapes_kinds_pick_the_shapes_and_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shapes_kinds_pick_the_shapes_and_classes(drawn: list[str]) -> None:
     kinds = ["star", "circle", "cross"]
     source = ShapesSource(30, seed=2, labels="kind", kinds=kinds)
     assert source.class_names == kinds  # in the order given
-    drawn: list[str] = []
-    outline = sources_module._outline
-    monkeypatch.setattr(
-        sources_module,
-        "_outline",
-        lambda kind, aspect: drawn.append(kind) or outline(kind, aspect),
-    )
     for index in range(30):
         drawn.clear()
         source.load(index, 8, 3)

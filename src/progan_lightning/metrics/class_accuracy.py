@@ -55,7 +55,7 @@ def train_classifier(
         raise ValueError(f"{len(images)} labelled images are too few to train a classifier")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    x = torch.from_numpy(np.asarray(images)).float().div_(127.5).sub_(1.0)  # [NCHW] in [-1, 1]
+    x = torch.from_numpy(np.array(images)).float().div_(127.5).sub_(1.0)  # [NCHW] in [-1, 1]
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))  # [N]
     held_out = torch.arange(len(x)) % 10 == 0
     train_x, train_y = x[~held_out], y[~held_out]
