@@ -215,3 +215,15 @@ def test_conditional_ddp_ranks_stay_in_lockstep(tmp_path: Path):
     rank0 = (out / "consistency" / "rank0.jsonl").read_text().splitlines()
     assert rank0 == (out / "consistency" / "rank1.jsonl").read_text().splitlines()
     assert json.loads((out / "generator.json").read_text())["class_names"] == KINDS
+
+
+def test_a_checkpoint_of_other_classes_is_refused():
+    module = tiny_module(num_classes=3, class_names=["cat", "dog", "fox"])
+    checkpoint = {
+        "architecture": {"G": module.G.init_kwargs, "D": module.D.init_kwargs},
+        "classes": {"names": ["cat", "dog", "owl"]},
+    }
+    with pytest.raises(ValueError, match=r"classes: checkpoint \['cat', 'dog', 'owl'\], data"):
+        module.check_architecture(checkpoint)
+    checkpoint["classes"]["names"] = ["cat", "dog", "fox"]
+    module.check_architecture(checkpoint)  # the same classes resume
