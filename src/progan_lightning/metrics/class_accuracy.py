@@ -55,28 +55,40 @@ def train_classifier(
         raise ValueError(f"{len(images)} labelled images are too few to train a classifier")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    x = torch.from_numpy(np.array(images)).float().div_(127.5).sub_(1.0)  # [NCHW] in [-1, 1]
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))  # [N]
-    held_out = torch.arange(len(x)) % 10 == 0
-    train_x, train_y = x[~held_out], y[~held_out]
-    net = reference_classifier(x.shape[1], num_classes)
+    # Batches are read and converted one at a time: the level may be a memory map of a
+    # dataset far larger than RAM as floats.
+    held_out = np.arange(len(y)) % 10 == 0
+    train_index, test_index = np.flatnonzero(~held_out), np.flatnonzero(held_out)
+    net = reference_classifier(images.shape[1], num_classes)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
     for _ in range(steps):
-        index = torch.randint(len(train_x), (batch_size,), generator=generator)
-        loss = F.cross_entropy(net(train_x[index]), train_y[index])
+        pick = torch.randint(len(train_index), (batch_size,), generator=generator).numpy()
+        index = np.sort(train_index[pick])
+        loss = F.cross_entropy(net(to_float(images[index])), y[index])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     net.eval()
-    return net, accuracy(net, x[held_out], y[held_out])
+    return net, accuracy(net, images[test_index], y[test_index])
+
+
+def to_float(images: np.ndarray | Tensor) -> Tensor:
+    """uint8 images [N, C, H, W] (array or tensor) -> float in [-1, 1]; floats pass as they
+    are."""
+    images = torch.as_tensor(np.array(images) if isinstance(images, np.ndarray) else images)
+    return images.float().div(127.5).sub(1.0) if images.dtype == torch.uint8 else images
 
 
 @torch.no_grad()
-def accuracy(classifier: nn.Module, images: Tensor, labels: Tensor, batch: int = 256) -> float:
-    """Fraction of ``images`` [N, C, H, W] (in [-1, 1]) classified as their ``labels`` [N]."""
+def accuracy(
+    classifier: nn.Module, images: np.ndarray | Tensor, labels: Tensor, batch: int = 256
+) -> float:
+    """Fraction of ``images`` [N, C, H, W] (uint8, or float in [-1, 1]) classified as their
+    ``labels`` [N]."""
     hits = sum(
-        int((classifier(images[i : i + batch]).argmax(1) == labels[i : i + batch]).sum())
+        int((classifier(to_float(images[i : i + batch])).argmax(1) == labels[i : i + batch]).sum())
         for i in range(0, len(images), batch)
     )
     return hits / len(images)
