@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY
 
 from progan_lightning.console import format_duration
@@ -60,9 +62,16 @@ def test_remaining_seconds_per_stage_and_extrapolated():
     sched = GrowthSchedule(4, 16, stable_kimg=1, fade_kimg=1, batch_size=16)
     # Phases: stable4 0-1000, fade8 -2000, stable8 -3000, fade16 -4000, stable16 -5000.
     assert sched.remaining_seconds(0, {}) is None
-    # Only 4x4 measured (1 ms/img): 8x8 costs 4x and 16x16 16x per image.
-    assert sched.remaining_seconds(500, {4: 1e-3}) == 500 * 1e-3 + 2000 * 4e-3 + 2000 * 16e-3
-    assert sched.remaining_seconds(2500, {4: 1e-3, 8: 2e-3}) == 500 * 2e-3 + 2000 * 8e-3
+    # Only 4x4 measured (1 ms/img): 2x per doubling, 8x8 costs 2x and 16x16 4x per image.
+    assert sched.remaining_seconds(500, {4: 1e-3}) == 500 * 1e-3 + 2000 * 2e-3 + 2000 * 4e-3
+    # 4x4 and 8x8 measured: their ratio (3x) per doubling.
+    assert sched.remaining_seconds(2500, {4: 1e-3, 8: 3e-3}) == pytest.approx(
+        500 * 3e-3 + 2000 * 9e-3
+    )
+    # The ratio is clamped to 1-4x (an 8x8 tick slower than 4x4 by 10x is noise).
+    assert sched.remaining_seconds(2500, {4: 1e-3, 8: 1e-2}) == pytest.approx(
+        500 * 1e-2 + 2000 * 4e-2
+    )
     assert sched.remaining_seconds(5000, {4: 1e-3}) == 0.0
 
 
@@ -74,3 +83,25 @@ def test_durations_read_like_a_clock():
         "3h04m",
         "2d02h",
     ]
+
+
+def test_eta_stops_at_the_time_budget_where_that_comes_first():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from progan_lightning.callbacks.growth import ProgressiveGrowth
+    from progan_lightning.callbacks.progress import StageSpeed
+
+    growth = ProgressiveGrowth(
+        start_resolution=4, final_resolution=16, stable_kimg=1, fade_kimg=1, batch_size=16
+    )
+    speed = StageSpeed()
+    speed.sec_per_img = {4: 1e-3}  # 500 + 2000 * 2 + 2000 * 4 ms = 12.5 s left at 500 images
+    trainer = SimpleNamespace(callbacks=[growth])
+    assert speed.eta(trainer, 500) == pytest.approx(12.5)
+    timer = Timer(duration="00:00:00:05")  # trainer.max_time: 5 s
+    timer.on_train_start(trainer, None)
+    trainer.callbacks.append(timer)
+    assert 4.0 < speed.eta(trainer, 500) <= 5.0
+    assert speed.eta(trainer, 5000) == 0.0  # the schedule's end comes first

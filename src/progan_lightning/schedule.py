@@ -259,8 +259,12 @@ class GrowthSchedule:
         Args:
             nimg: Images seen.
             sec_per_img: Measured seconds per image, by resolution. A resolution not yet
-                measured is extrapolated from the highest measured one by pixel count (the
-                estimate tightens as each stage is reached).
+                measured is extrapolated from the highest measured one by the growth per
+                doubling of the two highest measured resolutions (clamped to 1-4x), or 2x
+                while only one is measured. Not by pixel count: per-image cost grows far
+                slower than the pixels (channels shrink as resolution grows; small
+                networks are bound by per-step overhead), so 4x per doubling put hours on
+                a 10-minute run. The estimate tightens as each stage is reached.
 
         Returns:
             Seconds, or None without any measurement.
@@ -268,13 +272,15 @@ class GrowthSchedule:
         if not sec_per_img:
             return None
         top = max(sec_per_img)
+        below = sec_per_img.get(top // 2)
+        growth = 2.0 if below is None else min(max(sec_per_img[top] / below, 1.0), 4.0)
         seconds = 0.0
         for phase in self.phases:
             images = phase.images(self.total_nimg, since=nimg)
             if images > 0:
                 res = phase.resolution
-                rate = sec_per_img.get(res, sec_per_img[top] * (res / top) ** 2)
-                seconds += images * rate
+                doublings = math.log2(res / top)
+                seconds += images * sec_per_img.get(res, sec_per_img[top] * growth**doublings)
         return seconds
 
     def describe(self) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar, Timer
 from lightning.pytorch.utilities import rank_zero_info
 
 from progan_lightning.callbacks.growth import find_growth
@@ -45,10 +45,14 @@ class StageSpeed:
         self._tick = None
 
     def eta(self, trainer: L.Trainer, nimg: int) -> float | None:
+        """Seconds to ``total_kimg``, or to ``trainer.max_time`` where that comes first."""
         growth = find_growth(trainer)
-        return (
-            None if growth is None else growth.schedule.remaining_seconds(nimg, self.sec_per_img)
-        )
+        eta = None if growth is None else growth.schedule.remaining_seconds(nimg, self.sec_per_img)
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        left = None if timer is None else timer.time_remaining("train")
+        if eta is not None and left is not None:
+            eta = min(eta, left)
+        return eta
 
 
 def peak_memory(device: torch.device) -> str:
