@@ -105,3 +105,19 @@ def test_eta_stops_at_the_time_budget_where_that_comes_first():
     trainer.callbacks.append(timer)
     assert 4.0 < speed.eta(trainer, 500) <= 5.0
     assert speed.eta(trainer, 5000) == 0.0  # the schedule's end comes first
+
+
+def test_a_short_tick_at_a_phase_end_does_not_set_the_rate(monkeypatch):
+    from progan_lightning.callbacks import progress
+
+    # A 10 s tick of 1000 images, then the phase's last 100 images with 6 s of phase-end work.
+    clock = iter([0.0, 0.0, 10.0, 10.0, 16.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    speed = progress.StageSpeed()
+    speed.tick_start(0)
+    speed.tick_end(1000, 8)
+    assert speed.sec_per_img == {8: pytest.approx(0.01)}
+    speed.tick_start(1000)
+    speed.tick_end(1100, 8)
+    assert speed.sec_per_img == {8: pytest.approx(16 / 1100)}  # not 0.06
+    assert speed.last == (pytest.approx(6.0), 100)  # the tick line still shows its own tick

@@ -30,17 +30,22 @@ class StageSpeed:
         self.sec_per_img: dict[int, float] = {}
         self.started = time.perf_counter()
         self._tick: tuple[float, int] | None = None
+        self._totals: dict[int, tuple[float, int]] = {}  # seconds and images per resolution
         self.last: tuple[float, int] = (0.0, 0)  # seconds and images of the last tick
 
     def tick_start(self, nimg: int) -> None:
         self._tick = (time.perf_counter(), nimg)
 
     def tick_end(self, nimg: int, resolution: int) -> None:
+        """Close a tick. The rate of a resolution is over all its ticks so far: the short
+        tick that ends a phase (a few batches, plus the phase-end work) does not set it."""
         if self._tick is None:
             return
         seconds, images = time.perf_counter() - self._tick[0], nimg - self._tick[1]
         if images > 0 and seconds > 0:
-            self.sec_per_img[resolution] = seconds / images
+            total_s, total_i = self._totals.get(resolution, (0.0, 0))
+            self._totals[resolution] = (total_s + seconds, total_i + images)
+            self.sec_per_img[resolution] = (total_s + seconds) / (total_i + images)
             self.last = (seconds, images)
         self._tick = None
 
