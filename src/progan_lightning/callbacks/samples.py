@@ -115,6 +115,12 @@ def images_of_classes(labels: np.ndarray, wanted: np.ndarray, seed: int) -> np.n
     return out
 
 
+def level_images(trainer: L.Trainer, res: int, index: np.ndarray) -> torch.Tensor:
+    """Images ``index`` of the datamodule's prepared level ``res``: float [NCHW] in [-1, 1]."""
+    images = torch.from_numpy(np.asarray(trainer.datamodule.images(res)[index]))
+    return images.float() / 127.5 - 1.0
+
+
 class SampleGrid(L.Callback):
     """At the end of every tick (and so every phase), renders G_ema on fixed latents.
 
@@ -188,12 +194,25 @@ class SampleGrid(L.Callback):
             rows, cols = self.class_layout(pl_module.num_classes)
             wanted = row_per_class(rows, cols, pl_module.num_classes).numpy()
             index = images_of_classes(np.asarray(trainer.datamodule.labels), wanted, self.seed)
-            reals = torch.from_numpy(np.asarray(trainer.datamodule.images(res)[index]))
-            grid = self.class_grid(reals.float() / 127.5 - 1.0, pl_module)
+            grid = self.class_grid(level_images(trainer, res, index), pl_module)
         else:
-            grid = make_grid(images[: self.num_images], tile=self.tile)
+            grid = make_grid(self.real_images(trainer, res, images), tile=self.tile)
         save_png(self.dirpath / f"reals_res{res}.png", grid)
         log_image(trainer.loggers, "samples/reals", grid, trainer.global_step)
+
+    def real_images(self, trainer: L.Trainer, res: int, batch: torch.Tensor) -> torch.Tensor:
+        """``num_images`` reals for the grid, as many as the fakes grid shows: a seeded draw
+        from the whole level, or the first batch's where the datamodule holds no levels.
+
+        Returns:
+            float [NCHW] in [-1, 1].
+        """
+        if not hasattr(trainer.datamodule, "images"):
+            return batch[: self.num_images]
+        count = len(trainer.datamodule.images(res))
+        rng = np.random.default_rng(self.seed)
+        index = np.sort(rng.choice(count, size=min(self.num_images, count), replace=False))
+        return level_images(trainer, res, index)
 
     @torch.no_grad()
     def fakes_grid(self, pl_module: L.LightningModule) -> tuple[np.ndarray, int]:
