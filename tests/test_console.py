@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import TINY
 
 from progan_lightning.console import format_duration

