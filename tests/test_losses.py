@@ -164,6 +164,45 @@ def test_wgan_gp_defaults_to_the_official_resolution_and_rejects_unknown_ones():
         WGANGP(gp_resolution="full")
 
 
+class SquareCritic(torch.nn.Module):
+    """D(x) = <w, x^2>: the input gradient 2 w x differs from sample to sample. Records the
+    batch size of every call."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(shape))
+        self.batches = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        return (x.square() * self.w).flatten(1).sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize("fraction,n", [(1.0, 8), (0.25, 2), (0.5, 4), (0.01, 1)])
+def test_wgan_gp_fraction_penalizes_the_first_pairs_of_the_batch(fraction, n):
+    D = SquareCritic((2, 4, 4))
+    reals, fakes = torch.randn(8, 2, 4, 4), torch.randn(8, 2, 4, 4)
+    loss_fn = WGANGP(gp_lambda=10.0, gp_target=2.0, drift=0.001, gp_fraction=fraction)
+    torch.manual_seed(3)
+    loss, stats = loss_fn.discriminator(D, reals, fakes, resolution_scale=2.0)
+    assert D.batches == [8, 8, n]  # reals, fakes, then the penalty's mixed images
+    with torch.no_grad():
+        real, fake = D(reals).flatten(), D(fakes).flatten()
+    torch.manual_seed(3)  # the same interpolation weights
+    gp = gradient_penalty(D, reals[:n], fakes[:n], 2.0, resolution_scale=2.0)
+    assert gp.shape == (n,)
+    assert n == 1 or gp.std() > 0  # per-sample values: which pairs are penalized matters
+    expected = (fake - real + 0.001 * real**2).mean() + 10.0 / 4.0 * gp.mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stats["loss/gp"], gp.mean().detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5])
+def test_wgan_gp_rejects_a_fraction_outside_0_1(fraction):
+    with pytest.raises(ValueError, match=rf"gp_fraction={fraction}.*\(0, 1\]"):
+        WGANGP(gp_fraction=fraction)
+
+
 @pytest.mark.parametrize("loss_fn", [LSGAN(), Logistic(r1_gamma=1.0)])
 def test_other_losses_take_and_ignore_the_resolution_scale(loss_fn):
     D = LinearCritic((1, 4, 4), 1.0)
