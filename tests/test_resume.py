@@ -41,8 +41,16 @@ def fit(cfg, extra: list[L.Callback] | None = None):
         train_mod.instantiate_dict = original
 
 
-def test_kill_mid_fade_and_resume_matches_uninterrupted(make_cfg, tmp_path: Path):
-    overrides = ("logger=none", "metrics=none", "data.mirror=true")
+@pytest.mark.parametrize("rampdown", [0, 0.3], ids=["constant-lr", "lr-rampdown"])
+def test_kill_mid_fade_and_resume_matches_uninterrupted(make_cfg, tmp_path: Path, rampdown):
+    # With a ramp-down over the last 300 of 320 images the kill falls inside it: the resumed
+    # run must set the same falling learning rate as the uninterrupted one.
+    overrides = (
+        "logger=none",
+        "metrics=none",
+        "data.mirror=true",
+        f"growth.lr_rampdown_kimg={rampdown}",
+    )
     reference = fit(make_cfg(*overrides))["model"]
 
     # SIGTERM at 80 images: inside the 8x8 fade (64..128) and inside a tick (64..96).

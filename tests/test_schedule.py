@@ -112,3 +112,22 @@ def test_bad_values_fail_early_with_the_key():
         make(stable_kimg=0)
     with pytest.raises(ValueError, match="growth.fade_kimg at 16x16 is -1"):
         make(fade_kimg={4: 1, 16: -1})
+
+
+def test_lr_rampdown_falls_linearly_to_zero_over_the_last_kimg():
+    s = make(lr_rampdown_kimg=4)  # total 10000 images: the ramp covers 6000..10000
+    assert s.lr_scale(0) == s.lr_scale(6000) == 1.0
+    assert s.lr_scale(7000) == pytest.approx(0.75)
+    assert s.lr_scale(9984) == pytest.approx(16 / 4000)  # the last batch of 16 still moves
+    assert s.lr_scale(10000) == s.lr_scale(12000) == 0.0
+    assert "lr ramp-down  kimg     6.000 ->    10.000" in s.describe()
+    # Longer than the run: the fall starts at once, from (total / ramp).
+    assert make(lr_rampdown_kimg=20).lr_scale(0) == pytest.approx(0.5)
+    # Off (the official schedule): constant.
+    assert make().lr_scale(9999) == 1.0 and "ramp-down" not in make().describe()
+
+
+@pytest.mark.parametrize("value", [-1, "fast"])
+def test_lr_rampdown_rejects_negative_or_non_numbers(value):
+    with pytest.raises(ValueError, match=rf"growth.lr_rampdown_kimg={value!r}.*or 0"):
+        make(lr_rampdown_kimg=value)

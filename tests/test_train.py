@@ -3,6 +3,7 @@
 import csv
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -58,6 +59,35 @@ def test_phase_change_resets_optimizer_and_sets_per_resolution_lr(make_cfg):
         # Adam state was cleared at the last phase change, so its step count restarted there.
         step = next(iter(opt.state.values()))["step"]
         assert int(step) == 64 // 16
+
+
+class RecordLr(L.Callback):
+    """Records (images seen before the step, G's lr, D's lr) at every batch start, after the
+    growth callback has set them."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, float, float]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        lr_g, lr_d = (opt.param_groups[0]["lr"] for opt in trainer.optimizers)
+        self.steps.append((pl_module.cur_nimg, lr_g, lr_d))
+
+
+def test_lr_rampdown_scales_every_step_of_the_last_kimg(make_cfg, monkeypatch):
+    # 320 images at batch 16; the ramp covers the last 128 (fade16 and stable16)
+    cfg = make_cfg("growth.lr={4: 0.002, 16: 0.0005}", "growth.lr_rampdown_kimg=0.128")
+    record = RecordLr()
+    from progan_lightning import train as train_mod
+
+    configured = train_mod.instantiate_dict
+    monkeypatch.setattr(train_mod, "instantiate_dict", lambda c: [record, *configured(c)])
+    train(cfg)
+    assert len(record.steps) == 320 // 16
+    for nimg, lr_g, lr_d in record.steps:
+        base = 0.002 if nimg < 192 else 0.0005  # 8x8 takes 4x4's lr
+        scale = min(1.0, (320 - nimg) / 128)
+        assert lr_g == lr_d == pytest.approx(base * scale), nimg
+    assert record.steps[-1][1] == pytest.approx(0.0005 * 16 / 128)  # the last step moves
 
 
 def test_celebahq_experiment_trains_on_a_folder_with_tiny_overrides(make_cfg, tmp_path: Path):

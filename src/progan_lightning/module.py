@@ -176,6 +176,7 @@ class ProGAN(L.LightningModule):
         self.stage = 0
         self.alpha = 1.0
         self.phase_index = -1
+        self._lr_scale = 1.0  # the learning-rate factor last applied (see enter_phase)
 
     def setup(self, stage: str) -> None:
         """Take the G step's label distribution from the data (the stored labels' counts)."""
@@ -210,18 +211,26 @@ class ProGAN(L.LightningModule):
                 group.setdefault("base_lr", group["lr"])
         return [opt_g, opt_d]
 
-    def enter_phase(self, phase: Phase) -> None:
-        """Switch to ``phase``: stage, learning rate and (optionally) fresh optimizer state."""
+    def enter_phase(self, phase: Phase, lr_scale: float = 1.0) -> None:
+        """Switch to ``phase``: stage, learning rate and (optionally) fresh optimizer state.
+
+        Called before every batch; ``lr_scale`` is the schedule's ramp-down factor at this
+        point (1 outside a ramp-down), applied to the phase's learning rate whenever it or
+        the phase changes. It is recomputed from images seen, so a resumed run sets the
+        same rate as an uninterrupted one."""
         changed = phase.index != self.phase_index
         self.stage = phase.stage
         self.phase_index = phase.index
-        if not changed or self._trainer is None:
+        rescaled = lr_scale != self._lr_scale
+        self._lr_scale = lr_scale
+        if not (changed or rescaled) or self._trainer is None:
             return
         for opt in self.trainer.optimizers:
-            if self.reset_optimizer:
+            if changed and self.reset_optimizer:
                 opt.state.clear()
             for group in opt.param_groups:
-                group["lr"] = group["base_lr"] if phase.lr is None else phase.lr
+                lr = group["base_lr"] if phase.lr is None else phase.lr
+                group["lr"] = lr * lr_scale
 
     def forward(
         self,

@@ -114,6 +114,9 @@ class GrowthSchedule:
         lr: Learning rate per resolution (``{resolution: lr}``), one float, or None; where
             none applies (None, or below the lowest key) the optimizer's own lr.
         total_kimg: Where training stops; default: the end of the last stable phase.
+        lr_rampdown_kimg: Over the last this many thousand images of the run, every learning
+            rate falls linearly towards 0 (:meth:`lr_scale`); 0 (the official schedule):
+            constant rates.
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class GrowthSchedule:
         batch_size: PerResolution,
         lr: PerResolution = None,
         total_kimg: float | None = None,
+        lr_rampdown_kimg: float = 0.0,
     ) -> None:
         check_resolution(start_resolution, "growth.start_resolution")
         check_resolution(final_resolution, "data.resolution")
@@ -150,6 +154,12 @@ class GrowthSchedule:
                     f"growth.lr at {res}x{res} is {value!r}; use a learning rate > 0 (official "
                     "0.001-0.003), or null for model.optimizer.lr"
                 )
+        if not isinstance(lr_rampdown_kimg, int | float) or not lr_rampdown_kimg >= 0:
+            raise ValueError(
+                f"growth.lr_rampdown_kimg={lr_rampdown_kimg!r}; use the kimg at the end of the "
+                "run over which the learning rates fall to 0, or 0 for constant rates"
+            )
+        self.lr_rampdown_nimg = round(lr_rampdown_kimg * 1000)
         stables = per_resolution(stable_kimg, resolutions, "growth.stable_kimg")
         fades = per_resolution(fade_kimg, resolutions, "growth.fade_kimg")
         for res in resolutions:
@@ -205,6 +215,14 @@ class GrowthSchedule:
     def next_boundary(self, nimg: int) -> int:
         """Images seen at the end of the phase in force (capped at ``total_nimg``)."""
         return min(self.phase_at(nimg).end_nimg, self.total_nimg)
+
+    def lr_scale(self, nimg: int) -> float:
+        """Factor on the learning rates after ``nimg`` images: 1, then over the last
+        ``lr_rampdown_kimg`` a linear fall, ``(total - nimg) / rampdown``, reaching 0 at
+        ``total_kimg`` (the step before the end still moves, by one batch's share)."""
+        if not self.lr_rampdown_nimg:
+            return 1.0
+        return min(1.0, max(self.total_nimg - nimg, 0) / self.lr_rampdown_nimg)
 
     @property
     def resolutions(self) -> list[int]:
@@ -291,4 +309,10 @@ class GrowthSchedule:
             + (f"  lr {p.lr:g}" if p.lr is not None else "")
             for p in self.phases
         ]
+        if self.lr_rampdown_nimg:
+            start = max(self.total_nimg - self.lr_rampdown_nimg, 0)
+            lines.append(
+                f"    lr ramp-down  kimg {start / 1000:>9.3f} -> {self.total_nimg / 1000:>9.3f}"
+                "  lr x 1 -> 0"
+            )
         return "\n".join(lines)

@@ -17,7 +17,8 @@ PRESET_KEYS = ("batch_size", "lr", "stable_kimg", "fade_kimg", "total_kimg")
 
 
 class ProgressiveGrowth(L.Callback):
-    """Drives stage, fade alpha, learning rate and data resolution from images seen.
+    """Drives stage, fade alpha, learning rate (and its optional ramp-down at the end) and
+    data resolution from images seen.
 
     An epoch here is one *tick*: it ends at the next multiple of the resolution's tick length
     or at the next phase boundary, whichever comes first, so per-tick callbacks (sample grids,
@@ -43,6 +44,8 @@ class ProgressiveGrowth(L.Callback):
             ``{resolution: kimg}``; None: the official ``tick_kimg_dict``.
         preset: None, ``auto``, or an official preset name (``v1``, ``v2-1gpu``, ``v2-2gpus``,
             ``v2-4gpus``, ``v2-8gpus``).
+        lr_rampdown_kimg: Thousands of images at the end of the run over which the learning
+            rates fall linearly to 0 (not in the paper or the official code; 0: none).
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class ProgressiveGrowth(L.Callback):
         total_kimg: float | None = None,
         tick_kimg: PerResolution = None,
         preset: str | None = None,
+        lr_rampdown_kimg: float = 0.0,
     ) -> None:
         super().__init__()
         self.settings: dict[str, Any] = {
@@ -66,6 +70,7 @@ class ProgressiveGrowth(L.Callback):
             "batch_size": batch_size,
             "lr": lr,
             "total_kimg": total_kimg,
+            "lr_rampdown_kimg": lr_rampdown_kimg,
         }
         self.preset = preset
         if preset not in (None, "auto"):
@@ -155,7 +160,7 @@ class ProgressiveGrowth(L.Callback):
                 f"[growth] kimg {module.cur_nimg / 1000:.1f}: {phase.name} "
                 f"(batch {phase.batch_size})"
             )
-        module.enter_phase(phase)
+        module.enter_phase(phase, self.schedule.lr_scale(module.cur_nimg))
         module.alpha = phase.alpha(module.cur_nimg)
         return phase
 
