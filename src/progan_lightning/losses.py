@@ -186,7 +186,8 @@ class WGANGP:
             pairs (the data loader shuffles, the fakes are random): the same penalty in
             expectation, for a fraction of its cost. It is the most expensive part of a D step
             (a D forward and a double backward: 37% of the whole step at 32x32 on a CPU), so
-            a short run gets more images for the same time; ``experiment=quickstart`` uses 0.25.
+            a short run gets more images for the same time (0.25 scored no better in the
+            quickstart study, docs/quickstart_study.md round 5).
         cond_weight: Weight of the class term (official 1).
     """
 
