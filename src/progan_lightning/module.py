@@ -176,7 +176,6 @@ class ProGAN(L.LightningModule):
         self.stage = 0
         self.alpha = 1.0
         self.phase_index = -1
-        self._lr_scale = 1.0  # the learning-rate factor last applied (see enter_phase)
 
     def setup(self, stage: str) -> None:
         """Take the G step's label distribution from the data (the stored labels' counts)."""
@@ -215,15 +214,12 @@ class ProGAN(L.LightningModule):
         """Switch to ``phase``: stage, learning rate and (optionally) fresh optimizer state.
 
         Called before every batch; ``lr_scale`` is the schedule's ramp-down factor at this
-        point (1 outside a ramp-down), applied to the phase's learning rate whenever it or
-        the phase changes. It is recomputed from images seen, so a resumed run sets the
-        same rate as an uninterrupted one."""
+        point (1 outside a ramp-down). The rate is set from it and the phase's rate before
+        every batch, so a resumed run sets the same rate as an uninterrupted one."""
         changed = phase.index != self.phase_index
         self.stage = phase.stage
         self.phase_index = phase.index
-        rescaled = lr_scale != self._lr_scale
-        self._lr_scale = lr_scale
-        if not (changed or rescaled) or self._trainer is None:
+        if self._trainer is None:
             return
         for opt in self.trainer.optimizers:
             if changed and self.reset_optimizer:
