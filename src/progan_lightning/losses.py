@@ -238,9 +238,9 @@ class WGANGP:
         if self.gp_lambda:
             k = resolution_scale if self.gp_resolution == "final" else 1.0
             n = penalty_batch(reals.shape[0], self.gp_fraction)
-            gp = gradient_penalty(D, reals[:n], fakes[:n], self.gp_target, grad_scale, k)  # [n]
-            loss = loss + gp.mean() * (self.gp_lambda / self.gp_target**2)
-            stats["loss/gp"] = gp.mean().detach()
+            gp = gradient_penalty(D, reals[:n], fakes[:n], self.gp_target, grad_scale, k).mean()
+            loss = loss + gp * (self.gp_lambda / self.gp_target**2)
+            stats["loss/gp"] = gp.detach()
         return loss, stats
 
     def generator(self, fake_out: Tensor, labels: Tensor | None = None) -> Tensor:
