@@ -184,8 +184,7 @@ def test_a_short_conditional_run_draws_each_class(make_cfg, tmp_path: Path):
 def test_a_conditional_step_under_mixed_precision(precision: str):
     torch.manual_seed(0)
     module = tiny_module(num_classes=3, precision=precision)
-    opt_g = module.optimizer_factory(module.G.parameters())
-    opt_d = module.optimizer_factory(module.D.parameters())
+    opt_g, opt_d = module.build_optimizers()
     module.stage, module.alpha = 1, 0.5
     reals, labels = torch.rand(8, 3, 8, 8) * 2 - 1, torch.arange(8) % 3
     for _ in range(3):

@@ -70,8 +70,7 @@ def test_channels_last_computes_the_same_images_and_training() -> None:
     reals = torch.rand(8, 3, 16, 16) * 2 - 1
     for module in (nchw, nhwc):
         torch.manual_seed(1)
-        opt_g = module.optimizer_factory(module.G.parameters())
-        opt_d = module.optimizer_factory(module.D.parameters())
+        opt_g, opt_d = module.build_optimizers()
         module.stage, module.alpha = 2, 0.5
         for _ in range(2):
             module.train_step(reals, opt_g, opt_d)

@@ -58,8 +58,7 @@ def test_training_with_compiled_G_matches_eager() -> None:
     z = torch.randn(4, 16)
     for module in modules:
         torch.manual_seed(1)
-        opt_g = module.optimizer_factory(module.G.parameters())
-        opt_d = module.optimizer_factory(module.D.parameters())
+        opt_g, opt_d = module.build_optimizers()
         for stage in range(3):
             module.stage = stage
             reals = torch.rand(8, 3, 4 * 2**stage, 4 * 2**stage) * 2 - 1

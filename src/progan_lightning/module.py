@@ -53,12 +53,18 @@ def float32_matmul_precision(setting: str | None, device_type: str) -> str:
 
 
 def check_training_values(
-    optimizer: OptimizerFactory, ema_beta: float, ema_kimg: float | None
+    optimizer: OptimizerFactory, ema_beta: float, ema_kimg: float | None, d_lr_ratio: float = 1.0
 ) -> None:
-    """Fail on an optimizer learning rate <= 0 or an EMA that is not a decay."""
+    """Fail on an optimizer learning rate <= 0, a D/G rate ratio <= 0 or an EMA that is not
+    a decay."""
     lr = getattr(optimizer, "keywords", {}).get("lr")
     if lr is not None and not lr > 0:
         raise ValueError(f"model.optimizer.lr={lr!r}; use a learning rate > 0 (official 0.001)")
+    if not d_lr_ratio > 0:
+        raise ValueError(
+            f"model.d_lr_ratio={d_lr_ratio!r}; use a ratio of D's learning rate to G's > 0 "
+            "(official 1: the same rate)"
+        )
     if not 0.0 <= ema_beta <= 1.0:
         raise ValueError(
             f"model.ema_beta={ema_beta!r} is not a decay; use a value in [0, 1] (paper 0.999)"
@@ -81,6 +87,8 @@ class ProGAN(L.LightningModule):
         D: Discriminator built at full depth.
         loss: An object with ``discriminator(D, reals, fakes)`` and ``generator(scores)``.
         optimizer: Factory (``functools.partial`` of an optimizer) used for both G and D.
+        d_lr_ratio: D's learning rate over G's, at every phase (official: separate
+            ``G_lrate`` and ``D_lrate`` schedules, equal in every official config, so 1).
         ema_beta: G_ema decay per step (paper: 0.999); ignored when ``ema_kimg`` is set.
         ema_kimg: Optional EMA half-life in thousands of images (StyleGAN style).
         reset_optimizer: Clear optimizer state at every phase change (official default).
@@ -112,6 +120,7 @@ class ProGAN(L.LightningModule):
         compile_G: bool = False,
         compile_backend: str = "inductor",
         class_names: list[str] | None = None,
+        d_lr_ratio: float = 1.0,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
@@ -119,7 +128,7 @@ class ProGAN(L.LightningModule):
                 f"model.precision={precision!r}; use one of {', '.join(PRECISIONS)} "
                 "(model/precision=fp16 also sets the fp16 pixel-norm epsilon)"
             )
-        check_training_values(optimizer, ema_beta, ema_kimg)
+        check_training_values(optimizer, ema_beta, ema_kimg, d_lr_ratio)
         self.num_classes = int(getattr(G, "num_classes", 0))
         # A plain list of str (not a ListConfig) before save_hyperparameters reads it: the
         # checkpoint stays loadable with weights_only.
@@ -152,6 +161,7 @@ class ProGAN(L.LightningModule):
             dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, limit)
         self.loss = loss
         self.optimizer_factory = optimizer
+        self.d_lr_ratio = float(d_lr_ratio)
         self.ema_beta = ema_beta
         self.ema_kimg = ema_kimg
         self.reset_optimizer = reset_optimizer
@@ -203,30 +213,42 @@ class ProGAN(L.LightningModule):
         self.label_probs.copy_(counts / counts.sum())
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return self.build_optimizers()
+
+    def build_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Fresh optimizers ``[G's, D's]`` from the factory; D's rate is ``d_lr_ratio`` times
+        G's. Each group keeps the factory's rate as ``base_lr`` (G's scale)."""
         opt_g = self.optimizer_factory(self.G.parameters())
         opt_d = self.optimizer_factory(self.D.parameters())
-        for opt in (opt_g, opt_d):
+        for opt, ratio in zip((opt_g, opt_d), self.lr_ratios, strict=True):
             for group in opt.param_groups:
                 group.setdefault("base_lr", group["lr"])
+                group["lr"] = group["base_lr"] * ratio
         return [opt_g, opt_d]
+
+    @property
+    def lr_ratios(self) -> tuple[float, float]:
+        """Each network's learning rate over the schedule's: (G, D)."""
+        return 1.0, self.d_lr_ratio
 
     def enter_phase(self, phase: Phase, lr_scale: float = 1.0) -> None:
         """Switch to ``phase``: stage, learning rate and (optionally) fresh optimizer state.
 
         Called before every batch; ``lr_scale`` is the schedule's ramp-down factor at this
-        point (1 outside a ramp-down). The rate is set from it and the phase's rate before
-        every batch, so a resumed run sets the same rate as an uninterrupted one."""
+        point (1 outside a ramp-down). Each network's rate is set from it, the phase's rate and
+        ``lr_ratios`` before every batch, so a resumed run sets the same rate as an
+        uninterrupted one."""
         changed = phase.index != self.phase_index
         self.stage = phase.stage
         self.phase_index = phase.index
         if self._trainer is None:
             return
-        for opt in self.trainer.optimizers:
+        for opt, ratio in zip(self.trainer.optimizers, self.lr_ratios, strict=True):
             if changed and self.reset_optimizer:
                 opt.state.clear()
             for group in opt.param_groups:
                 lr = group["base_lr"] if phase.lr is None else phase.lr
-                group["lr"] = lr * lr_scale
+                group["lr"] = lr * lr_scale * ratio
 
     def forward(
         self,

@@ -22,8 +22,7 @@ def make_train_step(module: ProGAN, reals: Tensor) -> Callable[[], None]:
     Returns:
         A function running D step, G step and EMA update once.
     """
-    opt_g = module.optimizer_factory(module.G.parameters())
-    opt_d = module.optimizer_factory(module.D.parameters())
+    opt_g, opt_d = module.build_optimizers()
     return lambda: module.train_step(reals, opt_g, opt_d)
 
 
