@@ -26,6 +26,7 @@ TINY = [
     "growth.stable_kimg=0.064",
     "growth.fade_kimg=0.064",
     "growth.batch_size=16",
+    "model.d_lr_ratio=1",  # the official equal rates (the quickstart's critic has 3x)
     "growth.tick_kimg=0.032",
     "growth.total_kimg=null",
     "trainer.accelerator=cpu",
