@@ -159,7 +159,7 @@ def test_a_short_conditional_run_draws_each_class(make_cfg, tmp_path: Path):
         "model.optimizer.lr=0.003",
         "model.ema_kimg=0.3",
         "model.loss.cond_weight=10",  # a short run: a stronger class term (docs/conditional.md)
-        "model.d_lr_ratio=1",  # equal rates, as measured there (the quickstart's D has 3x)
+        "model.d_lr_ratio=1",  # equal rates, as measured there (the quickstart's D is faster)
         "growth.start_resolution=16",
         "growth.stable_kimg=4",
         "growth.batch_size=32",
