@@ -84,20 +84,9 @@ def train_recording_lr(cfg, monkeypatch) -> RecordLr:
     return record
 
 
-def test_lr_rampdown_scales_every_step_of_the_last_kimg(make_cfg, monkeypatch):
-    # 320 images at batch 16; the ramp covers the last 128 (fade16 and stable16)
-    cfg = make_cfg("growth.lr={4: 0.002, 16: 0.0005}", "growth.lr_rampdown_kimg=0.128")
-    record = train_recording_lr(cfg, monkeypatch)
-    assert len(record.steps) == 320 // 16
-    for nimg, lr_g, lr_d in record.steps:
-        base = 0.002 if nimg < 192 else 0.0005  # 8x8 takes 4x4's lr
-        scale = min(1.0, (320 - nimg) / 128)
-        assert lr_g == lr_d == pytest.approx(base * scale), nimg
-    assert record.steps[-1][1] == pytest.approx(0.0005 * 16 / 128)  # the last step moves
-
-
-def test_d_lr_ratio_scales_d_rate_at_every_step_and_phase(make_cfg, monkeypatch):
-    # the per-resolution rates and the ramp-down apply to both; D's is 3x G's at every step
+def test_lr_rampdown_and_d_lr_ratio_set_every_step(make_cfg, monkeypatch):
+    # 320 images at batch 16; the ramp covers the last 128 (fade16 and stable16). The
+    # per-resolution rates and the ramp apply to both networks; D's is 3x G's at every step.
     cfg = make_cfg(
         "growth.lr={4: 0.002, 16: 0.0005}",
         "growth.lr_rampdown_kimg=0.128",
@@ -106,10 +95,11 @@ def test_d_lr_ratio_scales_d_rate_at_every_step_and_phase(make_cfg, monkeypatch)
     record = train_recording_lr(cfg, monkeypatch)
     assert len(record.steps) == 320 // 16
     for nimg, lr_g, lr_d in record.steps:
-        base = 0.002 if nimg < 192 else 0.0005
+        base = 0.002 if nimg < 192 else 0.0005  # 8x8 takes 4x4's lr
         scale = min(1.0, (320 - nimg) / 128)
         assert lr_g == pytest.approx(base * scale), nimg
         assert lr_d == pytest.approx(3 * base * scale), nimg
+    assert record.steps[-1][1] == pytest.approx(0.0005 * 16 / 128)  # the last step moves
 
 
 def test_celebahq_experiment_trains_on_a_folder_with_tiny_overrides(make_cfg, tmp_path: Path):
