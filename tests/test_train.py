@@ -73,17 +73,6 @@ class RecordLr(L.Callback):
         self.steps.append((pl_module.cur_nimg, lr_g, lr_d))
 
 
-def train_recording_lr(cfg, monkeypatch) -> RecordLr:
-    """Train ``cfg`` with a :class:`RecordLr` callback first in the list; return it."""
-    record = RecordLr()
-    from progan_lightning import train as train_mod
-
-    configured = train_mod.instantiate_dict
-    monkeypatch.setattr(train_mod, "instantiate_dict", lambda c: [record, *configured(c)])
-    train(cfg)
-    return record
-
-
 def test_lr_rampdown_and_d_lr_ratio_set_every_step(make_cfg, monkeypatch):
     # 320 images at batch 16; the ramp covers the last 128 (fade16 and stable16). The
     # per-resolution rates and the ramp apply to both networks; D's is 3x G's at every step.
@@ -92,7 +81,12 @@ def test_lr_rampdown_and_d_lr_ratio_set_every_step(make_cfg, monkeypatch):
         "growth.lr_rampdown_kimg=0.128",
         "model.d_lr_ratio=3",
     )
-    record = train_recording_lr(cfg, monkeypatch)
+    record = RecordLr()
+    from progan_lightning import train as train_mod
+
+    configured = train_mod.instantiate_dict
+    monkeypatch.setattr(train_mod, "instantiate_dict", lambda c: [record, *configured(c)])
+    train(cfg)
     assert len(record.steps) == 320 // 16
     for nimg, lr_g, lr_d in record.steps:
         base = 0.002 if nimg < 192 else 0.0005  # 8x8 takes 4x4's lr
