@@ -5,6 +5,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 import pytest
+from omegaconf import OmegaConf
 
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.cli.config import CONFIG_DIR
@@ -108,6 +109,17 @@ def test_every_trainer_composes(trainer, make_cfg):
 def test_every_callbacks_group_instantiates(callbacks, make_cfg):
     built = instantiate_dict(make_cfg(f"callbacks={callbacks}", tiny=False).get("callbacks"))
     assert all(isinstance(c, L.Callback) for c in built)
+
+
+@pytest.mark.parametrize("search", options("hparams_search"))
+def test_every_search_sweeps_keys_the_config_has(search, make_cfg):
+    # A misspelled key would fail only when the sweep launches its first trial.
+    cfg = make_cfg(f"hparams_search={search}", tiny=False)
+    params = cfg.hydra.sweeper.params
+    assert params, f"hparams_search={search} sweeps nothing"
+    missing = [k for k in params if OmegaConf.select(cfg, k, default=KeyError) is KeyError]
+    assert not missing, f"hparams_search={search} sweeps keys the config lacks: {missing}"
+    assert cfg.optimized_metric.startswith("metrics/")
 
 
 @pytest.mark.parametrize("debug", options("debug"))
