@@ -147,7 +147,7 @@ def test_a_short_conditional_run_draws_each_class(make_cfg, tmp_path: Path):
     far more training than a test can afford on 2 CPU cores (docs/conditional.md)."""
     cfg = make_cfg(
         "data=folder",
-        "data.resolution=16",
+        "data.resolution=8",
         f"data.path={warm_and_cool(tmp_path / 'colours')}",
         "data.labels=folders",
         "data.prepare_workers=0",
@@ -160,9 +160,12 @@ def test_a_short_conditional_run_draws_each_class(make_cfg, tmp_path: Path):
         "model.ema_kimg=0.3",
         "model.loss.cond_weight=10",  # a short run: a stronger class term (docs/conditional.md)
         "model.d_lr_ratio=1",  # equal rates, as measured there (the quickstart's D is faster)
-        "growth.start_resolution=16",
+        "growth.start_resolution=8",
+        # 250 steps at 8x8 (colours need no more): with 125 (batch 32) at 16x16 the classes
+        # came out on some seeds and CPUs and not on others (0.75 on an AVX-512 machine, seed
+        # 0); here seeds 0-7 all score 0.89 or more.
         "growth.stable_kimg=4",
-        "growth.batch_size=32",
+        "growth.batch_size=16",
         "growth.tick_kimg=1",
         "growth.fade_kimg=0",
         "growth.total_kimg=null",
@@ -173,7 +176,7 @@ def test_a_short_conditional_run_draws_each_class(make_cfg, tmp_path: Path):
         tiny=False,
     )
     model, datamodule = (train(cfg)[1][k] for k in ("model", "datamodule"))
-    classifier, ceiling = train_classifier(datamodule.images(16), datamodule.labels, 2, steps=200)
+    classifier, ceiling = train_classifier(datamodule.images(8), datamodule.labels, 2, steps=200)
     assert ceiling > 0.95
     per_class = per_class_accuracy(
         classifier, lambda z, labels: model(z, labels=labels), 2, 64, model.G.z_dim, seed=7
