@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from progan_lightning.data import sources as sources_module
 from progan_lightning.data.sources import ImageSource, ShapesSource
 
 
@@ -49,6 +50,63 @@ def test_shapes_fingerprint_tracks_settings() -> None:
     assert base == ShapesSource(100, seed=0).fingerprint()
     assert base != ShapesSource(101, seed=0).fingerprint()
     assert base != ShapesSource(100, seed=1).fingerprint()
+
+
+def test_shapes_per_image_bounds_the_shapes_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each image draws ``low`` to ``high`` shapes, both ends reached; the default is 1-3."""
+    drawn: list[str] = []
+    outline = sources_module._outline
+    record = lambda kind, aspect: drawn.append(kind) or outline(kind, aspect)  # noqa: E731
+    monkeypatch.setattr(sources_module, "_outline", record)
+    counts = []
+    for setting in ({}, {"shapes_per_image": [2, 4]}, {"shapes_per_image": [1, 1]}):
+        source = ShapesSource(60, seed=1, **setting)
+        per_image = set()
+        for index in range(60):
+            drawn.clear()
+            source.load(index, 8, 3)
+            per_image.add(len(drawn))
+        counts.append(per_image)
+    assert counts == [{1, 2, 3}, {2, 3, 4}, {1}]
+
+
+@pytest.mark.parametrize("width", [0.3, 0.5, 0.8])
+def test_shape_size_is_the_shapes_width(width: float) -> None:
+    """A circle of width ``w`` (a share of the image's) covers pi * (w / 2)^2 of the image."""
+    source = ShapesSource(4, kinds=["circle"], shape_size=[width, width])
+    for index in range(4):
+        coverage = source._shape_mask(np.random.default_rng(index), 64)  # [64, 64] in [0, 1]
+        # PIL fills the boundary pixels of the 4x supersampled polygon: 1-2% over.
+        assert coverage.mean() == pytest.approx(np.pi * (width / 2) ** 2, rel=0.03)
+
+
+def test_shape_counts_and_sizes_are_part_of_the_cache_key() -> None:
+    default = ShapesSource(60, seed=1)
+    assert (
+        default.fingerprint()
+        == ShapesSource(60, seed=1, shapes_per_image=[1, 3], shape_size=[0.25, 0.6]).fingerprint()
+    )
+    single = ShapesSource(60, seed=1, shapes_per_image=[1, 1], shape_size=[0.5, 0.8])
+    assert single.fingerprint() == default.fingerprint() | {
+        "shapes_per_image": [1, 1],
+        "shape_size": [0.5, 0.8],
+    }
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ({"shapes_per_image": [0, 2]}, r"shapes_per_image=\[0, 2\]: use \[low, high\] with 1 <="),
+        ({"shapes_per_image": [3, 1]}, r"shapes_per_image=\[3, 1\]"),
+        ({"shapes_per_image": [1.5, 2]}, r"shapes_per_image=\[1.5, 2\]"),
+        ({"shape_size": [0.5, 1.2]}, r"shape_size=\[0.5, 1.2\]: .* 0 < low <= high <= 1"),
+        ({"shape_size": [0.0, 0.5]}, r"shape_size=\[0.0, 0.5\]"),
+        ({"shape_size": 0.5}, r"shape_size=0.5: use \[low, high\] .*default \[0.25, 0.6\]"),
+    ],
+)
+def test_shapes_rejects_bad_counts_and_sizes(setting: dict, expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        ShapesSource(10, **setting)
 
 
 @pytest.mark.parametrize("num_images", [0, -3])

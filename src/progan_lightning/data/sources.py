@@ -112,12 +112,19 @@ class ShapesSource:
         labels: ``none`` (unlabelled) or ``kind`` (class = the one shape kind of an image).
         kinds: The shape kinds drawn (and the classes, in this order), a subset of ``KINDS``;
             None = all of them. Fewer, more distinct kinds make an easier class problem.
+        shapes_per_image: ``[low, high]``: each image draws ``low`` to ``high`` shapes
+            (inclusive, uniform); default ``[1, 3]``.
+        shape_size: ``[low, high]``: each shape's width as a share of the image's, uniform;
+            default ``[0.25, 0.6]``. Fewer, larger shapes make an easier image problem (the
+            quickstart's, docs/quickstart_study.md round 10).
     """
 
     KINDS = ("circle", "ellipse", "square", "rectangle", "triangle", "star", "cross", "ring")
     LABELS = ("none", "kind")
     VERSION = 1  # Bump whenever the drawing code changes: it invalidates cached copies.
     SUPERSAMPLE = 4
+    SHAPES_PER_IMAGE = (1, 3)
+    SHAPE_SIZE = (0.25, 0.6)
 
     def __init__(
         self,
@@ -125,6 +132,8 @@ class ShapesSource:
         seed: int = 0,
         labels: str = "none",
         kinds: Sequence[str] | None = None,
+        shapes_per_image: Sequence[int] = SHAPES_PER_IMAGE,
+        shape_size: Sequence[float] = SHAPE_SIZE,
     ) -> None:
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"data.source.num_images={num_images!r} must be an integer >= 1")
@@ -132,6 +141,10 @@ class ShapesSource:
         self.seed = int(seed)
         self.labels = check_labels(labels, self.LABELS, "shapes")
         self.kinds = self._check_kinds(kinds)
+        self.shapes_per_image = _check_range(
+            "shapes_per_image", shapes_per_image, int, 1, None, "[1, 3]"
+        )
+        self.shape_size = _check_range("shape_size", shape_size, float, 0.0, 1.0, "[0.25, 0.6]")
         self.class_names = list(self.kinds) if self.labels == "kind" else []
         if self.class_names:
             self._check_every_kind_drawn()
@@ -149,6 +162,10 @@ class ShapesSource:
         # Unlabelled adds nothing, so that caches built before labels existed keep their key.
         if self.kinds != self.KINDS:
             fingerprint["kinds"] = list(self.kinds)
+        if self.shapes_per_image != self.SHAPES_PER_IMAGE:
+            fingerprint["shapes_per_image"] = list(self.shapes_per_image)
+        if self.shape_size != self.SHAPE_SIZE:
+            fingerprint["shape_size"] = list(self.shape_size)
         if self.class_names:
             fingerprint |= {"labels": self.labels, "class_names": self.class_names}
         return fingerprint
@@ -204,7 +221,8 @@ class ShapesSource:
         kind = self._kind(rng) if self.class_names else None  # The label comes first.
         dark = rng.random() < 0.6
         image = self._background(rng, resolution, dark)  # [H, W, 3] float32 in [0, 255]
-        for _ in range(rng.integers(1, 4)):
+        low, high = self.shapes_per_image
+        for _ in range(rng.integers(low, high + 1)):
             alpha = self._shape_mask(rng, resolution, kind)[..., None]  # [H, W, 1] in [0, 1]
             colour = _contrasting_colour(rng, dark)  # [3]
             image += alpha * (colour - image)
@@ -230,7 +248,7 @@ class ShapesSource:
         """Coverage in [0, 1] of one random shape (of ``kinds[kind]``, drawn when None),
         [H, W] float32."""
         name = self.kinds[self._kind(rng) if kind is None else kind]
-        radius = rng.uniform(0.25, 0.6) / 2  # Half the shape's width, in image units.
+        radius = rng.uniform(*self.shape_size) / 2  # Half the shape's width, in image units.
         centre = rng.uniform(radius, 1.0 - radius, size=2)
         angle = rng.uniform(0.0, 2.0 * math.pi)
         aspect = rng.uniform(0.4, 0.7)
@@ -253,6 +271,34 @@ class ShapesSource:
             draw.polygon(place(hole), fill=0)
         small = mask.resize((resolution, resolution), Image.BOX)
         return np.asarray(small, dtype=np.float32) / 255.0
+
+
+def _check_range(
+    name: str,
+    value: Sequence[Any],
+    kind: type,
+    minimum: float,
+    maximum: float | None,
+    default: str,
+) -> tuple[Any, Any]:
+    """``value`` as a ``(low, high)`` tuple of ``kind``; one error unless it is two numbers
+    with ``minimum <= low <= high`` (``minimum < low`` for floats) and ``high <= maximum``."""
+    pair = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+    numbers = len(pair) == 2 and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and (kind is float or x == int(x))
+        for x in pair
+    )
+    if numbers:
+        low, high = (kind(x) for x in pair)
+        above = low > minimum if kind is float else low >= minimum
+        if above and low <= high and (maximum is None or high <= maximum):
+            return low, high
+    bounds = f"{'0 <' if kind is float else f'{minimum:g} <='} low <= high"
+    bounds += f" <= {maximum:g}" if maximum is not None else ""
+    raise ValueError(
+        f"data.source.{name}={list(value) if pair else value!r}: use [low, high] with {bounds} "
+        f"(default {default})"
+    )
 
 
 def _polygon(count: int, radii: tuple[float, ...] = (1.0,), phase: float = 0.0) -> np.ndarray:
