@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from progan_lightning.data import sources as sources_module
 from progan_lightning.data.sources import ImageSource, ShapesSource
@@ -86,7 +87,13 @@ def test_shape_counts_and_sizes_are_part_of_the_cache_key() -> None:
         default.fingerprint()
         == ShapesSource(60, seed=1, shapes_per_image=[1, 3], shape_size=[0.25, 0.6]).fingerprint()
     )
-    single = ShapesSource(60, seed=1, shapes_per_image=[1, 1], shape_size=[0.5, 0.8])
+    # As Hydra passes them from data.source: ListConfig.
+    single = ShapesSource(
+        60,
+        seed=1,
+        shapes_per_image=OmegaConf.create([1, 1]),
+        shape_size=OmegaConf.create([0.5, 0.8]),
+    )
     assert single.fingerprint() == default.fingerprint() | {
         "shapes_per_image": [1, 1],
         "shape_size": [0.5, 0.8],

@@ -115,8 +115,8 @@ class ShapesSource:
         shapes_per_image: ``[low, high]``: each image draws ``low`` to ``high`` shapes
             (inclusive, uniform); default ``[1, 3]``.
         shape_size: ``[low, high]``: each shape's width as a share of the image's, uniform;
-            default ``[0.25, 0.6]``. Fewer, larger shapes make an easier image problem (the
-            quickstart's, docs/quickstart_study.md round 10).
+            default ``[0.25, 0.6]``. Fewer, larger shapes make an easier image problem
+            (docs/quickstart_study.md round 10 trained on one shape 50-80% wide).
     """
 
     KINDS = ("circle", "ellipse", "square", "rectangle", "triangle", "star", "cross", "ring")
@@ -142,9 +142,9 @@ class ShapesSource:
         self.labels = check_labels(labels, self.LABELS, "shapes")
         self.kinds = self._check_kinds(kinds)
         self.shapes_per_image = _check_range(
-            "shapes_per_image", shapes_per_image, int, 1, None, "[1, 3]"
+            "shapes_per_image", shapes_per_image, self.SHAPES_PER_IMAGE, 1, None
         )
-        self.shape_size = _check_range("shape_size", shape_size, float, 0.0, 1.0, "[0.25, 0.6]")
+        self.shape_size = _check_range("shape_size", shape_size, self.SHAPE_SIZE, 0.0, 1.0)
         self.class_names = list(self.kinds) if self.labels == "kind" else []
         if self.class_names:
             self._check_every_kind_drawn()
@@ -274,18 +274,15 @@ class ShapesSource:
 
 
 def _check_range(
-    name: str,
-    value: Sequence[Any],
-    kind: type,
-    minimum: float,
-    maximum: float | None,
-    default: str,
+    name: str, value: Sequence[Any], default: tuple, minimum: float, maximum: float | None
 ) -> tuple[Any, Any]:
-    """``value`` as a ``(low, high)`` tuple of ``kind``; one error unless it is two numbers
-    with ``minimum <= low <= high`` (``minimum < low`` for floats) and ``high <= maximum``."""
+    """``value`` as a ``(low, high)`` tuple of the type of ``default``'s numbers; one error
+    unless it is two such numbers with ``minimum <= low`` (``minimum < low`` for floats),
+    ``low <= high`` and ``high <= maximum`` (None: no maximum)."""
+    kind = type(default[0])
     pair = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
     numbers = len(pair) == 2 and all(
-        isinstance(x, (int, float)) and not isinstance(x, bool) and (kind is float or x == int(x))
+        isinstance(x, int | float) and not isinstance(x, bool) and (kind is float or x == int(x))
         for x in pair
     )
     if numbers:
@@ -293,11 +290,11 @@ def _check_range(
         above = low > minimum if kind is float else low >= minimum
         if above and low <= high and (maximum is None or high <= maximum):
             return low, high
-    bounds = f"{'0 <' if kind is float else f'{minimum:g} <='} low <= high"
+    bounds = f"{minimum:g} {'<' if kind is float else '<='} low <= high"
     bounds += f" <= {maximum:g}" if maximum is not None else ""
     raise ValueError(
         f"data.source.{name}={list(value) if pair else value!r}: use [low, high] with {bounds} "
-        f"(default {default})"
+        f"(default {list(default)})"
     )
 
 
