@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.data import sources as sources_module
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -81,3 +82,13 @@ def image_folder(tmp_path: Path) -> Path:
     for i in range(8):
         Image.new("RGB", (40, 30), (30 * i, 100, 200)).save(folder / f"{i}.png")
     return folder
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kinds of the shapes that ``ShapesSource`` drew since the list was last cleared."""
+    kinds: list[str] = []
+    outline = sources_module._outline
+    record = lambda kind, aspect: kinds.append(kind) or outline(kind, aspect)  # noqa: E731
+    monkeypatch.setattr(sources_module, "_outline", record)
+    return kinds

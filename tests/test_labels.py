@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from progan_lightning.data import sources as sources_module
 from progan_lightning.data.cache import (
     BadImagesError,
     BadImagesWarning,
@@ -208,16 +207,6 @@ def test_a_label_setting_the_source_lacks_fails(class_folder: Path, make: Any, e
 
 
 # Shapes: the kind is the class.
-
-
-@pytest.fixture
-def drawn(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The kinds of the shapes drawn since the list was last cleared."""
-    kinds: list[str] = []
-    outline = sources_module._outline
-    record = lambda kind, aspect: kinds.append(kind) or outline(kind, aspect)  # noqa: E731
-    monkeypatch.setattr(sources_module, "_outline", record)
-    return kinds
 
 
 def test_shapes_kind_labels_draw_one_kind_per_image(drawn: list[str]) -> None:

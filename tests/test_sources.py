@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from progan_lightning.data import sources as sources_module
 from progan_lightning.data.sources import ImageSource, ShapesSource
 
 
@@ -53,12 +52,8 @@ def test_shapes_fingerprint_tracks_settings() -> None:
     assert base != ShapesSource(100, seed=1).fingerprint()
 
 
-def test_shapes_per_image_bounds_the_shapes_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shapes_per_image_bounds_the_shapes_drawn(drawn: list[str]) -> None:
     """Each image draws ``low`` to ``high`` shapes, both ends reached; the default is 1-3."""
-    drawn: list[str] = []
-    outline = sources_module._outline
-    record = lambda kind, aspect: drawn.append(kind) or outline(kind, aspect)  # noqa: E731
-    monkeypatch.setattr(sources_module, "_outline", record)
     counts = []
     for setting in ({}, {"shapes_per_image": [2, 4]}, {"shapes_per_image": [1, 1]}):
         source = ShapesSource(60, seed=1, **setting)
