@@ -246,7 +246,9 @@ def test_max_batches_fit_their_budget() -> None:
     assert max_batches(fixed, per_image, [2], reserve=0.1) == {"max_batch_2gb": 0}
 
 
-def test_bench_memory_part_on_cpu_is_computed_and_labelled(compose_bench, tmp_path) -> None:
+def test_bench_memory_part_on_cpu_is_computed_and_labelled(
+    compose_bench, tmp_path, monkeypatch
+) -> None:
     notes = tmp_path / "benchmarks.md"
     cfg = compose_bench(
         *TINY_BENCH, "bench.parts=[memory]", "bench.out=null", f"bench.notes={notes}"
@@ -262,6 +264,11 @@ def test_bench_memory_part_on_cpu_is_computed_and_labelled(compose_bench, tmp_pa
     fp16 = compose_bench(*TINY_BENCH, "bench.parts=[memory]", "model/precision=fp16")
     with pytest.raises(ValueError, match="model.precision=fp16"):
         run(fp16)
+    # auto is traced where it trains in float32 (no bf16 units), refused where it takes bf16.
+    monkeypatch.setattr("progan_lightning.module.cpu_capabilities", lambda: {"amx_bf16": True})
+    auto = compose_bench(*TINY_BENCH, "bench.parts=[memory]", "model/precision=auto")
+    with pytest.raises(ValueError, match="model.precision=auto"):
+        run(auto)
     with pytest.raises(ValueError, match="bench.parts"):
         run(compose_bench(*TINY_BENCH, "bench.parts=[speed]"))
 

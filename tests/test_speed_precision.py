@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from progan_lightning.losses import WGANGP, input_gradient
-from progan_lightning.module import FP16_PIXEL_NORM_EPS, ProGAN
+from progan_lightning.module import (
+    FP16_PIXEL_NORM_EPS,
+    ProGAN,
+    cpu_capabilities,
+    cpu_has_native_bf16,
+    resolve_precision,
+)
 from progan_lightning.networks import Discriminator, Generator
 from progan_lightning.train import train
 
@@ -109,7 +117,9 @@ def test_fp16_scaler_state_is_checkpointed() -> None:
 
 
 def test_precision_is_checked() -> None:
-    with pytest.raises(ValueError, match="model.precision='fp8'"):
+    with pytest.raises(
+        ValueError, match="model.precision='fp8'; use one of fp32, bf16, fp16, auto"
+    ):
         make_module("fp8")
     G = Generator(8, z_dim=16, fmap_base=32, fmap_max=16)  # eps 1e-8
     with pytest.warns(UserWarning, match="pixel_norm_eps=1e-08"):
@@ -141,3 +151,51 @@ def test_fp16_training_run(make_cfg) -> None:
     assert all(s.is_enabled() for s in model.grad_scalers.values())
     state = torch.load(cfg.paths.output_dir + "/checkpoints/last.ckpt", weights_only=True)
     assert set(state["grad_scalers"]) == {"G", "D"}
+
+
+BF16_CPU = {"avx2": True, "avx512_f": True, "avx512_bf16": True}
+AMX_CPU = {"avx2": True, "amx_tile": True, "amx_bf16": True}
+AVX2_CPU = {"avx2": True, "avx512_bf16": False, "amx_bf16": False}
+AVX512_ONLY_CPU = {"avx2": True, "avx512_f": True, "avx512_bw": True}  # bf16 emulated
+
+
+def test_auto_precision_takes_bf16_only_on_cpus_with_bf16_units() -> None:
+    assert resolve_precision("auto", "cpu", BF16_CPU) == "bf16"
+    assert resolve_precision("auto", "cpu", AMX_CPU) == "bf16"
+    assert resolve_precision("auto", "cpu", AVX2_CPU) == "fp32"
+    assert resolve_precision("auto", "cpu", AVX512_ONLY_CPU) == "fp32"
+    assert resolve_precision("auto", "cpu", {}) == "fp32"
+    assert resolve_precision("auto", "cuda", BF16_CPU) == "fp32"
+    for setting in ("fp32", "bf16", "fp16"):
+        assert resolve_precision(setting, "cpu", AVX2_CPU) == setting
+        assert resolve_precision(setting, "cuda", BF16_CPU) == setting
+    # Without flags given it reads this machine's.
+    expected = "bf16" if cpu_has_native_bf16(cpu_capabilities()) else "fp32"
+    assert resolve_precision("auto", "cpu") == expected
+
+
+@pytest.mark.parametrize(("caps", "took"), [(BF16_CPU, "bf16"), (AVX2_CPU, "fp32")])
+def test_an_auto_module_steps_as_the_precision_its_cpu_gets(monkeypatch, caps, took) -> None:
+    monkeypatch.setattr("progan_lightning.module.cpu_capabilities", lambda: caps)
+    module = make_module("auto")
+    assert module.active_precision == took
+    with module.autocast():
+        assert torch.is_autocast_enabled("cpu") == (took == "bf16")
+        if took == "bf16":
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    # The same steps, to the last bit, as a module set to that precision.
+    assert steps(module, 2) == steps(make_module(took), 2)
+    assert not any(s.is_enabled() for s in module.grad_scalers.values())
+    assert module.hparams.precision == "auto"  # what the user asked; resolved per machine
+
+
+@pytest.mark.parametrize(("caps", "took"), [(BF16_CPU, "bf16"), (AVX2_CPU, "fp32")])
+def test_an_auto_training_run_logs_what_it_took(make_cfg, monkeypatch, caplog, caps, took):
+    monkeypatch.setattr("progan_lightning.module.cpu_capabilities", lambda: caps)
+    cfg = make_cfg("model/precision=auto", "data.resolution=4", "growth.stable_kimg=0.032")
+    assert cfg.model.precision == "auto" and cfg.model.G.pixel_norm_eps == 1e-8
+    with caplog.at_level(logging.INFO, logger="progan_lightning.train"):
+        metrics, objects = train(cfg)
+    assert f"model.precision=auto: {took} on this cpu" in caplog.text
+    assert objects["model"].active_precision == took
+    assert torch.isfinite(torch.tensor([metrics["loss/D"], metrics["loss/G"]])).all()

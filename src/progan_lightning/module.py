@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -27,6 +28,13 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 }
 """``model.precision`` -> autocast dtype of the training step (None: plain float32)."""
 
+AUTO_PRECISION = "auto"
+"""``model.precision=auto``: bf16 where the device computes it natively, else fp32 (see
+:func:`resolve_precision`)."""
+
+NATIVE_BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
+"""``torch.cpu.get_capabilities()`` flags of x86 CPUs with bf16 arithmetic units."""
+
 FP16_PIXEL_NORM_EPS = 1e-4
 """Pixel-norm epsilon of the official fp16 preset (1e-8 underflows in float16)."""
 
@@ -50,6 +58,55 @@ def float32_matmul_precision(setting: str | None, device_type: str) -> str:
             f"{', '.join(MATMUL_PRECISIONS)} or null"
         )
     return setting
+
+
+@functools.cache
+def cpu_capabilities() -> dict[str, Any]:
+    """``torch.cpu.get_capabilities()``; on older torch (before the public call) the bf16
+    flags from torch's private checks, False where those are missing too."""
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is not None:
+        return dict(get())
+    unknown = lambda: False  # noqa: E731
+    return {
+        "avx512_bf16": getattr(torch.cpu, "_is_avx512_bf16_supported", unknown)(),
+        "amx_bf16": getattr(torch.cpu, "_is_amx_tile_supported", unknown)(),
+    }
+
+
+def cpu_has_native_bf16(capabilities: dict[str, Any] | None = None) -> bool:
+    """Whether the CPU has bf16 arithmetic units (AVX512-BF16 or AMX-BF16).
+
+    Without them oneDNN emulates bf16 in float32 registers: 3.6x slower than float32 on an
+    AVX2 CPU (docs/quickstart_study.md, round 8), where with them the quickstart's 32x32 step
+    is 1.45x faster (round 10).
+
+    Args:
+        capabilities: The CPU's feature flags (:func:`cpu_capabilities` when None).
+    """
+    caps = cpu_capabilities() if capabilities is None else capabilities
+    return any(bool(caps.get(flag)) for flag in NATIVE_BF16_CPU_FEATURES)
+
+
+def resolve_precision(
+    setting: str, device_type: str, capabilities: dict[str, Any] | None = None
+) -> str:
+    """The precision the training step runs in: ``setting`` itself, or for ``auto`` ``bf16``
+    on a CPU with bf16 units (:func:`cpu_has_native_bf16`) and ``fp32`` everywhere else.
+
+    On CUDA ``auto`` stays ``fp32``: convolutions already take the TF32 tensor-core path there
+    (``backend.float32_matmul_precision``), and bf16's quality has been measured on CPUs only.
+
+    Args:
+        setting: ``model.precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``).
+        device_type: ``cpu``, ``cuda``, ...
+        capabilities: The CPU's feature flags (:func:`cpu_capabilities` when None).
+    """
+    if setting != AUTO_PRECISION:
+        return setting
+    if device_type == "cpu" and cpu_has_native_bf16(capabilities):
+        return "bf16"
+    return "fp32"
 
 
 def check_training_values(
@@ -92,8 +149,10 @@ class ProGAN(L.LightningModule):
         ema_beta: G_ema decay per step (paper: 0.999); ignored when ``ema_kimg`` is set.
         ema_kimg: Optional EMA half-life in thousands of images (StyleGAN style).
         reset_optimizer: Clear optimizer state at every phase change (official default).
-        precision: ``fp32``; ``bf16`` (autocast); or ``fp16`` (autocast with dynamic loss
-            scaling, one ``GradScaler`` per network; penalties scale their input gradient).
+        precision: ``fp32``; ``bf16`` (autocast); ``fp16`` (autocast with dynamic loss
+            scaling, one ``GradScaler`` per network; penalties scale their input gradient);
+            or ``auto`` (``bf16`` on a CPU with bf16 units, else ``fp32``: resolved for the
+            device the step runs on, see :attr:`active_precision`).
         channels_last: Keep G, D, G_ema and the real batch in NHWC memory format.
         compile_G: ``torch.compile`` G and G_ema (never D: the gradient penalty's double
             backward). A stage change compiles anew; alpha is passed as a tensor during a
@@ -123,9 +182,10 @@ class ProGAN(L.LightningModule):
         d_lr_ratio: float = 1.0,
     ) -> None:
         super().__init__()
-        if precision not in PRECISIONS:
+        if precision not in (*PRECISIONS, AUTO_PRECISION):
             raise ValueError(
-                f"model.precision={precision!r}; use one of {', '.join(PRECISIONS)} "
+                f"model.precision={precision!r}; use one of {', '.join(PRECISIONS)}, "
+                f"{AUTO_PRECISION} "
                 "(model/precision=fp16 also sets the fp16 pixel-norm epsilon)"
             )
         check_training_values(optimizer, ema_beta, ema_kimg, d_lr_ratio)
@@ -269,9 +329,15 @@ class ProGAN(L.LightningModule):
         0-dim tensor during a fade (a compiled G then does not recompile when it changes)."""
         return 1.0 if alpha >= 1.0 else torch.full((), alpha, device=self.device)
 
+    @property
+    def active_precision(self) -> str:
+        """``precision`` as the training step runs it on this module's device (``auto``
+        resolved by :func:`resolve_precision`)."""
+        return resolve_precision(self.precision, self.device.type)
+
     def autocast(self) -> AbstractContextManager:
-        """Autocast context of ``precision`` (none for fp32)."""
-        dtype = PRECISIONS[self.precision]
+        """Autocast context of :attr:`active_precision` (none for fp32)."""
+        dtype = PRECISIONS[self.active_precision]
         return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def discriminator_loss(

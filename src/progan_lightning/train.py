@@ -30,7 +30,7 @@ from progan_lightning.callbacks.checkpoint import (
 )
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.faults import Diverged, Preempted
-from progan_lightning.module import float32_matmul_precision
+from progan_lightning.module import float32_matmul_precision, resolve_precision
 from progan_lightning.run_lock import run_dir_lock
 
 log = logging.getLogger(__name__)
@@ -220,12 +220,16 @@ def check_precision(cfg: DictConfig) -> None:
         )
 
 
+def device_type(trainer: L.Trainer) -> str:
+    """``cuda`` or ``cpu``: the kind of device the trainer's accelerator trains on."""
+    return "cuda" if isinstance(trainer.accelerator, CUDAAccelerator) else "cpu"
+
+
 def apply_backend(cfg: DictConfig, trainer: L.Trainer) -> None:
     """Set the global torch switches of ``cfg.backend`` for the trainer's device (cuDNN
     autotuning is ``trainer.benchmark``, applied by Lightning)."""
-    device_type = "cuda" if isinstance(trainer.accelerator, CUDAAccelerator) else "cpu"
     setting = (cfg.get("backend") or {}).get("float32_matmul_precision")
-    torch.set_float32_matmul_precision(float32_matmul_precision(setting, device_type))
+    torch.set_float32_matmul_precision(float32_matmul_precision(setting, device_type(trainer)))
 
 
 def with_classes(cfg: DictConfig, num_classes: int) -> DictConfig:
@@ -272,7 +276,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     # Before any process is launched: one clear error instead of one per rank.
     group = model.D.init_kwargs["mbstd_group_size"]
-    growth.configure(trainer.world_size, model.precision, group)
+    precision = resolve_precision(model.precision, device_type(trainer))
+    if precision != model.precision:
+        log.info(
+            f"model.precision={model.precision}: {precision} on this {device_type(trainer)} "
+            "(auto takes bf16 on CPUs with bf16 units, AVX512-BF16 or AMX, else fp32)"
+        )
+    growth.configure(trainer.world_size, precision, group)
     preset_group = (growth.preset_values or {}).get("mbstd_group_size", group)
     if preset_group != group:
         log.warning(

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from progan_lightning.bench.step import fake_reals, make_train_step, set_stage
-from progan_lightning.module import ProGAN
+from progan_lightning.module import ProGAN, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def computed_memory_table(cfg: DictConfig, batches: dict[int, int]) -> list[dict
     what ``bench.memory_reserve`` leaves free.
     """
     module: ProGAN = hydra.utils.instantiate(cfg.model).to("meta")
-    if module.precision != "fp32":
+    if resolve_precision(module.precision, "cpu") != "fp32":  # this table is the CPU's
         raise ValueError(
             f"model.precision={module.precision}: the computed memory table traces float32 "
             "only (autocast needs a real device); use model/precision=fp32 or a GPU"

@@ -29,7 +29,7 @@ from progan_lightning.bench.timing import (
     sync,
     time_calls,
 )
-from progan_lightning.module import ProGAN
+from progan_lightning.module import ProGAN, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def bench_stage(
         "gflop_per_img": flops / batch / 1e9,
         "train_gflop_s": flops / median_step / 1e9,
         "peak_mem_mb": peak_mb,
-        "precision": module.precision,
+        "precision": module.active_precision,
         "channels_last": module.channels_last,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
     }
@@ -127,7 +127,8 @@ def measure_stages(cfg: DictConfig, device: torch.device, batches: dict[int, int
     """
     bench = cfg.bench
     size = bench.matmul_size or DEFAULT_MATMUL_SIZE.get(device.type, 4096)
-    reference = peak_reference(device, cfg.model.get("precision", "fp32"))
+    precision = resolve_precision(cfg.model.get("precision", "fp32"), device.type)
+    reference = peak_reference(device, precision)
     before = measure_peaks(device, size, bench, reference)
     module: ProGAN = hydra.utils.instantiate(cfg.model).to(device)
     memory = PeakMemory(device)
