@@ -28,6 +28,7 @@ TINY = [
     "growth.fade_kimg=0.064",
     "growth.batch_size=16",
     "model.d_lr_ratio=1",  # the official equal rates (the quickstart's critic is faster)
+    "model/precision=fp32",  # on every CPU (the quickstart's auto takes bf16 on some)
     "growth.tick_kimg=0.032",
     "growth.total_kimg=null",
     "trainer.accelerator=cpu",
