@@ -276,10 +276,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     # Before any process is launched: one clear error instead of one per rank.
     group = model.D.init_kwargs["mbstd_group_size"]
-    precision = resolve_precision(model.precision, device_type(trainer))
+    device = device_type(trainer)
+    precision = resolve_precision(model.precision, device)
     if precision != model.precision:
         log.info(
-            f"model.precision={model.precision}: {precision} on this {device_type(trainer)} "
+            f"model.precision={model.precision}: {precision} on this {device} "
             "(auto takes bf16 on CPUs with bf16 units, AVX512-BF16 or AMX, else fp32)"
         )
     growth.configure(trainer.world_size, precision, group)
