@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from progan_lightning.export import load_checkpoint
-from progan_lightning.faults import Diverged, Preempted
+from progan_lightning.faults import Diverged, Preempted, UserError
 from progan_lightning.train import train
 
 QUIET = ("logger=none", "metrics=none")
@@ -115,8 +115,6 @@ def test_resume_with_a_longer_run_continues(make_cfg, tmp_path: Path):
     train(make_cfg(*QUIET))
     _, objects = train(make_cfg(*QUIET, "ckpt_path=last", "growth.total_kimg=0.352"))
     assert objects["model"].cur_nimg == 352 and objects["model"].stage == 2
-    # A shorter stable phase that the checkpoint has not passed is fine too.
-    train(make_cfg(*QUIET, "growth.total_kimg=0.288"))
 
 
 def test_a_second_process_on_the_run_dir_fails_naming_the_first(make_cfg, tmp_path: Path):
@@ -136,13 +134,86 @@ def test_a_second_process_on_the_run_dir_fails_naming_the_first(make_cfg, tmp_pa
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RuntimeError, match=rf"in use by pid {holder.pid} on .*hydra.run.dir"):
+        with pytest.raises(UserError, match=rf"in use by pid {holder.pid} on .*hydra.run.dir"):
             train(make_cfg(*QUIET))
         assert not (tmp_path / "checkpoints").exists()
     finally:
         holder.kill()
         holder.wait()
     train(make_cfg(*QUIET, "growth.total_kimg=0.032"))  # the lock died with its holder
+
+
+def test_a_finished_run_extends_when_its_last_batch_went_past_the_end(make_cfg, caplog):
+    """Batches of 20 end the 192-image schedule at 200 images: "raise growth.total_kimg to
+    train longer" must then work (the last stable phase is where the run stopped)."""
+    small = (*QUIET, "data.resolution=8", "growth.batch_size=20", "growth.tick_kimg=0.04")
+    _, objects = train(make_cfg(*small))
+    assert objects["model"].cur_nimg == 200  # past the schedule's end, 192
+    metrics, _ = train(make_cfg(*small, "ckpt_path=last"))
+    assert metrics == {} and "raise growth.total_kimg to train longer" in caplog.text
+    _, objects = train(make_cfg(*small, "ckpt_path=last", "growth.total_kimg=0.24"))
+    assert objects["model"].cur_nimg == 240
+
+
+def file_hashes(folder: Path) -> dict[Path, str]:
+    """SHA-256 of every file under ``folder`` (the lock file is empty and always there)."""
+    import hashlib
+
+    return {
+        p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_a_fresh_run_in_a_folder_holding_a_run_changes_nothing(tmp_path: Path, cache_dir: Path):
+    """``python train.py hydra.run.dir=R`` twice: the second refuses before Hydra writes its
+    config, naming both ways on; so does a resume while another process holds the run."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    first = train_command(cache_dir, "growth.total_kimg=0.032", f"hydra.run.dir={run}")
+    proc = subprocess.run(first, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before = file_hashes(run)
+    assert run / "checkpoints" / "last.ckpt" in before and run / ".hydra" / "config.yaml" in before
+
+    second = subprocess.run([*first, "seed=1"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert f"hydra.run.dir={run} holds a run" in second.stderr
+    assert "ckpt_path=last" in second.stderr and "hydra.run.dir=OTHER_DIR" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert file_hashes(run) == before
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from progan_lightning.run_lock import run_dir_lock\n"
+            f"with run_dir_lock({str(run)!r}):\n"
+            "    print('locked', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = file_hashes(run)
+        resume = [*first, "ckpt_path=last", "growth.total_kimg=0.064"]
+        third = subprocess.run(resume, capture_output=True, text=True, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert third.returncode == 2, third.stderr[-2000:]
+    assert f"in use by pid {holder.pid}" in third.stderr and "Traceback" not in third.stderr
+    assert file_hashes(run) == before
+
+
+def test_a_fresh_run_from_python_refuses_a_folder_holding_a_run(make_cfg, tmp_path: Path):
+    train(make_cfg(*QUIET, "growth.total_kimg=0.032"))
+    before = file_hashes(tmp_path)
+    with pytest.raises(UserError, match=r"holds a run .*ckpt_path=last.*hydra.run.dir=OTHER"):
+        train(make_cfg(*QUIET, "seed=1"))
+    assert file_hashes(tmp_path) == before
 
 
 def test_checkpoint_temp_names_are_unique_per_process(make_cfg, tmp_path, monkeypatch):

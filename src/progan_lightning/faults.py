@@ -1,14 +1,19 @@
-"""Why a run stopped before its end, as exceptions that carry the process exit status.
+"""Why a command stopped before its end, as exceptions that carry the process exit status.
 
-``train()`` raises them; the training command turns them into one log line and the exit
-status below, so that a scheduler or a sweep can tell the cases apart:
+Library code raises them; every console command turns them into one message and the exit
+status below (:mod:`progan_lightning.cli.errors`), so that a user, a scheduler or a sweep
+can tell the cases apart:
 
 | status | meaning |
 |---|---|
 | 0 | finished (or already finished: a resume of a finished run does nothing) |
-| 1 | an error (bad config, bad data, a crash) |
+| 1 | a crash (a bug: its traceback is shown) |
+| 2 | a user error (a bad value, path, file or command line): one message naming it and the fix |
 | 3 | :class:`Diverged`: a loss or gradient became non-finite; nothing of it was written |
+| 4 | :class:`WriteFailed`: a file could not be written (disk full, a size limit) |
 | 128 + N | :class:`Preempted` by signal N (143: SIGTERM, 130: SIGINT); ``last.ckpt`` written |
+
+A user error prints only its message; ``HYDRA_FULL_ERROR=1`` shows its traceback too.
 """
 
 from __future__ import annotations
@@ -16,7 +21,31 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+USER_ERROR_EXIT_CODE = 2
 DIVERGED_EXIT_CODE = 3
+WRITE_FAILED_EXIT_CODE = 4
+
+
+class UserError(ValueError):
+    """A mistake the user can fix (a bad value, path, file or run dir); the message names it
+    and the fix. A ``ValueError``, like the other refusals of a bad config value."""
+
+
+class DamagedFile(UserError):
+    """A file that is not what it should be: foreign, truncated or corrupted.
+
+    Args:
+        path: The file.
+        what: What is wrong with it (``not a progan-lightning checkpoint``, ``damaged: ...``).
+        fix: What to do about it.
+    """
+
+    def __init__(self, path: str | Path, what: str, fix: str = ""):
+        self.path, self.what, self.fix = Path(path), what, fix
+        super().__init__(path, what, fix)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.what}" + (f"; {self.fix}" if self.fix else "")
 
 
 class TrainingStopped(Exception):
@@ -74,3 +103,30 @@ class Preempted(TrainingStopped):
             f"stopped by {name}: {self.checkpoint} written, no final export; resume with "
             f"ckpt_path={self.checkpoint} (exit status {self.exit_code})"
         )
+
+
+class WriteFailed(TrainingStopped):
+    """A file could not be written (disk full, a file size limit, a lost mount); the file it
+    would have replaced is intact.
+
+    Args:
+        path: The file that could not be written.
+        reason: The operating system's reason.
+        checkpoint: The newest intact checkpoint, once known.
+    """
+
+    exit_code = WRITE_FAILED_EXIT_CODE
+
+    def __init__(self, path: str | Path, reason: str, checkpoint: Path | None = None):
+        self.path, self.reason, self.checkpoint = Path(path), reason, checkpoint
+        super().__init__(path, reason, checkpoint)
+
+    def __str__(self) -> str:
+        where = (
+            f"the previous checkpoint {self.checkpoint} is intact; free some space (or raise "
+            f"the limit) and resume with ckpt_path={self.checkpoint}"
+            if self.checkpoint
+            else "no checkpoint was written yet; free some space (or raise the limit) and "
+            "start again"
+        )
+        return f"could not write {self.path} ({self.reason}); {where}"

@@ -239,13 +239,16 @@ class GrowthSchedule:
         A resume must continue the same training: every phase that has begun keeps its
         resolution, kind and start; a completed phase keeps its end; a fade in progress keeps
         its length (alpha would jump). The current stable phase (and ``total_kimg``) may be
-        lengthened or shortened down to ``nimg``, and phases not begun may change freely.
+        lengthened or shortened down to ``nimg``, and phases not begun may change freely. The
+        last stable phase of a finished run counts as current even when its last batch went
+        past its end, so a finished run can be extended.
 
         Returns:
             One line per difference; empty when the resume is consistent.
         """
         conflicts = []
-        for old in (Phase(**p) for p in saved.get("phases", [])):
+        phases = [Phase(**p) for p in saved.get("phases", [])]
+        for old in phases:
             if old.start_nimg >= nimg:
                 break
             label = f"phase {old.index} ({old.name})"
@@ -258,6 +261,8 @@ class GrowthSchedule:
             ):
                 now = "none" if new is None else f"{new.name} from {new.start_nimg / 1000:g} kimg"
                 conflicts.append(f"{label} ran {span} in the checkpoint, the config has {now}")
+            elif old is phases[-1] and not old.fading and old.end_nimg <= nimg:
+                continue  # Where a finished run stopped: it may be extended.
             elif old.end_nimg < nimg or old.fading:
                 if new.end_nimg != old.end_nimg:
                     conflicts.append(

@@ -31,7 +31,7 @@ from progan_lightning.callbacks.checkpoint import (
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.faults import Diverged, Preempted
 from progan_lightning.module import float32_matmul_precision, resolve_precision
-from progan_lightning.run_lock import run_dir_lock
+from progan_lightning.run_lock import check_fresh_run_dir, run_dir_lock
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +260,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     Returns:
         The trainer's final callback metrics and the built objects.
     """
+    if rank_zero_only.rank == 0:  # Before anything is written (the command checked it too).
+        check_fresh_run_dir(cfg.paths.output_dir, cfg.get("ckpt_path"), checkpoint_dir(cfg))
     check_precision(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)

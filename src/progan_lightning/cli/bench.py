@@ -7,9 +7,11 @@ from omegaconf import DictConfig
 
 from progan_lightning.bench.run import run
 from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.errors import user_errors
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
+@user_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point of the benchmark (``conf/bench.yaml``)."""
     run(cfg)

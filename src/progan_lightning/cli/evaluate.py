@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from progan_lightning.callbacks.metrics import SETTINGS
 from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.errors import user_errors
 from progan_lightning.generate import load_any, stage_for
 from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
 from progan_lightning.metrics.offline import disjoint_subsets, score_sets
@@ -133,6 +134,7 @@ def fake_labels(G: torch.nn.Module, datamodule: Any, reals: np.ndarray) -> torch
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@user_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (``conf/evaluate.yaml``)."""
     evaluate(cfg)

@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from progan_lightning.cli.errors import user_errors
 from progan_lightning.export import export_checkpoint
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     """Command line: export G_ema of a checkpoint."""
     parser = argparse.ArgumentParser(description="Export G_ema of a training checkpoint.")

@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.errors import user_errors
 from progan_lightning.data.cache import read_manifest
 
 log = logging.getLogger(__name__)
@@ -45,5 +46,6 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@user_errors
 def main(cfg: DictConfig) -> None:
     prepare(cfg)

@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.errors import user_errors
 from progan_lightning.faults import Diverged, TrainingStopped
 from progan_lightning.train import train
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@user_errors
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers.
 

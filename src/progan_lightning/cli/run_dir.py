@@ -1,0 +1,43 @@
+"""A Hydra callback that checks the run dir of ``progan-train`` before Hydra writes into it.
+
+Hydra writes ``<run dir>/.hydra/config.yaml`` before the task function runs, so a check in
+``train()`` comes too late to leave a finished run (or a live one) untouched. This callback
+runs at ``on_run_start``, before that write, and refuses (one message, exit status 2) a
+fresh run in a folder that holds a run, and a run dir that another process trains in.
+``train()`` checks the same again for runs started from Python or in a multirun.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+
+from progan_lightning.cli.errors import exit_with
+from progan_lightning.faults import UserError
+from progan_lightning.run_lock import check_fresh_run_dir, check_not_in_use
+
+
+class RunDirCheck(Callback):
+    """Refuse a run dir before anything is written to it (``hydra.callbacks.run_dir``).
+
+    Args:
+        enabled: Off for the commands that compose ``train.yaml`` without training
+            (``progan-evaluate``, ``progan-prepare``).
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Other ranks of a multi-process run re-enter the command while rank 0 trains.
+        if not self.enabled or rank_zero_only.rank != 0:
+            return
+        run_dir = str(config.hydra.run.dir)
+        try:
+            check_not_in_use(run_dir)
+            check_fresh_run_dir(run_dir, config.get("ckpt_path"))
+        except UserError as error:  # Hydra turns a callback's exception into a warning.
+            exit_with(str(error))
