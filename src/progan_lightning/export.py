@@ -26,6 +26,7 @@ from torch import nn
 
 from progan_lightning.imaging import atomic_write
 from progan_lightning.networks import Generator
+from progan_lightning.official import load_official_generator
 
 FORMAT = "progan-lightning/generator"
 FORMAT_VERSION = 1
@@ -143,14 +144,16 @@ def _trained(
 
 
 def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> Generator:
-    """Rebuild an exported generator from its ``.safetensors`` and ``.json`` (no unpickling).
+    """Rebuild an exported generator from its ``.safetensors`` and ``.json`` (no unpickling),
+    or ``Gs`` of an official ProGAN ``.pkl`` (read safely, see :mod:`progan_lightning.official`).
 
     The returned generator is in eval mode and carries ``trained_stage`` and
     ``trained_alpha`` (how far training got) and ``class_names`` (``[]`` when unconditional;
     a conditional one takes ``labels`` in its forward).
 
     Args:
-        path: The export's ``.safetensors`` or ``.json`` file (the other one sits beside it).
+        path: The export's ``.safetensors`` or ``.json`` file (the other one sits beside it),
+            or an official ``.pkl``.
         map_location: Device for the weights.
 
     Raises:
@@ -158,6 +161,8 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
             exports that predate the id have none in either file and load as before), or the
             weights do not fit the architecture, or the class names do not fit the classes.
     """
+    if Path(path).suffix == ".pkl":
+        return load_official_generator(path, map_location)
     weights, arch = export_paths(path)
     for p in (weights, arch):
         if not p.is_file():

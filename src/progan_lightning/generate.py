@@ -22,6 +22,7 @@ from progan_lightning.callbacks.samples import save_gif, slerp
 from progan_lightning.export import generator_from_checkpoint, load_checkpoint, load_generator
 from progan_lightning.imaging import label_rows, make_grid, save_png
 from progan_lightning.networks import seeded_latents
+from progan_lightning.official import example_latents
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,10 @@ log = logging.getLogger(__name__)
 def load_any(
     source: str | Path, device: str | torch.device = "cpu", allow_pickle: bool = False
 ) -> nn.Module:
-    """G_ema from an export (``.safetensors``/``.json``) or a training checkpoint (``.ckpt``)."""
+    """G_ema from an export (``.safetensors``/``.json``), an official ProGAN pickle (``.pkl``:
+    its ``Gs``) or a training checkpoint (``.ckpt``)."""
     path = Path(source).expanduser()
-    if path.suffix in (".safetensors", ".json"):
+    if path.suffix in (".safetensors", ".json", ".pkl"):
         return load_generator(path, device)
     return generator_from_checkpoint(load_checkpoint(path, allow_pickle=allow_pickle), device)
 
@@ -182,6 +184,7 @@ def generate(
     fps: int = 12,
     batch_size: int = 64,
     class_: str | int | Sequence[str | int] | None = None,
+    seeds: str | None = None,
 ) -> dict[str, Any]:
     """Write ``num_images`` PNGs, a grid and a looping interpolation GIF into ``out_dir``.
 
@@ -203,6 +206,9 @@ def generate(
         fps: Frames per second of the GIF.
         batch_size: Images rendered at once.
         class_: Classes of a conditional G: a name or index, or a list of them; None = all.
+        seeds: ``official``: the ten latents of the official ``import_example.py`` in place
+            of ``num_images`` latents from ``seed`` (images ``official_<i>.png``); None: from
+            ``seed``.
 
     Returns:
         ``{"images": [paths], "grid": path | None, "interp": path | None, "classes":
@@ -211,13 +217,20 @@ def generate(
 
     Raises:
         ValueError: a count is out of range (see :func:`check_settings`), ``resolution``
-            is not a trained stage, or ``class_`` does not fit G (see :func:`select_classes`).
+            is not a trained stage, ``class_`` does not fit G (see :func:`select_classes`),
+            or ``seeds`` is neither None nor ``official``.
     """
     check_settings(num_images, batch_size, interp_keyframes, interp_steps, fps)
+    if seeds not in (None, "official"):
+        raise ValueError(
+            f"seeds={seeds!r}; use seeds=official (the latents of the official "
+            "import_example.py) or seeds=null (num_images latents from seed)"
+        )
     classes = select_classes(G, class_)
     out_dir = Path(out_dir)
     stage, alpha = stage_for(G, resolution)
-    z = seeded_latents((num_images, G.z_dim), seed)
+    z = seeded_latents((num_images, G.z_dim), seed) if seeds is None else example_latents(G.z_dim)
+    num_images, tag = len(z), f"seed{seed}" if seeds is None else "official"
     z_interp = None
     if interp_keyframes > 1:
         z_interp = interpolation_latents(interp_keyframes, interp_steps, G.z_dim, seed + 1)
@@ -230,7 +243,7 @@ def generate(
 
         images = render(G, z, stage, alpha, batch_size, labels(len(z)))
         paths = [
-            save_png(folder / f"seed{seed}_{i:04d}.png", make_grid(images[i : i + 1]))
+            save_png(folder / f"{tag}_{i:04d}.png", make_grid(images[i : i + 1]))
             for i in range(num_images)
         ]
         files: dict[str, Any] = {"images": paths, "grid": None, "interp": None}

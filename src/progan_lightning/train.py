@@ -31,6 +31,7 @@ from progan_lightning.callbacks.checkpoint import (
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.faults import Diverged, Preempted
 from progan_lightning.module import float32_matmul_precision, resolve_precision
+from progan_lightning.official.finetune import init_from_official
 from progan_lightning.run_lock import check_fresh_run_dir, run_dir_lock
 
 log = logging.getLogger(__name__)
@@ -272,7 +273,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     model = instantiate(
         with_classes(cfg, datamodule.num_classes), class_names=datamodule.class_names
     )
-    growth = instantiate(cfg.growth)
+    # Fine-tuning an official pickle: its networks, growing on from its resolution.
+    growth = instantiate(cfg.growth, **init_from_official(model, cfg.get("init_from")))
     callbacks = [growth, *instantiate_dict(cfg.get("callbacks"))]
     loggers = instantiate_loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

@@ -6,6 +6,7 @@
 | ``progan-prepare`` | :mod:`progan_lightning.cli.prepare` | build the data cache |
 | ``progan-generate`` | :mod:`progan_lightning.cli.generate` | images and interpolations |
 | ``progan-export`` | :mod:`progan_lightning.cli.export` | checkpoint -> safetensors |
+| ``progan-import`` | :mod:`progan_lightning.cli.import_official` | official .pkl -> safetensors |
 | ``progan-bench`` | :mod:`progan_lightning.cli.bench` | the benchmark |
 | ``progan-evaluate`` | :mod:`progan_lightning.cli.evaluate` | metrics; the reals' floor |
 

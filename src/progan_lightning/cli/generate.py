@@ -43,6 +43,7 @@ def main(cfg: DictConfig) -> None:
         fps=cfg.interp.fps,
         batch_size=cfg.batch_size,
         class_=cfg["class"],  # a name, an index, a list of them, or None
+        seeds=cfg.get("seeds"),
     )
     classes = f" of {len(result['classes'])} classes" if result["classes"] else ""
     log.info(f"wrote {len(result['images'])} images{classes}, grid and animation to {cfg.out_dir}")

@@ -1,0 +1,346 @@
+"""Official ProGAN pickles: read safely, converted exactly, used by every command.
+
+The fixtures in ``tests/data/official-progan`` (see its README) were written by the official
+TensorFlow code on seeded random weights, with the official graph's outputs at six ``lod``
+values: ``tiny32`` (RGB, the non-fused layer names of the released pickles, mbstd group 4)
+and ``tiny16cond`` (grey, fused ``Conv0_up`` / ``Conv1_down``, 4 labels, group 2).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import progan_lightning
+from progan_lightning.cli.import_official import main as import_main
+from progan_lightning.export import load_generator
+from progan_lightning.generate import generate
+from progan_lightning.official import (
+    OfficialPickleError,
+    example_latents,
+    load_official,
+    read_official,
+)
+from progan_lightning.official.convert import (
+    LAYOUTS,
+    convert_generator,
+    generator_variables,
+    stage_alpha,
+)
+from progan_lightning.train import train
+
+DATA = Path(__file__).parent / "data" / "official-progan"
+NAMES = ["tiny32", "tiny16cond"]
+TOLERANCE = 1e-4  # float32 summation order differs from TensorFlow's; not bit for bit
+
+
+def official_outputs(name: str) -> tuple[Any, ...]:
+    """The pickle's (G, D, G_ema) and its reference outputs."""
+    return (*load_official(DATA / f"{name}.pkl"), np.load(DATA / f"{name}_reference.npz"))
+
+
+def fake_module(monkeypatch: pytest.MonkeyPatch, qualified: str) -> type:
+    """A class importable as ``qualified`` (``module.Class``) while the test runs, pickled
+    with the state it is given (as ``tfutil.Network.__getstate__`` does)."""
+    module_name, class_name = qualified.rsplit(".", 1)
+    parts = module_name.split(".")
+    for i in range(1, len(parts) + 1):
+        monkeypatch.setitem(sys.modules, ".".join(parts[:i]), types.ModuleType(parts[i - 1]))
+
+    class Network:
+        def __init__(self, state: dict[str, Any]) -> None:
+            self.state = state
+
+        def __getstate__(self) -> dict[str, Any]:
+            return self.state
+
+    Network.__module__, Network.__qualname__ = module_name, class_name
+    setattr(sys.modules[module_name], class_name, Network)
+    return Network
+
+
+def write_pickle(
+    monkeypatch: pytest.MonkeyPatch, path: Path, states: list[dict[str, Any]], cls: str
+) -> Path:
+    """Pickle ``states`` as networks of class ``cls`` (protocol 4, as the official code)."""
+    network = fake_module(monkeypatch, cls)
+    path.write_bytes(pickle.dumps(tuple(network(s) for s in states), protocol=4))
+    return path
+
+
+def official_states(name: str) -> list[dict[str, Any]]:
+    """The version-2 states of a fixture's (G, D, Gs), editable."""
+    return [
+        {
+            "version": 2,
+            "name": net.name,
+            "static_kwargs": dict(net.static_kwargs),
+            "build_module_src": net.build_module_src,
+            "build_func_name": net.build_func_name,
+            "variables": list(net.variables.items()),
+        }
+        for net in read_official(DATA / f"{name}.pkl")
+    ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_g_ema_and_d_match_the_official_graph_at_every_lod(name: str):
+    _, D, G_ema, ref = official_outputs(name)
+    latents, images = torch.from_numpy(ref["latents"]), torch.from_numpy(ref["images_in"])
+    labels = torch.from_numpy(ref["labels"]) if ref["labels"].shape[1] else None
+    resolution = images.shape[-1]
+    for i, lod in enumerate(ref["lods"]):
+        stage, alpha = stage_alpha(float(lod), G_ema.num_stages)
+        factor = resolution // (4 * 2**stage)
+        assert factor == 2 ** math.floor(lod)
+        with torch.no_grad():
+            fakes = G_ema(latents, stage, alpha, labels=labels)  # [N, C, res, res]
+            # Official: the output nearest-upscaled to R; D average-pools its input down.
+            fakes = F.interpolate(fakes, scale_factor=factor, mode="nearest")
+            out = D(F.avg_pool2d(images, factor), stage, alpha)  # [N, 1 + labels]
+        np.testing.assert_allclose(fakes, ref[f"Gs_images_lod{i}"], rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(out[:, :1], ref[f"D_scores_lod{i}"], rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(out[:, 1:], ref[f"D_labels_lod{i}"], rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_variable_is_copied_by_name_into_g_and_g_ema(name: str):
+    official_G, _, official_Gs = read_official(DATA / f"{name}.pkl")
+    G, _, G_ema = load_official(DATA / f"{name}.pkl")
+    for net, module in ((official_G, G), (official_Gs, G_ema)):
+        names = generator_variables(module)
+        assert set(names) == set(net.variables) - {"lod"}  # every variable, nothing else
+        assert {p for p, _ in names.values()} == set(dict(module.named_parameters()))
+        params = dict(module.named_parameters())
+        for official, (param, layout) in names.items():
+            expected = LAYOUTS[layout][0](net.variables[official])
+            np.testing.assert_array_equal(params[param].detach().numpy(), expected)
+    # G and Gs hold different weights: G is not a copy of G_ema.
+    assert not torch.equal(G.blocks.b4.dense.weight, G_ema.blocks.b4.dense.weight)
+
+
+def test_networks_come_in_eval_mode_with_their_official_settings():
+    G, D, G_ema = load_official(DATA / "tiny16cond.pkl")
+    assert not (G.training or D.training or G_ema.training)
+    assert not any(p.requires_grad for p in G_ema.parameters())
+    assert G_ema.init_kwargs["fused_scale"] and D.init_kwargs["fused_scale"]
+    assert (G_ema.num_classes, D.num_classes, G_ema.z_dim) == (4, 4, 32)
+    assert D.init_kwargs["mbstd_group_size"] == 2
+    assert (G_ema.trained_stage, G_ema.trained_alpha) == (2, 1.0)
+    assert G_ema.class_names == ["0", "1", "2", "3"]
+    G32, D32, _ = load_official(DATA / "tiny32.pkl")
+    assert not G32.init_kwargs["fused_scale"] and not D32.init_kwargs["fused_scale"]
+    assert progan_lightning.load_official is load_official
+
+
+@pytest.mark.parametrize(
+    ("lod", "stages", "expected"),
+    [(0.0, 4, (3, 1.0)), (1.0, 4, (2, 1.0)), (3.0, 4, (0, 1.0)), (0.25, 4, (3, 0.75))],
+)
+def test_lod_maps_to_stage_and_fade(lod: float, stages: int, expected: tuple[int, float]):
+    assert stage_alpha(lod, stages) == expected
+
+
+def test_lod_1_6_at_32x32_is_the_16x16_stage_fading_in_at_0_4():
+    stage, alpha = stage_alpha(1.6, 4)
+    assert stage == 2 and alpha == pytest.approx(0.4)
+
+
+def test_a_pickle_that_calls_os_system_is_refused_without_running(tmp_path: Path):
+    marker = tmp_path / "ran"
+
+    class Exploit:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return os.system, (f"touch {marker}",)
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps((Exploit(), 1, 2), protocol=4))
+    with pytest.raises(OfficialPickleError, match=r"refers to (posix|nt|os)\.system") as err:
+        read_official(path)
+    assert "without running anything" in str(err.value)
+    assert not marker.exists()
+
+
+def test_a_stylegan_pickle_is_named_and_refused(monkeypatch, tmp_path: Path):
+    states = official_states("tiny32")
+    path = write_pickle(monkeypatch, tmp_path / "sg.pkl", states, "dnnlib.tflib.network.Network")
+    monkeypatch.undo()  # dnnlib is not importable while reading
+    with pytest.raises(OfficialPickleError, match=r"dnnlib\.tflib\.network\.Network.*StyleGAN"):
+        read_official(path)
+
+
+def test_a_truncated_pickle_fails_with_one_message(tmp_path: Path):
+    data = (DATA / "tiny32.pkl").read_bytes()
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(OfficialPickleError, match=r"cut\.pkl .*truncated.*download it again"):
+        load_official(path)
+
+
+@pytest.mark.parametrize(
+    ("obj", "found"),
+    [({"G": 1}, "holds dict"), ((1, 2), "a tuple of 2"), ((1, 2, 3), "is a int")],
+)
+def test_other_pickles_are_named_and_refused(obj: Any, found: str, tmp_path: Path):
+    path = tmp_path / "other.pkl"
+    path.write_bytes(pickle.dumps(obj))
+    with pytest.raises(OfficialPickleError, match=found):
+        read_official(path)
+
+
+def test_a_missing_file_names_the_path(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="nope.pkl not found"):
+        load_generator(tmp_path / "nope.pkl")
+
+
+def edited_pickle(monkeypatch, tmp_path: Path, edit) -> Path:
+    """tiny32.pkl with ``edit(states)`` applied, rewritten in the official format."""
+    states = official_states("tiny32")
+    edit(states)
+    return write_pickle(monkeypatch, tmp_path / "edited.pkl", states, "tfutil.Network")
+
+
+def test_the_format_writer_of_these_tests_round_trips(monkeypatch, tmp_path: Path):
+    path = edited_pickle(monkeypatch, tmp_path, lambda states: None)
+    monkeypatch.undo()
+    for a, b in zip(load_official(path), load_official(DATA / "tiny32.pkl"), strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_variables_that_do_not_fit_are_listed(monkeypatch, tmp_path: Path):
+    def drop(states: list[dict[str, Any]]) -> None:
+        states[2]["variables"] = [v for v in states[2]["variables"] if v[0] != "8x8/Conv1/bias"]
+
+    path = edited_pickle(monkeypatch, tmp_path, drop)
+    with pytest.raises(OfficialPickleError, match=r"network Gs .*missing 8x8/Conv1/bias \[32\]"):
+        load_official(path)
+
+
+def test_an_option_the_project_cannot_compute_is_refused_by_name(monkeypatch, tmp_path: Path):
+    def relu(states: list[dict[str, Any]]) -> None:
+        states[0]["static_kwargs"]["use_leakyrelu"] = False
+
+    path = edited_pickle(monkeypatch, tmp_path, relu)
+    with pytest.raises(OfficialPickleError, match="use_leakyrelu=False"):
+        load_official(path)
+
+
+def test_another_build_function_is_refused(monkeypatch, tmp_path: Path):
+    def other(states: list[dict[str, Any]]) -> None:
+        states[1]["build_func_name"] = "D_patch"
+
+    path = edited_pickle(monkeypatch, tmp_path, other)
+    with pytest.raises(OfficialPickleError, match="built by D_patch, expected D_paper"):
+        read_official(path)
+
+
+def test_the_lod_variable_sets_the_trained_stage(monkeypatch, tmp_path: Path):
+    def mid_fade(states: list[dict[str, Any]]) -> None:
+        states[2]["variables"] = [
+            (k, np.float32(1.6) if k == "lod" else v) for k, v in states[2]["variables"]
+        ]
+
+    G = convert_generator(read_official(edited_pickle(monkeypatch, tmp_path, mid_fade))[2])
+    assert G.trained_stage == 2 and G.trained_alpha == pytest.approx(0.4)
+
+
+def test_example_latents_are_those_of_the_official_example():
+    latents = np.random.RandomState(1000).randn(1000, 32)
+    expected = latents[[477, 56, 83, 887, 583, 391, 86, 340, 341, 415]]
+    np.testing.assert_array_equal(example_latents(32), expected.astype(np.float32))
+
+
+def test_import_writes_an_export_that_loads_as_the_pickle(tmp_path: Path, capsys):
+    import_main([str(DATA / "tiny16cond.pkl"), str(tmp_path / "g.safetensors")])
+    assert "wrote" in capsys.readouterr().out
+    exported, direct = load_generator(tmp_path / "g.json"), load_generator(DATA / "tiny16cond.pkl")
+    assert exported.init_kwargs == direct.init_kwargs
+    assert exported.class_names == direct.class_names == ["0", "1", "2", "3"]
+    for a, b in zip(exported.parameters(), direct.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_generate_with_official_seeds_renders_the_example_latents(tmp_path: Path):
+    G = load_generator(DATA / "tiny32.pkl")
+    result = generate(G, tmp_path, seeds="official", interp_keyframes=0)
+    assert [p.name for p in result["images"]] == [f"official_{i:04d}.png" for i in range(10)]
+    first = np.asarray(Image.open(result["images"][0]))
+    with torch.no_grad():
+        image = G(example_latents(G.z_dim)[:1], G.trained_stage)[0]  # [C, R, R]
+    expected = (image.permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(first, expected)
+    with pytest.raises(ValueError, match="seeds='mine'"):
+        generate(G, tmp_path, seeds="mine")
+
+
+def test_generate_command_reads_an_official_pickle(tmp_path: Path):
+    out = tmp_path / "cmd"
+    cmd = [
+        sys.executable,
+        "-m",
+        "progan_lightning.generate",
+        f"source={DATA / 'tiny32.pkl'}",
+        f"hydra.run.dir={out}",
+        "num_images=2",
+        "interp.keyframes=0",
+        "device=cpu",
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    assert {"seed0_0000.png", "seed0_0001.png", "grid.png"} <= {p.name for p in out.iterdir()}
+    assert Image.open(out / "seed0_0000.png").size == (32, 32)
+
+
+TINY32 = [
+    "data.resolution=32",
+    "data.channels=3",
+    "model.G.z_dim=32",
+    "model.G.fmap_base=128",
+    "model.G.fmap_max=32",
+    "model.G.fused_scale=false",
+    "model.D.mbstd_group_size=4",
+    f"init_from={DATA / 'tiny32.pkl'}",
+]
+"""The settings of tiny32.pkl's networks."""
+
+
+def test_fine_tuning_starts_from_the_pickle_at_its_resolution(make_cfg):
+    G, D, G_ema = load_official(DATA / "tiny32.pkl")
+    cfg = make_cfg(
+        *TINY32,
+        "logger=none",
+        "metrics=none",
+        "~callbacks.samples",
+        "growth.batch_size=4",
+        "growth.total_kimg=0.008",
+    )
+    _, objects = train(cfg)
+    model = objects["model"]
+    assert (model.cur_nimg, model.resolution, model.alpha) == (8, 32, 1.0)
+    # Two steps moved the weights a little from the pickle's (G_ema from Gs, not from G).
+    for net, start in ((model.G, G), (model.D, D), (model.G_ema, G_ema)):
+        a, b = net.blocks.b4.conv.weight.detach(), start.blocks.b4.conv.weight
+        assert 0 < (a - b).abs().max() < 0.1
+    drift = (model.G_ema.blocks.b4.conv.weight - G_ema.blocks.b4.conv.weight).abs().max()
+    assert drift < (model.G_ema.blocks.b4.conv.weight - G.blocks.b4.conv.weight).abs().max()
+
+
+def test_fine_tuning_a_config_that_does_not_fit_names_each_setting(make_cfg):
+    fits = [o for o in TINY32 if "fmap_max" not in o and "fused_scale" not in o]
+    cfg = make_cfg(*fits, "logger=none", "metrics=none")
+    with pytest.raises(ValueError, match=r"init_from=.*tiny32\.pkl") as err:
+        train(cfg)
+    message = str(err.value)
+    assert "model.G.fmap_max: config 16, pickle 32" in message
+    assert "model.G.fused_scale=false" in message and "model.D.mbstd_group_size" not in message
