@@ -22,6 +22,7 @@ from progan_lightning.data.cache import (
     read_manifest,
 )
 from progan_lightning.data.sources import ShapesSource
+from progan_lightning.faults import DamagedFile
 
 
 class FailingShapes(ShapesSource):
@@ -309,3 +310,71 @@ def test_chmod_read_only_cache_dir(tmp_path: Path) -> None:
             prepare_cache(ShapesSource(4), 8, 3, root, progress=False)
     finally:
         root.chmod(0o755)
+
+
+def damage(file: Path, how: str) -> None:
+    """Zero 64 bytes in the middle of ``file``, cut its tail, or overwrite its header."""
+    data = bytearray(file.read_bytes())
+    if how == "zeroed":
+        middle = len(data) // 2
+        data[middle : middle + 64] = bytes(64)
+    elif how == "truncated":
+        data = data[: len(data) - 100]
+    else:  # header
+        data[20:40] = b"'descr': '|O', 'fo"
+    file.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["zeroed", "truncated", "header"])
+def test_a_damaged_level_is_found_when_opened_and_rebuilt(tmp_path: Path, how: str) -> None:
+    source = ShapesSource(12, seed=1)
+    folder = prepare_cache(source, 16, 3, tmp_path, progress=False)
+    level = folder / "8.npy"
+    intact = level.read_bytes()
+    damage(level, how)
+    with pytest.warns(cache_module.DamagedCacheWarning, match=rf"{folder}.*8\.npy.*rebuilding"):
+        assert prepare_cache(source, 16, 3, tmp_path, progress=False) == folder
+    assert level.read_bytes() == intact and cache_module.cache_problems(folder, True) == []
+    assert read_manifest(folder)["files"]["8.npy"]["bytes"] == len(intact)
+
+
+def test_a_large_cache_checks_sizes_only_unless_asked(tmp_path: Path, monkeypatch) -> None:
+    source = ShapesSource(12, seed=1)
+    folder = prepare_cache(source, 16, 3, tmp_path, progress=False)
+    monkeypatch.setattr(cache_module, "FULL_CHECK_BYTES", 100)  # "large": sizes only
+    damage(folder / "16.npy", "zeroed")
+    assert cache_module.cache_problems(folder) == []
+    assert cache_module.cache_problems(folder, True) == [
+        "16.npy differs from its SHA-256 when it was written"
+    ]
+    damage(folder / "16.npy", "header")
+    with pytest.raises(DamagedFile, match=rf"16\.npy: damaged data cache level .* {folder}"):
+        load_level(folder, 16)
+    with pytest.warns(cache_module.DamagedCacheWarning):
+        prepare_cache(source, 16, 3, tmp_path, progress=False, verify=True)
+    assert np.asarray(load_level(folder, 16)).any()
+
+
+def test_prepare_verify_true_rebuilds_a_damaged_large_cache(tmp_path: Path, monkeypatch) -> None:
+    """``progan-prepare verify=true``: every checksum, also where opening checks sizes only."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from progan_lightning.cli.config import CONFIG_DIR
+    from progan_lightning.cli.prepare import prepare
+
+    GlobalHydra.instance().clear()
+    overrides = ["data.resolution=8", "data.source.num_images=16", f"paths.cache_dir={tmp_path}"]
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose("prepare", overrides=[*overrides, "verify=true"])
+    GlobalHydra.instance().clear()
+    folder = Path(prepare(cfg)["path"])
+    intact = (folder / "8.npy").read_bytes()
+    monkeypatch.setattr(cache_module, "FULL_CHECK_BYTES", 100)  # opening checks sizes only
+    damage(folder / "8.npy", "zeroed")
+    cfg.verify = False
+    prepare(cfg)
+    assert (folder / "8.npy").read_bytes() != intact  # not seen without verify
+    cfg.verify = True
+    prepare(cfg)
+    assert (folder / "8.npy").read_bytes() == intact

@@ -1,10 +1,12 @@
 """``progan-prepare``: prepare the multi-resolution data cache before training.
 
-    progan-prepare experiment=celebahq data.path=/data/celebahq-1024
+    progan-prepare experiment=celebahq data.path=/data/celebahq-1024 [verify=true]
 
-composes ``conf/train.yaml`` exactly as training does, builds (or finds) the cache that
-training will use, and prints what it holds; a multi-GPU job started afterwards with the
-same overrides begins training at once.
+composes ``conf/train.yaml`` exactly as training does (``conf/prepare.yaml`` adds
+``verify``), builds (or finds) the cache that training will use, and prints what it holds; a
+multi-GPU job started afterwards with the same overrides begins training at once.
+``verify=true`` checks the SHA-256 of every file of a finished cache and rebuilds a damaged
+one (opening a cache checks sizes, and the checksums of caches under 1 GiB).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from omegaconf import DictConfig
 
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.errors import user_errors
-from progan_lightning.data.cache import read_manifest
+from progan_lightning.data.cache import MANIFEST, cache_problems, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,13 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     path = Path(datamodule.cache_path)
+    if cfg.get("verify"):
+        problems = cache_problems(path, full=True)
+        if problems:
+            log.warning(f"the data cache {path} is damaged ({'; '.join(problems)}); rebuilding it")
+            (path / MANIFEST).unlink()  # Marks it unfinished: prepare_data builds it again.
+            datamodule.prepare_data()
+        log.info(f"Data cache verified: every file matches its SHA-256 ({path})")
     manifest = read_manifest(path)
     size = sum(file.stat().st_size for file in path.iterdir())
     formats = sorted(set(manifest["level_format"].values()))
@@ -45,7 +54,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     return {**manifest, "path": str(path), "bytes": size}
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
 @user_errors
 def main(cfg: DictConfig) -> None:
     prepare(cfg)

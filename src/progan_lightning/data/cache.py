@@ -3,7 +3,8 @@
 Like the official code's one record per level of detail, low-resolution phases read small
 arrays and never decode full-size images. A cache lives in ``cache_root/<key>/``::
 
-    manifest.json   written last: settings, num_images, levels, level_format, skipped files
+    manifest.json   written last: settings, num_images, levels, level_format, skipped files,
+                    and ``files``: the size and SHA-256 of every other file
     4.npy           uint8 [N, C, 4, 4]
     8.npy           uint8 [N, C, 8, 8]
     ...
@@ -22,6 +23,11 @@ source. Files the source cannot read are skipped (and listed in the manifest), o
 build with their list when ``strict``; a skipped image takes its label with it, and a
 class left without any image stops the build. The manifest of a labelled cache also holds
 ``class_names`` and ``class_counts``.
+
+Each time a cache is opened the sizes of its files are checked against the manifest (a
+truncated level), and their SHA-256 too when the cache is small (``FULL_CHECK_BYTES``) or
+when asked (``verify=True``, ``progan-prepare verify=true``); a build checks them all once
+written. A damaged cache is rebuilt, with a warning that names the damage.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from PIL import Image
 from progan_lightning.console import Progress
 from progan_lightning.data.files import SmallImageWarning, UnreadableImageError
 from progan_lightning.data.sources import ImageSource, listing
+from progan_lightning.faults import DamagedFile
 from progan_lightning.schedule import check_resolution
 
 try:
@@ -58,7 +65,7 @@ except ImportError:  # Windows: no advisory locks; concurrent builds stay safe, 
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the manifest records each file's size and SHA-256
 CHUNK_BYTES = 64 * 2**20  # Full-resolution images held in RAM at once, per chunk.
 MANIFEST = "manifest.json"
 LABELS = "labels.npy"
@@ -68,6 +75,7 @@ COMPRESSED_FORMATS = {
     "jpeg": ({"format": "JPEG", "quality": 95, "subsampling": 0}, 0.15),  # lossy, 4:4:4
 }
 LISTED_PROBLEMS = 10  # Paths named in a warning or error; the manifest keeps up to 1000.
+FULL_CHECK_BYTES = 2**30  # Caches up to this size check every checksum when opened.
 
 
 class BadImagesWarning(UserWarning):
@@ -76,6 +84,10 @@ class BadImagesWarning(UserWarning):
 
 class BadImagesError(ValueError):
     """Files could not be read and ``data.strict`` is set (or no file could be read)."""
+
+
+class DamagedCacheWarning(UserWarning):
+    """A cache's files differ from its manifest (truncated, overwritten); it is rebuilt."""
 
 
 def box_downsample(images: np.ndarray) -> np.ndarray:
@@ -166,10 +178,13 @@ def prepare_cache(
     progress: bool = True,
     strict: bool = False,
     storage: Storage = Storage(),
+    verify: bool | None = None,
 ) -> Path:
     """Build (once) and return the multi-resolution cache of ``source``.
 
-    A complete cache with a matching manifest is returned as is, without decoding anything.
+    A complete cache with a matching manifest whose files pass :func:`cache_problems` is
+    returned as is, without decoding anything; a damaged one is rebuilt (with a
+    :class:`DamagedCacheWarning`).
     Otherwise the cache is built under a process lock into ``<key>.tmp-<pid>`` and renamed
     into place after its manifest is written, so an interrupted or failed build never
     leaves a folder that looks complete, and never touches another complete cache; a second
@@ -184,6 +199,8 @@ def prepare_cache(
         progress: Show a progress bar while building.
         strict: Stop with the list of unreadable files instead of skipping them.
         storage: Which levels are compressed, and how.
+        verify: Check the SHA-256 of every file of a finished cache (True), only their sizes
+            (False), or the checksums of caches up to ``FULL_CHECK_BYTES`` (None).
 
     Returns:
         The cache folder, ``cache_root / key``.
@@ -202,10 +219,10 @@ def prepare_cache(
         root.mkdir(parents=True, exist_ok=True)
     key, settings = cache_key(source, resolution, channels, storage)
     final = root / key
-    if not _is_complete(final, settings):
+    if _needs_build(final, settings, verify):
         with _locked(root / f"{key}.lock"):
-            # Another process may have finished the build while this one waited.
-            if not _is_complete(final, settings):
+            # Another process may have finished the build (or the repair) while this one waited.
+            if _needs_build(final, settings, verify, warn=False):
                 for stale in [*root.glob(f"{key}.tmp-*"), final]:
                     shutil.rmtree(stale, ignore_errors=True)
                 tmp = root / f"{key}.tmp-{os.getpid()}"
@@ -215,6 +232,12 @@ def prepare_cache(
                 except BaseException:
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise
+                problems = cache_problems(final, full=True)
+                if problems:
+                    raise OSError(
+                        f"the data cache {final} was damaged while it was written: "
+                        f"{'; '.join(problems)}; check the disk of data.cache_dir={root}"
+                    )
                 return final
     manifest = read_manifest(final)
     if strict and manifest["num_skipped"]:
@@ -245,6 +268,60 @@ def _publish(tmp: Path, final: Path, settings: dict[str, Any]) -> None:
 def read_manifest(cache_dir: str | Path) -> dict[str, Any]:
     """The manifest of a complete cache (see the module docstring)."""
     return json.loads((Path(cache_dir) / MANIFEST).read_text())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(16 * 2**20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_problems(cache_dir: str | Path, full: bool | None = None) -> list[str]:
+    """What is wrong with the files of a complete cache, against its manifest's ``files``.
+
+    Args:
+        cache_dir: A folder returned by :func:`prepare_cache`.
+        full: Also compare every file's SHA-256 (True), only sizes (False), or the checksums
+            when the files add up to at most ``FULL_CHECK_BYTES`` (None).
+
+    Returns:
+        One line per damaged file (missing, another size, another checksum); empty when
+        the cache is intact.
+    """
+    cache_dir = Path(cache_dir)
+    files: dict[str, dict[str, Any]] = read_manifest(cache_dir)["files"]
+    if full is None:
+        full = sum(record["bytes"] for record in files.values()) <= FULL_CHECK_BYTES
+    problems = []
+    for name, record in files.items():
+        path = cache_dir / name
+        size = path.stat().st_size if path.is_file() else None
+        if size is None:
+            problems.append(f"{name} is missing")
+        elif size != record["bytes"]:
+            problems.append(f"{name} has {size} bytes, {record['bytes']} when it was written")
+        elif full and _sha256(path) != record["sha256"]:
+            problems.append(f"{name} differs from its SHA-256 when it was written")
+    return problems
+
+
+def _needs_build(
+    folder: Path, settings: dict[str, Any], verify: bool | None, warn: bool = True
+) -> bool:
+    """Whether ``folder`` must be (re)built: not a finished cache of ``settings``, or damaged."""
+    if not _is_complete(folder, settings):
+        return True
+    problems = cache_problems(folder, verify)
+    if problems and warn:
+        warnings.warn(
+            f"the data cache {folder} is damaged ({'; '.join(problems[:LISTED_PROBLEMS])}); "
+            "rebuilding it",
+            DamagedCacheWarning,
+            3,
+        )
+    return bool(problems)
 
 
 class EncodedLevel:
@@ -337,9 +414,16 @@ def load_level(
             f"(levels present: {manifest['levels']}); "
             f"prepare it with prepare_cache(resolution>={resolution})"
         )
-    if manifest["level_format"].get(str(resolution)) != "npy":
-        return EncodedLevel(cache_dir, resolution, manifest["channels"])
-    return np.load(cache_dir / f"{resolution}.npy", mmap_mode="r" if mmap else None)
+    try:
+        if manifest["level_format"].get(str(resolution)) != "npy":
+            return EncodedLevel(cache_dir, resolution, manifest["channels"])
+        return np.load(cache_dir / f"{resolution}.npy", mmap_mode="r" if mmap else None)
+    except (OSError, ValueError) as error:  # A damaged header, a truncated file.
+        raise DamagedFile(
+            cache_dir / f"{resolution}.npy",
+            f"damaged data cache level ({str(error).splitlines()[0]})",
+            f"delete the folder {cache_dir} and run again: the cache is rebuilt",
+        ) from None
 
 
 def _levels(resolution: int) -> list[int]:
@@ -366,9 +450,10 @@ def _is_complete(folder: Path, settings: dict[str, Any]) -> bool:
         ]
         if "class_names" in manifest:
             files.append(LABELS)
+        recorded = manifest["files"]
     except (OSError, ValueError, KeyError):
         return False
-    return all((folder / name).is_file() for name in files)
+    return set(files) <= set(recorded)
 
 
 @contextlib.contextmanager
@@ -485,6 +570,8 @@ def _build(
             2,
         )
     # The manifest goes last: its presence marks a finished build.
+    stored = [name for res in levels for name in _level_files(res, "npy" if res in raw else "")]
+    stored += [LABELS] if classes else []
     manifest = {
         **settings,
         "num_images": written,
@@ -496,6 +583,10 @@ def _build(
             str(res): storage.compress_format if res in compressed else "npy" for res in levels
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "files": {
+            name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+            for name in stored
+        },
         **classes,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
