@@ -33,3 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.pickle.with_suffix(".safetensors") if args.out is None else args.out
     weights, arch = export_generator(G, out, G.trained_stage, G.trained_alpha)
     print(f"wrote {weights} and {arch}")
+
+
+if __name__ == "__main__":
+    main()

@@ -323,5 +323,7 @@ def load_official(
 def load_official_generator(
     path: str | Path, map_location: str | torch.device = "cpu"
 ) -> Generator:
-    """Only ``G_ema`` (the official ``Gs``) of an official pickle; see :func:`load_official`."""
-    return load_official(path, map_location)[2]
+    """Only ``G_ema`` (the official ``Gs``) of an official pickle, in eval mode and without
+    gradients; G and D are read but not converted. See :func:`load_official`."""
+    G_ema = convert_generator(read_official(path)[2])
+    return G_ema.to(map_location).eval().requires_grad_(False)
