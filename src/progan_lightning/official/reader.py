@@ -54,6 +54,20 @@ _FOREIGN_NETWORKS = {
 """Top-level modules of well-known other pickles -> what the file then is."""
 
 
+_DAMAGED = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    LookupError,
+    OverflowError,
+    MemoryError,
+    AttributeError,
+)
+"""What unpickling a damaged or truncated file raises (opcodes, lengths and memo references
+read from broken bytes)."""
+
+
 class OfficialPickleError(ValueError):
     """An official network pickle that cannot be read (the message names the file and why)."""
 
@@ -198,7 +212,7 @@ def read_official(path: str | Path) -> tuple[OfficialNetwork, OfficialNetwork, O
             obj = _RestrictedUnpickler(file, path).load()
         except OfficialPickleError:
             raise
-        except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError) as err:
+        except _DAMAGED as err:
             size = path.stat().st_size
             raise OfficialPickleError(
                 f"{path} ({size} bytes) is not a readable pickle, or is truncated "
