@@ -16,8 +16,7 @@ name (never by position: files list their variables in different orders):
 Both codes scale weights at run time by ``gain / sqrt(fan_in)``, so values are copied as they
 are. The fused layers are recognised by their names (``Conv0_up`` / ``Conv1_down``); the
 project's fused kernels (``layers.upsample_conv_kernel``, ``conv_downsample_kernel``) build the
-official 4-tap kernels from a 3x3 weight, which for the transposed convolution is the
-official weight flipped in both spatial axes.
+same 4-tap kernels from the 3x3 weight.
 
 An official ``lod`` maps to the project's stage and fade: for ``n`` stages, stage
 ``n - 1 - floor(lod)`` at alpha ``1 - frac(lod)`` (lod 0 = the full resolution).
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from progan_lightning.networks import Discriminator, Generator
+from progan_lightning.networks import Discriminator, Generator, num_features
 from progan_lightning.official.reader import OfficialNetwork, OfficialPickleError, read_official
 
 log = logging.getLogger(__name__)
@@ -145,8 +144,8 @@ def generator_kwargs(net: OfficialNetwork) -> dict[str, Any]:
     kw = _options(net, G_DEFAULTS)
     fmap = (int(kw["fmap_base"]), float(kw["fmap_decay"]), int(kw["fmap_max"]))
     latent = kw["latent_size"]
-    if latent is None:  # The official nf(0).
-        latent = min(int(fmap[0] / 2.0**0), fmap[2])
+    if latent is None:  # The official default: nf(0).
+        latent = num_features(0, *fmap)
     return {
         "img_resolution": int(kw["resolution"]),
         "img_channels": int(kw["num_channels"]),
