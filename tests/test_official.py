@@ -8,10 +8,10 @@ and ``tiny16cond`` (grey, fused ``Conv0_up`` / ``Conv1_down``, 4 labels, group 2
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -21,9 +21,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 from PIL import Image
 
 import progan_lightning
+from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.evaluate import evaluate
+from progan_lightning.cli.generate import main as generate_main
 from progan_lightning.cli.import_official import main as import_main
 from progan_lightning.export import load_generator
 from progan_lightning.generate import generate
@@ -285,21 +291,22 @@ def test_generate_with_official_seeds_renders_the_example_latents(tmp_path: Path
         generate(G, tmp_path, seeds="mine")
 
 
+def compose_command(name: str, overrides: list[str]) -> DictConfig:
+    """The config of command ``name`` (``conf/<name>.yaml``) with ``overrides``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose(name, overrides)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
 def test_generate_command_reads_an_official_pickle(tmp_path: Path):
-    out = tmp_path / "cmd"
-    cmd = [
-        sys.executable,
-        "-m",
-        "progan_lightning.generate",
-        f"source={DATA / 'tiny32.pkl'}",
-        f"hydra.run.dir={out}",
-        "num_images=2",
-        "interp.keyframes=0",
-        "device=cpu",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    assert {"seed0_0000.png", "seed0_0001.png", "grid.png"} <= {p.name for p in out.iterdir()}
-    assert Image.open(out / "seed0_0000.png").size == (32, 32)
+    source = DATA / "tiny32.pkl"
+    overrides = ["seeds=official", "interp.keyframes=0", "device=cpu", f"out_dir={tmp_path}"]
+    generate_main(compose_command("generate", [f"source={source}", *overrides]))
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {f"official_{i:04d}.png" for i in range(10)} | {"grid.png"}
+    assert Image.open(tmp_path / "official_0000.png").size == (32, 32)
 
 
 TINY32 = [
@@ -344,3 +351,20 @@ def test_fine_tuning_a_config_that_does_not_fit_names_each_setting(make_cfg):
     message = str(err.value)
     assert "model.G.fmap_max: config 16, pickle 32" in message
     assert "model.G.fused_scale=false" in message and "model.D.mbstd_group_size" not in message
+
+
+def test_evaluate_scores_an_official_pickle(tmp_path: Path, cache_dir: Path):
+    overrides = [
+        f"source={DATA / 'tiny32.pkl'}",
+        "data.resolution=32",
+        "data.source.num_images=64",
+        "num_images=32",
+        "metrics=swd",
+        "device=cpu",
+        f"paths.output_dir={tmp_path}",
+        f"paths.cache_dir={cache_dir}",
+    ]
+    values = evaluate(compose_command("evaluate", overrides))
+    result = json.loads((tmp_path / "evaluate.json").read_text())
+    assert result["resolution"] == 32 and result["source"].endswith("tiny32.pkl")
+    assert math.isfinite(values["metrics/swd_avg"]) and values["metrics/swd_avg"] > 0
