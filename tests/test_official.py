@@ -206,6 +206,13 @@ def test_other_pickles_are_named_and_refused(obj: Any, found: str, tmp_path: Pat
         read_official(path)
 
 
+def test_a_torch_file_named_pkl_is_told_apart(tmp_path: Path):
+    path = tmp_path / "weights.pkl"
+    torch.save({"w": torch.zeros(2)}, path)
+    with pytest.raises(OfficialPickleError, match=r"zip archive .*\.ckpt"):
+        load_generator(path)
+
+
 def test_a_missing_file_names_the_path(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="nope.pkl not found"):
         load_generator(tmp_path / "nope.pkl")

@@ -208,6 +208,12 @@ def read_official(path: str | Path) -> tuple[OfficialNetwork, OfficialNetwork, O
             "karras2018iclr-celebahq-1024x1024.pkl (links in the README)"
         )
     with path.open("rb") as file:
+        if file.read(4) == b"PK\x03\x04":
+            raise OfficialPickleError(
+                f"{path} is a zip archive (as torch.save writes), not an official ProGAN "
+                "pickle; give a training checkpoint as .ckpt, an export as .safetensors"
+            )
+        file.seek(0)
         try:
             obj = _RestrictedUnpickler(file, path).load()
         except OfficialPickleError:
