@@ -4,8 +4,11 @@ An export is two files side by side: ``<name>.safetensors`` (G_ema's tensors, no
 and ``<name>.json`` (the generator's constructor arguments, the last trained stage and, for a
 class-conditional generator, its ``class_names``).
 Both carry the same ``export_id`` (the SHA-256 of the tensors), so a pair put together from
-different runs is refused. :func:`load_generator` rebuilds the generator from them without
-unpickling anything.
+different runs is refused, and tensors changed on disk are found when loaded (the id is
+recomputed). :func:`load_generator` rebuilds the generator from them without unpickling
+anything, after checking the architecture against the tensors' shapes, and refuses
+non-finite weights. A file that is foreign or damaged is refused with one
+:class:`~progan_lightning.faults.DamagedFile` message naming it.
 
     python -m progan_lightning.export CHECKPOINT.ckpt [OUT.safetensors]
 """
@@ -24,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from progan_lightning.faults import DamagedFile
 from progan_lightning.imaging import atomic_write
 from progan_lightning.networks import Generator
 from progan_lightning.official import load_official_generator
@@ -143,7 +147,65 @@ def _trained(
     return G.to(map_location).eval().requires_grad_(False)
 
 
-def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> Generator:
+EXPORT_AGAIN = (
+    "export it again from its checkpoint: progan-export CHECKPOINT.ckpt (the .safetensors "
+    "and the .json that were written together)"
+)
+
+
+def _read_json(arch: Path) -> dict[str, Any]:
+    """The architecture JSON of an export.
+
+    Raises:
+        DamagedFile: not JSON, or not a progan-lightning generator export.
+    """
+    try:
+        meta = json.loads(arch.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DamagedFile(arch, f"damaged: not valid JSON ({error})", EXPORT_AGAIN) from None
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != FORMAT
+        or meta.get("class") != "Generator"
+    ):
+        raise DamagedFile(arch, "not a progan-lightning generator export (no such format record)")
+    return meta
+
+
+def _shapes(weights: Path) -> tuple[dict[str, list[int]], str | None]:
+    """The tensor shapes and the ``export_id`` in a safetensors file's header (no data read).
+
+    Raises:
+        DamagedFile: not a readable safetensors file (truncated, overwritten, foreign).
+    """
+    try:
+        with safe_open(str(weights), "pt") as handle:
+            shapes = {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+            return shapes, (handle.metadata() or {}).get("export_id")
+    except Exception as error:  # SafetensorError, OSError: the library names neither file.
+        raise DamagedFile(
+            weights, f"damaged: not a readable safetensors file ({error})", EXPORT_AGAIN
+        ) from None
+
+
+def _meta_generator(meta: dict[str, Any], arch: Path) -> Generator:
+    """The generator ``meta`` describes, built on the meta device (no memory allocated).
+
+    Raises:
+        DamagedFile: ``init_kwargs`` that no generator takes.
+    """
+    try:
+        with torch.device("meta"):
+            return Generator(**meta["init_kwargs"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise DamagedFile(
+            arch, f"damaged: its init_kwargs build no generator ({error})", EXPORT_AGAIN
+        ) from None
+
+
+def load_generator(
+    path: str | Path, map_location: str | torch.device = "cpu", verify: bool = True
+) -> Generator:
     """Rebuild an exported generator from its ``.safetensors`` and ``.json`` (no unpickling),
     or ``Gs`` of an official ProGAN ``.pkl`` (read safely, see :mod:`progan_lightning.official`).
 
@@ -155,11 +217,16 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
         path: The export's ``.safetensors`` or ``.json`` file (the other one sits beside it),
             or an official ``.pkl``.
         map_location: Device for the weights.
+        verify: Recompute the tensors' SHA-256 and compare it with the ``export_id`` (off
+            saves one pass over a very large file).
 
     Raises:
         ValueError: the two files come from different exports (their ``export_id`` differs;
             exports that predate the id have none in either file and load as before), or the
-            weights do not fit the architecture, or the class names do not fit the classes.
+            class names do not fit the classes.
+        DamagedFile: a file is foreign or damaged: not JSON, not safetensors, an architecture
+            that does not fit the tensors' shapes, a trained stage out of range, tensors that
+            differ from their ``export_id``, non-finite weights.
     """
     if Path(path).suffix == ".pkl":
         return load_official_generator(path, map_location)
@@ -170,11 +237,8 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
                 f"{p} not found: an export is a .safetensors file plus a .json beside it "
                 "(write one with `python -m progan_lightning.export CHECKPOINT`)"
             )
-    meta = json.loads(arch.read_text())
-    if meta.get("format") != FORMAT or meta.get("class") != "Generator":
-        raise ValueError(f"{arch} is not a progan-lightning generator export")
-    with safe_open(str(weights), "pt") as handle:
-        weights_id = (handle.metadata() or {}).get("export_id")
+    meta = _read_json(arch)
+    shapes, weights_id = _shapes(weights)
     mismatch = f"{weights} and {arch} come from different exports"
     fix = (
         "keep the .safetensors and the .json that were written together, or export again "
@@ -185,54 +249,149 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
             f"{mismatch} (export_id {weights_id} in the weights, {meta.get('export_id')} in "
             f"the JSON); {fix}"
         )
-    G = Generator(**meta["init_kwargs"])
+    # Check the architecture against the shapes before any memory is allocated for it.
+    skeleton = _meta_generator(meta, arch)
+    expected = {name: list(tensor.shape) for name, tensor in skeleton.state_dict().items()}
+    if expected != shapes:
+        differ = sorted(
+            k for k in expected.keys() | shapes.keys() if expected.get(k) != shapes.get(k)
+        )
+        raise DamagedFile(
+            arch,
+            f"damaged: its architecture does not fit the tensors of {weights.name} "
+            f"({len(differ)} differ, e.g. {', '.join(differ[:3])})",
+            fix,
+        )
+    stage = meta.get("stage", skeleton.num_stages - 1)
+    if not isinstance(stage, int) or not 0 <= stage < skeleton.num_stages:
+        raise DamagedFile(
+            arch,
+            f"damaged: its trained stage {stage!r} is not one of the generator's "
+            f"0..{skeleton.num_stages - 1}",
+            EXPORT_AGAIN,
+        )
     try:
-        G.load_state_dict(load_file(str(weights), device=str(map_location)))
-    except RuntimeError as error:  # Missing, unexpected or mis-shaped tensors.
-        raise ValueError(f"{mismatch}: the weights do not fit the architecture; {fix}") from error
+        tensors = load_file(str(weights))
+    except Exception as error:  # A header that reads, data that does not.
+        raise DamagedFile(
+            weights, f"damaged: its tensors do not read ({error})", EXPORT_AGAIN
+        ) from None
+    if verify and weights_id is not None and export_id(tensors) != weights_id:
+        raise DamagedFile(
+            weights,
+            "damaged: its tensors differ from the SHA-256 recorded when it was exported "
+            f"(export_id {weights_id[:12]}...)",
+            EXPORT_AGAIN,
+        )
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:
+        raise DamagedFile(
+            weights,
+            f"damaged: non-finite weights (NaN or inf) in {len(bad)} tensors, e.g. {bad[0]}",
+            "export a checkpoint from before training diverged",
+        )
+    G = Generator(**meta["init_kwargs"])
+    G.load_state_dict(tensors)
     names = check_class_names(meta.get("class_names"), G.num_classes, str(arch))
-    return _trained(G, meta.get("stage"), meta.get("alpha"), names, map_location)
+    return _trained(G, stage, meta.get("alpha"), names, map_location)
+
+
+PICKLE_OPT_IN = (
+    "allow_pickle=true (progan-generate, progan-evaluate), --allow-pickle (progan-export) or "
+    "allow_pickle=True (Python)"
+)
 
 
 def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu", allow_pickle: bool = False
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    allow_pickle: bool = False,
+    mmap: bool = False,
 ) -> dict[str, Any]:
-    """Load a training checkpoint with ``torch.load(weights_only=True)``.
+    """Load a training checkpoint with ``torch.load(weights_only=True)``: the one loader of
+    ``.ckpt`` files (resume, export, generate, evaluate).
 
     Args:
         path: A ``.ckpt`` written by training.
         map_location: Device for the tensors.
         allow_pickle: Fall back to full unpickling (only for files you trust) when the safe
             loader refuses the file.
+        mmap: Memory-map the tensors instead of reading them (a cheap look at a large file).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        DamagedFile: a truncated or damaged file; objects the safe loader refuses (without
+            ``allow_pickle``); a torch file that is not a progan-lightning training checkpoint.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         if not allow_pickle:
-            raise ValueError(
-                f"{path} holds objects that the safe (weights-only) loader refuses: {err}. "
-                "If you created this file yourself, pass allow_pickle=true to load it fully."
-            ) from err
-    return torch.load(path, map_location=map_location, weights_only=False)
+            raise DamagedFile(
+                path,
+                "holds objects that the safe (weights-only) loader refuses "
+                f"({str(err).splitlines()[0]})",
+                f"if you created this file yourself, load it fully with {PICKLE_OPT_IN}",
+            ) from None
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # Not a zip or pickle, truncated: torch names no file.
+        raise DamagedFile(
+            path, f"damaged: not a readable checkpoint ({str(err).splitlines()[0]})"
+        ) from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if (
+        not isinstance(state, dict)
+        or "pytorch-lightning_version" not in checkpoint
+        or not any(str(key).startswith("G_ema.") for key in state)
+    ):
+        raise DamagedFile(
+            path,
+            "not a progan-lightning checkpoint (a torch file without the training state of "
+            "G, D and G_ema)",
+            "give a .ckpt from the checkpoints/ folder of a progan-train run",
+        )
+    return checkpoint
 
 
 def generator_from_checkpoint(
-    checkpoint: dict[str, Any], map_location: str | torch.device = "cpu"
+    checkpoint: dict[str, Any],
+    map_location: str | torch.device = "cpu",
+    source: str | Path = "the checkpoint",
 ) -> Generator:
     """G_ema from a loaded training checkpoint, with ``trained_stage``/``trained_alpha`` and
-    ``class_names`` (from ``checkpoint["classes"]["names"]``; ``[]`` when unconditional)."""
+    ``class_names`` (from ``checkpoint["classes"]["names"]``; ``[]`` when unconditional).
+
+    Args:
+        checkpoint: What :func:`load_checkpoint` returned.
+        map_location: Device for the weights.
+        source: The checkpoint's path, for messages.
+
+    Raises:
+        DamagedFile: no architecture record, or G_ema's weights do not fit it.
+    """
     arch = checkpoint.get("architecture", {}).get("G")
     if arch is None:
-        raise ValueError("this checkpoint has no architecture record; it predates export")
-    G = Generator(**arch)
+        raise DamagedFile(
+            source,
+            "has no architecture record (written by a version from before exports)",
+            "resume it with a current version for one tick to write a checkpoint that has one",
+        )
     prefix = "G_ema."
     state = {
         k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
     }
-    G.load_state_dict(state)
+    try:
+        G = Generator(**arch)
+        G.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError) as error:  # Missing or unexpected keys.
+        raise DamagedFile(
+            source,
+            "damaged: its G_ema weights do not fit its architecture record "
+            f"({' '.join(str(error).split())[:300]})",
+        ) from None
     progress = checkpoint.get("progress", {})
     names = check_class_names(
         checkpoint.get("classes", {}).get("names"), G.num_classes, "the checkpoint"
@@ -244,7 +403,8 @@ def export_checkpoint(
     ckpt_path: str | Path, out: str | Path | None = None, allow_pickle: bool = False
 ) -> tuple[Path, Path]:
     """Export G_ema of a training checkpoint; default output: ``<ckpt>.safetensors``."""
-    G = generator_from_checkpoint(load_checkpoint(ckpt_path, allow_pickle=allow_pickle))
+    checkpoint = load_checkpoint(ckpt_path, allow_pickle=allow_pickle)
+    G = generator_from_checkpoint(checkpoint, source=Path(ckpt_path).expanduser())
     out = Path(ckpt_path).with_suffix(".safetensors") if out is None else out
     return export_generator(G, out, G.trained_stage, G.trained_alpha)
 

@@ -35,7 +35,8 @@ def load_any(
     path = Path(source).expanduser()
     if path.suffix in (".safetensors", ".json", ".pkl"):
         return load_generator(path, device)
-    return generator_from_checkpoint(load_checkpoint(path, allow_pickle=allow_pickle), device)
+    checkpoint = load_checkpoint(path, allow_pickle=allow_pickle)
+    return generator_from_checkpoint(checkpoint, device, source=path)
 
 
 def stage_for(G: nn.Module, resolution: int | None) -> tuple[int, float]:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from progan_lightning.callbacks.checkpoint import (
     SafeCheckpoint,
+    check_weights,
     find_last_checkpoint,
     read_checkpoint,
 )
@@ -194,6 +195,7 @@ def check_resume(
         return True
     checkpoint = read_checkpoint(ckpt_path)
     model.check_architecture(checkpoint)
+    check_weights(checkpoint, model, ckpt_path)
     nimg = int(checkpoint.get("progress", {}).get("cur_nimg", 0))
     growth.check_resume(checkpoint.get("callbacks", {}).get(growth.state_key), nimg, ckpt_path)
     if nimg >= growth.schedule.total_nimg:

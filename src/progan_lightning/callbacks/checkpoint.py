@@ -15,8 +15,8 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from progan_lightning.callbacks.growth import find_growth
-from progan_lightning.export import export_generator
-from progan_lightning.faults import Diverged
+from progan_lightning.export import export_generator, load_checkpoint
+from progan_lightning.faults import DamagedFile, Diverged
 
 LAST = "last.ckpt"
 
@@ -26,21 +26,39 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: It is truncated or not a checkpoint; the message names the other
+        DamagedFile: It is truncated, damaged or not a progan-lightning checkpoint (see
+            :func:`~progan_lightning.export.load_checkpoint`); the message names the other
             checkpoints beside it.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={path} not found; give an existing .ckpt file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
+        return load_checkpoint(path, mmap=True)
+    except DamagedFile as error:
         others = [p.name for p in _newest_first(path.parent) if p != path]
-        beside = f"; checkpoints beside it: {', '.join(others)}" if others else ""
-        raise ValueError(
-            f"ckpt_path={path} is not a readable checkpoint (truncated or damaged: "
-            f"{str(err).splitlines()[0]}){beside}"
-        ) from None
+        if others:
+            beside = f"checkpoints beside it: {', '.join(others)}"
+            error.fix = f"{error.fix}; {beside}" if error.fix else beside
+        raise
+
+
+def check_weights(checkpoint: dict[str, Any], module: torch.nn.Module, path: str | Path) -> None:
+    """Refuse a checkpoint whose ``state_dict`` does not fit ``module`` (other names or shapes).
+
+    Raises:
+        DamagedFile: names the first tensors that are missing, unexpected or of another shape.
+    """
+    saved = {name: tuple(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
+    wanted = {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+    differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    if differ:
+        raise DamagedFile(
+            path,
+            f"damaged: its weights do not fit the networks ({len(differ)} tensors missing, "
+            f"unexpected or of another shape, e.g. {', '.join(differ[:3])})",
+            "resume from a checkpoint of this run, or with the settings it was trained with",
+        )
 
 
 def _newest_first(dirpath: Path) -> list[Path]:

@@ -40,7 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     )
-    G = None if cfg.source == "reals" else load_any(cfg.source, device)
+    G = None if cfg.source == "reals" else load_any(cfg.source, device, cfg.allow_pickle)
     stage, alpha = stage_for(G, None) if G is not None else (None, 1.0)
     resolution = int(cfg.data.resolution) if G is None else 4 * 2**stage
     datamodule = hydra.utils.instantiate(cfg.data)
