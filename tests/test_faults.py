@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from progan_lightning.export import load_checkpoint
-from progan_lightning.faults import Diverged, Preempted, UserError
+from progan_lightning.faults import Diverged, Preempted, UserError, WriteFailed
 from progan_lightning.train import train
 
 QUIET = ("logger=none", "metrics=none")
@@ -331,6 +331,54 @@ def test_non_finite_weights_are_never_written(make_cfg, tmp_path: Path):
     with pytest.raises(Diverged, match="the weights of G_ema"):
         saver.save(trainer, "last.ckpt")
     assert last.read_bytes() == before
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(make_cfg, tmp_path, monkeypatch):
+    import errno
+
+    _, objects = train(make_cfg(*QUIET, "growth.total_kimg=0.032"))
+    trainer = objects["trainer"]
+    saver = next(c for c in trainer.callbacks if type(c).__name__ == "SafeCheckpoint")
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    def disk_full(checkpoint, path, storage_options=None):
+        Path(path).write_bytes(b"PK\x03\x04 the start of a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trainer.strategy.checkpoint_io, "save_checkpoint", disk_full)
+    with pytest.raises(WriteFailed) as failed:
+        saver.save(trainer, "last.ckpt")
+    message = str(failed.value)
+    assert f"could not write {last} (" in message and "No space left on device" in message
+    assert f"the previous checkpoint {last} is intact" in message and "ckpt_path=" in message
+    assert failed.value.exit_code == 4
+    assert last.read_bytes() == before and list(last.parent.glob(".*.tmp")) == []
+
+
+def test_a_file_size_limit_ends_the_command_with_one_message(
+    make_cfg, tmp_path: Path, cache_dir: Path
+):
+    """``python train.py`` under ``ulimit -f``: exit status 4 and the file named, no traceback."""
+    import subprocess
+    import sys
+
+    import hydra
+
+    hydra.utils.instantiate(make_cfg().data).prepare_data()  # the cache is over the limit
+
+    run = tmp_path / "run"
+    args = train_command(cache_dir, "growth.total_kimg=0.032", f"hydra.run.dir={run}")[2:]
+    limited = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000)); "
+        f"sys.argv = ['progan-train', *{args!r}]; "
+        "from progan_lightning.cli.train import main; main()"
+    )
+    proc = subprocess.run([sys.executable, "-c", limited], capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 4, output[-2000:]
+    assert f"could not write {run / 'checkpoints' / 'last.ckpt'} (" in output
+    assert "no checkpoint was written yet" in output and "Traceback" not in output
 
 
 def test_a_diverged_job_of_a_multirun_lets_the_sweep_go_on(tmp_path: Path, cache_dir: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from progan_lightning.callbacks.growth import find_growth
 from progan_lightning.export import export_generator, load_checkpoint
-from progan_lightning.faults import DamagedFile, Diverged
+from progan_lightning.faults import DamagedFile, Diverged, WriteFailed
 
 LAST = "last.ckpt"
+# How torch's zip writer reports a failed write (it raises RuntimeError, not OSError).
+TORCH_WRITE_ERROR = re.compile(r"PytorchStreamWriter|file write failed|unexpected pos")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -179,16 +182,30 @@ class SafeCheckpoint(Checkpoint):
     # Writing.
 
     def save(self, trainer: L.Trainer, name: str) -> Path:
-        """Write ``<dirpath>/<name>`` atomically (every rank calls it; rank 0 writes)."""
+        """Write ``<dirpath>/<name>`` atomically (every rank calls it; rank 0 writes).
+
+        Raises:
+            Diverged: the weights are not finite (nothing is written).
+            WriteFailed: the file could not be written (disk full, a file size limit); the
+                previous file of that name is intact and the temporary file removed.
+        """
         path = self.dirpath / name
         # Unique per process: a second writer can never rename this one's half-written file.
         tmp = self.dirpath / f".{name}.{os.getpid()}.tmp"
         check_finite_weights(trainer.lightning_module)
-        if trainer.is_global_zero:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(tmp, weights_only=False)
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
+        try:
+            if trainer.is_global_zero:
+                self.dirpath.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(tmp, weights_only=False)
+            if trainer.is_global_zero:
+                os.replace(tmp, path)
+        except (OSError, RuntimeError) as error:
+            if not isinstance(error, OSError) and not TORCH_WRITE_ERROR.search(str(error)):
+                raise
+            tmp.unlink(missing_ok=True)
+            last = self.dirpath / LAST
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise WriteFailed(path, reason, last if last.is_file() else None) from error
         trainer.strategy.barrier("SafeCheckpoint.save")
         return path
 
