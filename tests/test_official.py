@@ -15,6 +15,7 @@ import pickle
 import sys
 import types
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from progan_lightning.cli.generate import main as generate_main
 from progan_lightning.cli.import_official import main as import_main
 from progan_lightning.export import load_generator
 from progan_lightning.generate import generate
+from progan_lightning.networks import Discriminator, Generator
 from progan_lightning.official import (
     OfficialPickleError,
     example_latents,
@@ -45,6 +47,7 @@ from progan_lightning.official.convert import (
     generator_variables,
     stage_alpha,
 )
+from progan_lightning.official.finetune import init_from_official
 from progan_lightning.train import train
 
 DATA = Path(__file__).parent / "data" / "official-progan"
@@ -375,3 +378,24 @@ def test_evaluate_scores_an_official_pickle(tmp_path: Path, cache_dir: Path):
     result = json.loads((tmp_path / "evaluate.json").read_text())
     assert result["resolution"] == 32 and result["source"].endswith("tiny32.pkl")
     assert math.isfinite(values["metrics/swd_avg"]) and values["metrics/swd_avg"] > 0
+
+
+def test_a_conditional_pickle_needs_networks_with_its_classes():
+    G, D, G_ema = load_official(DATA / "tiny16cond.pkl")
+
+    def model(num_classes: int) -> SimpleNamespace:
+        g = {**G.init_kwargs, "num_classes": num_classes}
+        d = {**D.init_kwargs, "num_classes": num_classes}
+        return SimpleNamespace(G=Generator(**g), D=Discriminator(**d), G_ema=Generator(**g))
+
+    with pytest.raises(
+        ValueError, match=r"the data's classes \(data.labels\): config 0, pickle 4"
+    ):
+        init_from_official(model(0), DATA / "tiny16cond.pkl")
+    fits = model(4)
+    assert init_from_official(fits, DATA / "tiny16cond.pkl") == {"start_resolution": 16}
+    for mine, official in ((fits.G, G), (fits.D, D), (fits.G_ema, G_ema)):
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(mine.parameters(), official.parameters(), strict=True)
+        )
