@@ -1,0 +1,88 @@
+"""A mistake on a command line: one message on stderr and exit status 2 from every command;
+the traceback only with HYDRA_FULL_ERROR=1; a bug keeps its traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from progan_lightning.cli.errors import user_errors
+from progan_lightning.faults import USER_ERROR_EXIT_CODE
+
+
+def command(module: str, *args: str, env: dict[str, str] | None = None):
+    """Run a console command as its entry point does (``progan-<name> args``)."""
+    code = f"import sys; from progan_lightning.cli.{module} import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "WANDB_MODE": "disabled", **(env or {})},
+    )
+
+
+def test_a_bad_value_prints_one_message_and_exits_2(tmp_path: Path):
+    run = command("train", "data.resolution=48", "logger=none", f"hydra.run.dir={tmp_path}")
+    assert run.returncode == USER_ERROR_EXIT_CODE == 2, run.stderr[-2000:]
+    assert "Error: data.resolution=48 is not a power of two" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_missing_source_prints_one_message_or_the_traceback_when_asked(tmp_path: Path):
+    run = command("generate", f"hydra.run.dir={tmp_path}")
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Error: source is not set" in run.stderr and "source=..." in run.stderr
+    assert "Traceback" not in run.stderr
+    full = command("generate", f"hydra.run.dir={tmp_path}", env={"HYDRA_FULL_ERROR": "1"})
+    assert (
+        full.returncode != 0 and "Traceback" in full.stderr and "MissingMandatory" in full.stderr
+    )
+
+
+def test_a_bug_keeps_its_traceback(tmp_path: Path):
+    code = (
+        "import progan_lightning.cli.train as command\n"
+        "def broken(cfg):\n"
+        "    return {}['a bug']\n"
+        "command.train = broken\n"
+        "command.main()\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1 and "Traceback" in run.stderr and "KeyError" in run.stderr
+
+
+def test_a_missing_data_path_names_the_key(make_cfg, capsys):
+    from progan_lightning.cli.train import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(make_cfg("data=folder", tiny=False))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Error: data.path is not set" in err and "data.path=..." in err
+
+
+def test_user_errors_wraps_only_user_errors(monkeypatch, capsys):
+    @user_errors
+    def refuse(kind: type[Exception]) -> None:
+        raise kind("data.path=/nope not found; point data.path at a folder of images")
+
+    with pytest.raises(SystemExit) as exited:
+        refuse(FileNotFoundError)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: data.path=/nope not found") and err.count("\n") == 2
+    with pytest.raises(KeyError):  # a bug
+        refuse(KeyError)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(FileNotFoundError):
+        refuse(FileNotFoundError)
