@@ -188,3 +188,27 @@ def test_progan_export_on_a_damaged_file_prints_one_line(tmp_path: Path, capsys)
     err = capsys.readouterr().err
     assert f"Error: {damaged}: damaged: not a readable checkpoint" in err
     assert "Traceback" not in err
+
+
+def test_evaluate_refuses_a_generator_that_draws_non_finite_images(tmp_path: Path):
+    """Finite weights whose images overflow: refused, not scored as if finite."""
+    from progan_lightning.cli.evaluate import evaluate
+
+    G = Generator(**TINY_G)
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.startswith("to_rgb"):
+                p.fill_(3e38)  # finite, but their sums overflow to inf
+    weights, _ = export_generator(G, tmp_path / "overflow.safetensors")
+    overrides = ["data.resolution=8", "data.source.num_images=16", "num_images=4"]
+    overrides += ["metrics=swd", "device=cpu", f"source={weights}"]
+    overrides += [f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path}"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose("evaluate", overrides)
+    GlobalHydra.instance().clear()
+    with pytest.raises(
+        DamagedFile, match=r"overflow.safetensors: damaged: the generator draws non"
+    ):
+        evaluate(cfg)
+    assert not (tmp_path / "evaluate.json").exists()

@@ -188,6 +188,21 @@ def _shapes(weights: Path) -> tuple[dict[str, list[int]], str | None]:
         ) from None
 
 
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights that hold NaN or inf.
+
+    Raises:
+        DamagedFile: names the file and the first non-finite tensor.
+    """
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:
+        raise DamagedFile(
+            path,
+            f"damaged: non-finite weights (NaN or inf) in {len(bad)} tensors, e.g. {bad[0]}",
+            "use a checkpoint from before training diverged",
+        )
+
+
 def _meta_generator(meta: dict[str, Any], arch: Path) -> Generator:
     """The generator ``meta`` describes, built on the meta device (no memory allocated).
 
@@ -283,13 +298,7 @@ def load_generator(
             f"(export_id {weights_id[:12]}...)",
             EXPORT_AGAIN,
         )
-    bad = [name for name, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
-    if bad:
-        raise DamagedFile(
-            weights,
-            f"damaged: non-finite weights (NaN or inf) in {len(bad)} tensors, e.g. {bad[0]}",
-            "export a checkpoint from before training diverged",
-        )
+    check_finite(tensors, weights)
     G = Generator(**meta["init_kwargs"])
     G.load_state_dict(tensors)
     names = check_class_names(meta.get("class_names"), G.num_classes, str(arch))
@@ -370,7 +379,7 @@ def generator_from_checkpoint(
         source: The checkpoint's path, for messages.
 
     Raises:
-        DamagedFile: no architecture record, or G_ema's weights do not fit it.
+        DamagedFile: no architecture record, G_ema's weights do not fit it or are not finite.
     """
     arch = checkpoint.get("architecture", {}).get("G")
     if arch is None:
@@ -383,6 +392,7 @@ def generator_from_checkpoint(
     state = {
         k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
     }
+    check_finite(state, source)
     try:
         G = Generator(**arch)
         G.load_state_dict(state)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from progan_lightning.callbacks.metrics import SETTINGS
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.errors import user_errors
+from progan_lightning.faults import DamagedFile
 from progan_lightning.generate import load_any, stage_for
 from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
 from progan_lightning.metrics.offline import disjoint_subsets, score_sets
@@ -62,7 +63,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         def generated():
             for i in range(0, n, batch):
                 extra = () if labels is None else (labels[i : i + batch].to(device),)
-                yield G(z[i : i + batch].to(device), stage, alpha, *extra)
+                images = G(z[i : i + batch].to(device), stage, alpha, *extra)  # [NCHW]
+                if not torch.isfinite(images).all():  # Scored, they would look finite.
+                    raise DamagedFile(
+                        cfg.source,
+                        "damaged: the generator draws non-finite images (NaN or inf)",
+                        "evaluate a checkpoint from before training diverged",
+                    )
+                yield images
 
         fakes = generated()
     values = score_sets(options, resolution, batches(sets[0]), fakes, device)
