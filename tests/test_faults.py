@@ -355,6 +355,18 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(make_cfg, tmp_path, mo
     assert failed.value.exit_code == 4
     assert last.read_bytes() == before and list(last.parent.glob(".*.tmp")) == []
 
+    # The final export: written again from the intact checkpoint.
+    from progan_lightning.callbacks import checkpoint as checkpoint_module
+
+    def export_fails(*args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(checkpoint_module, "export_generator", export_fails)
+    with pytest.raises(
+        WriteFailed, match=r"generator.safetensors \(.*File too large.*progan-export"
+    ):
+        saver.on_fit_end(trainer, objects["model"])
+
 
 def test_a_file_size_limit_ends_the_command_with_one_message(
     make_cfg, tmp_path: Path, cache_dir: Path

@@ -113,20 +113,31 @@ class WriteFailed(TrainingStopped):
         path: The file that could not be written.
         reason: The operating system's reason.
         checkpoint: The newest intact checkpoint, once known.
+        export: The file is the final export (written again from ``checkpoint`` with
+            ``progan-export``), not a checkpoint (resume from ``checkpoint``).
     """
 
     exit_code = WRITE_FAILED_EXIT_CODE
 
-    def __init__(self, path: str | Path, reason: str, checkpoint: Path | None = None):
+    def __init__(
+        self, path: str | Path, reason: str, checkpoint: Path | None = None, export: bool = False
+    ):
         self.path, self.reason, self.checkpoint = Path(path), reason, checkpoint
-        super().__init__(path, reason, checkpoint)
+        self.export = export
+        super().__init__(path, reason, checkpoint, export)
 
     def __str__(self) -> str:
-        where = (
-            f"the previous checkpoint {self.checkpoint} is intact; free some space (or raise "
-            f"the limit) and resume with ckpt_path={self.checkpoint}"
-            if self.checkpoint
-            else "no checkpoint was written yet; free some space (or raise the limit) and "
-            "start again"
-        )
+        fix = "free some space (or raise the limit)"
+        if self.checkpoint is None:
+            where = f"no checkpoint was written yet; {fix} and start again"
+        elif self.export:
+            where = (
+                f"the run's checkpoint {self.checkpoint} is intact; {fix} and export it with "
+                f"progan-export {self.checkpoint} {self.path}"
+            )
+        else:
+            where = (
+                f"the previous checkpoint {self.checkpoint} is intact; {fix} and resume with "
+                f"ckpt_path={self.checkpoint}"
+            )
         return f"could not write {self.path} ({self.reason}); {where}"

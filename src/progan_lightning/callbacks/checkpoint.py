@@ -123,6 +123,11 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def _reason(error: Exception) -> str:
+    """An error's message on one line (torch's spans several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def check_finite_weights(pl_module: L.LightningModule) -> None:
     """Raise :class:`Diverged` if a parameter of G, D or G_ema is not finite."""
     for name in ("G", "D", "G_ema"):
@@ -204,8 +209,7 @@ class SafeCheckpoint(Checkpoint):
                 raise
             tmp.unlink(missing_ok=True)
             last = self.dirpath / LAST
-            reason = " ".join(str(error).split()) or type(error).__name__
-            raise WriteFailed(path, reason, last if last.is_file() else None) from error
+            raise WriteFailed(path, _reason(error), last if last.is_file() else None) from error
         trainer.strategy.barrier("SafeCheckpoint.save")
         return path
 
@@ -266,7 +270,14 @@ class SafeCheckpoint(Checkpoint):
         growth = find_growth(trainer)
         finished = growth is None or growth.done(pl_module)
         if self.export_path is not None and finished and trainer.is_global_zero:
-            export_generator(pl_module.G_ema, self.export_path, pl_module.stage, pl_module.alpha)
+            G, stage, alpha = pl_module.G_ema, pl_module.stage, pl_module.alpha
+            try:
+                export_generator(G, self.export_path, stage, alpha)
+            except OSError as error:
+                last = self.dirpath / LAST
+                raise WriteFailed(
+                    self.export_path, _reason(error), last if last.is_file() else None, True
+                ) from error
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for sig, handler in self._old_handlers.items():
