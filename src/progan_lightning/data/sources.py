@@ -4,8 +4,9 @@ A source is indexable (``len`` and ``load``), names its images for messages (``n
 and describes itself with a JSON ``fingerprint`` that changes whenever the images it
 produces would change; the multi-resolution cache (``data/cache.py``) is keyed by it.
 A labelled source (``data.labels``) also names its classes (``class_names``) and gives
-each image's class index (``label``). This module holds the protocol and the built-in
-procedural shapes; ``data/files.py`` reads folders and zips of image files.
+each image's class index (``label``). This module holds the protocol, the checks every
+source shares and the built-in procedural shapes; ``data/digits.py`` draws digits and
+``data/files.py`` reads folders and zips of image files.
 """
 
 from __future__ import annotations
@@ -78,6 +79,25 @@ def check_load_args(index: int, length: int, resolution: int, channels: int) -> 
         raise ValueError(f"channels={channels} is not supported; use 3 (RGB) or 1 (grayscale)")
 
 
+def check_every_class_drawn(source: ImageSource, labels: str, name: str) -> None:
+    """Raise one error when some class of a procedural ``source`` has no image (too few
+    images); ``labels`` (its ``data.labels``) and ``name`` (``shapes``) are for the message.
+
+    Stops at the first image that completes the set (about 20 for 8 classes).
+    """
+    missing = set(range(len(source.class_names)))
+    for index in range(len(source)):
+        missing.discard(source.label(index))
+        if not missing:
+            return
+    names = [source.class_names[index] for index in sorted(missing)]
+    raise ValueError(
+        f"data.labels={labels}: the {len(source)} {name} images (data.source.num_images) have no "
+        f"{', '.join(names)}, so those classes would be empty; use more images "
+        "(e.g. data.source.num_images=100) or another data.source.seed"
+    )
+
+
 def listing(items: Sequence[str], limit: int = 10) -> str:
     """The first ``limit`` of ``items`` for a message, and how many more there are."""
     more = f"; and {len(items) - limit} more" if len(items) > limit else ""
@@ -141,13 +161,13 @@ class ShapesSource:
         self.seed = int(seed)
         self.labels = check_labels(labels, self.LABELS, "shapes")
         self.kinds = self._check_kinds(kinds)
-        self.shapes_per_image = _check_range(
+        self.shapes_per_image = check_range(
             "shapes_per_image", shapes_per_image, self.SHAPES_PER_IMAGE, 1, None
         )
-        self.shape_size = _check_range("shape_size", shape_size, self.SHAPE_SIZE, 0.0, 1.0)
+        self.shape_size = check_range("shape_size", shape_size, self.SHAPE_SIZE, 0.0, 1.0)
         self.class_names = list(self.kinds) if self.labels == "kind" else []
         if self.class_names:
-            self._check_every_kind_drawn()
+            check_every_class_drawn(self, "kind", "shapes")
 
     def __len__(self) -> int:
         return self.num_images
@@ -179,23 +199,6 @@ class ShapesSource:
             raise ValueError("the shapes source is unlabelled; set data.labels=kind for labels")
         check_load_args(index, self.num_images, 1, 1)
         return self._kind(np.random.default_rng([self.seed, index]))
-
-    def _check_every_kind_drawn(self) -> None:
-        """Raise one error when some kind (class) has no image: too few images.
-
-        Stops at the first image that completes the set (about 20 for 8 kinds).
-        """
-        missing = set(range(len(self.kinds)))
-        for index in range(self.num_images):
-            missing.discard(self.label(index))
-            if not missing:
-                return
-        names = [self.kinds[kind] for kind in sorted(missing)]
-        raise ValueError(
-            f"data.labels=kind: the {self.num_images} shapes images (data.source.num_images) "
-            f"have no {', '.join(names)}, so those classes would be empty; use more images "
-            "(e.g. data.source.num_images=100) or another data.source.seed"
-        )
 
     def _kind(self, rng: np.random.Generator) -> int:
         """Draw one index into ``kinds``."""
@@ -273,7 +276,7 @@ class ShapesSource:
         return np.asarray(small, dtype=np.float32) / 255.0
 
 
-def _check_range(
+def check_range(
     name: str, value: Sequence[Any], default: tuple, minimum: float, maximum: float | None
 ) -> tuple[Any, Any]:
     """``value`` as a ``(low, high)`` tuple of the type of ``default``'s numbers; one error
