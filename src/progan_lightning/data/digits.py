@@ -185,8 +185,7 @@ class DigitsSource:
         centre = np.where(low < high, rng.uniform(np.minimum(low, high), high), size / 2)
 
         # The warp: a mesh of cells over the output whose inner nodes are moved at random,
-        # each node mapped back into the glyph; PIL maps every cell bilinearly onto its quad
-        # (upper left, lower left, lower right, upper right).
+        # each node mapped back into the glyph; PIL reads every cell bilinearly from its quad.
         n = self.MESH
         ticks = np.arange(n + 1) * size // n  # [n + 1] int
         nodes = np.stack(np.meshgrid(ticks, ticks), -1).astype(np.float64)  # [n+1, n+1, 2] (x, y)
@@ -194,20 +193,24 @@ class DigitsSource:
         jitter[[0, -1]] = 0.0
         jitter[:, [0, -1]] = 0.0
         source = (nodes + jitter - centre) @ np.linalg.inv(linear).T + half  # [n+1, n+1, 2]
-        mesh = [
-            (
-                (int(ticks[col]), int(ticks[row]), int(ticks[col + 1]), int(ticks[row + 1])),
-                tuple(
-                    source[r, c].tolist()
-                    for r, c in ((row, col), (row + 1, col), (row + 1, col + 1), (row, col + 1))
-                ),
-            )
-            for row in range(n)
-            for col in range(n)
-        ]
-        mesh = [(box, tuple(v for point in quad for v in point)) for box, quad in mesh]
+        mesh = _mesh(ticks, source)
         big = ink.transform((size, size), Image.Transform.MESH, mesh, Image.Resampling.BILINEAR)
         return big.resize((resolution, resolution), Image.Resampling.BOX)
+
+
+def _mesh(
+    ticks: np.ndarray, source: np.ndarray
+) -> list[tuple[tuple[int, ...], tuple[float, ...]]]:
+    """PIL's ``MESH`` data: for each output cell between ``ticks`` (x and y alike), its box
+    and the quad of ``source`` ([n+1, n+1, 2] points, (x, y)) it is read from, corners in
+    PIL's order (upper left, lower left, lower right, upper right)."""
+    mesh = []
+    for row in range(len(ticks) - 1):
+        for col in range(len(ticks) - 1):
+            box = (int(ticks[col]), int(ticks[row]), int(ticks[col + 1]), int(ticks[row + 1]))
+            corners = ((row, col), (row + 1, col), (row + 1, col + 1), (row, col + 1))
+            mesh.append((box, tuple(float(v) for r, c in corners for v in source[r, c])))
+    return mesh
 
 
 def _check_amount(name: str, value: Any, low: float, high: float) -> float:
