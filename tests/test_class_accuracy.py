@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
+from progan_lightning.metrics.class_accuracy import (
+    confident_share,
+    held_out_mask,
+    per_class_accuracy,
+    train_classifier,
+)
 
 COLOURS = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]])  # [K, 3]
 
@@ -36,3 +41,19 @@ def test_the_classifier_learns_the_reals_and_reads_the_generated_classes():
 def test_too_few_images_are_refused():
     with pytest.raises(ValueError, match="too few"):
         train_classifier(np.zeros((5, 3, 8, 8), np.uint8), np.zeros(5), 2)
+
+
+def test_confident_share_counts_the_images_read_clearly_as_some_class():
+    labels = torch.arange(300) % 3
+    images = ((painted(labels) + 1) * 127.5).round().to(torch.uint8).numpy()
+    classifier, _ = train_classifier(images, labels.numpy(), 3, steps=60, seed=1)
+    clear = painted(torch.arange(30) % 3, seed=3)  # [30, 3, 8, 8]
+    assert confident_share(classifier, clear) == 1.0
+    # The top half one class's colour, the bottom half the next class's: not read as clearly.
+    blend = torch.cat([clear[:15, :, :4], clear[1:16, :, 4:]], dim=2)  # [15, 3, 8, 8]
+    assert confident_share(classifier, blend) < confident_share(classifier, clear)
+    assert confident_share(classifier, clear, threshold=1.01) == 0.0
+
+
+def test_the_held_out_images_are_every_tenth():
+    assert np.flatnonzero(held_out_mask(25)).tolist() == [0, 10, 20]

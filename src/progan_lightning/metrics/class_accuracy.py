@@ -4,7 +4,8 @@ on the real images judges its samples.
 The classifier is independent of D (whose own class head G is trained against): a small
 convolutional network with batch norm, trained from scratch on the labelled reals with a
 held-out tenth, whose accuracy on that tenth is the ceiling the generated images are read
-against. Chance is ``1 / num_classes``.
+against. Chance is ``1 / num_classes``. For an unconditional generator the same classifier
+tells how many samples read clearly as some class (:func:`confident_share`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def train_classifier(
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))  # [N]
     # Batches are read and converted one at a time: the level may be a memory map of a
     # dataset far larger than RAM as floats.
-    held_out = np.arange(len(y)) % 10 == 0
+    held_out = held_out_mask(len(y))
     train_index, test_index = np.flatnonzero(~held_out), np.flatnonzero(held_out)
     net = reference_classifier(images.shape[1], num_classes)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -72,6 +73,11 @@ def train_classifier(
         opt.step()
     net.eval()
     return net, accuracy(net, images[test_index], y[test_index])
+
+
+def held_out_mask(n: int) -> np.ndarray:
+    """The images :func:`train_classifier` holds out of ``n``: every tenth, bool [n]."""
+    return np.arange(n) % 10 == 0
 
 
 def to_float(images: np.ndarray | Tensor) -> Tensor:
@@ -89,6 +95,20 @@ def accuracy(
     ``labels`` [N]."""
     hits = sum(
         int((classifier(to_float(images[i : i + batch])).argmax(1) == labels[i : i + batch]).sum())
+        for i in range(0, len(images), batch)
+    )
+    return hits / len(images)
+
+
+@torch.no_grad()
+def confident_share(
+    classifier: nn.Module, images: np.ndarray | Tensor, threshold: float = 0.9, batch: int = 256
+) -> float:
+    """Fraction of ``images`` [N, C, H, W] (uint8, or float in [-1, 1]) that ``classifier``
+    assigns to some class with a softmax probability of at least ``threshold``: the share that
+    reads clearly as one class, whichever."""
+    hits = sum(
+        int((classifier(to_float(images[i : i + batch])).softmax(1).amax(1) >= threshold).sum())
         for i in range(0, len(images), batch)
     )
     return hits / len(images)
