@@ -187,7 +187,7 @@ class WGANGP:
             expectation, for a fraction of its cost. It is the most expensive part of a D step
             (a D forward and a double backward: 37% of the whole step at 32x32 on a CPU), so
             a short run gets more images for the same time (0.25 scored no better in the
-            quickstart study, docs/quickstart_study.md round 5).
+            quickstart's budget, docs/quickstart.md).
         cond_weight: Weight of the class term (official 1).
     """
 

@@ -78,8 +78,8 @@ def cpu_has_native_bf16(capabilities: dict[str, Any] | None = None) -> bool:
     """Whether the CPU has bf16 arithmetic units (AVX512-BF16 or AMX-BF16).
 
     Without them oneDNN emulates bf16 in float32 registers: 3.6x slower than float32 on an
-    AVX2 CPU (docs/quickstart_study.md, round 8), where with them the quickstart's 32x32 step
-    is 1.45x faster (round 10).
+    AVX2 CPU, where with them the quickstart's 32x32 step is 1.45x faster
+    (docs/benchmarks.md, "Speed switches").
 
     Args:
         capabilities: The CPU's feature flags (:func:`cpu_capabilities` when None).
