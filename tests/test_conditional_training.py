@@ -175,7 +175,8 @@ def test_a_short_conditional_run_draws_each_class(make_cfg, tmp_path: Path):
         "callbacks.samples.tile=16",
         tiny=False,
     )
-    model, datamodule = (train(cfg)[1][k] for k in ("model", "datamodule"))
+    objects = train(cfg)[1]  # once: a second fresh run in its folder is refused
+    model, datamodule = objects["model"], objects["datamodule"]
     classifier, ceiling = train_classifier(datamodule.images(8), datamodule.labels, 2, steps=200)
     assert ceiling > 0.95
     per_class = per_class_accuracy(
