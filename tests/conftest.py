@@ -58,7 +58,7 @@ def compose_config(out: Path, cache: Path, overrides: list[str] | None = None) -
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One data cache for the whole session: shapes are drawn once."""
+    """One data cache for the whole session: the built-in data is drawn once."""
     return tmp_path_factory.mktemp("cache")
 
 

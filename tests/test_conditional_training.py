@@ -35,7 +35,7 @@ def tiny_module(num_classes: int = 3, **kwargs) -> ProGAN:
 
 
 def test_labelled_shapes_make_both_networks_conditional(make_cfg, tmp_path: Path):
-    metrics, objects = train(make_cfg("data.labels=kind", "logger=none"))
+    metrics, objects = train(make_cfg("data=shapes", "data.labels=kind", "logger=none"))
     model, datamodule = objects["model"], objects["datamodule"]
 
     # num_classes comes from the data: no width was set by hand.
@@ -92,21 +92,21 @@ def test_a_conditional_module_needs_labels_and_names_per_class():
 
 
 def test_num_classes_set_by_hand_must_match_the_data(make_cfg):
-    cfg = make_cfg("data.labels=kind", "+model.G.num_classes=3")
+    cfg = make_cfg("data=shapes", "data.labels=kind", "+model.G.num_classes=3")
     with pytest.raises(ValueError, match=r"model\.G\.num_classes=3, but the data has 8 classes"):
         train(cfg)
 
 
 def test_resume_with_other_labels_names_the_mismatch(make_cfg, tmp_path: Path):
-    train(make_cfg("logger=none", "metrics=none", "growth.total_kimg=0.032"))
-    cfg = make_cfg("logger=none", "metrics=none", "data.labels=kind")
+    train(make_cfg("data=shapes", "logger=none", "metrics=none", "growth.total_kimg=0.032"))
+    cfg = make_cfg("logger=none", "metrics=none", "data=shapes", "data.labels=kind")
     cfg.ckpt_path = str(tmp_path / "checkpoints" / "last.ckpt")
     with pytest.raises(ValueError, match=r"model\.G\.num_classes: checkpoint None, config 8"):
         train(cfg)
 
 
 def test_conditional_resume_continues_exactly(make_cfg, tmp_path: Path):
-    overrides = ("logger=none", "metrics=none", "data.labels=kind")
+    overrides = ("logger=none", "metrics=none", "data=shapes", "data.labels=kind")
     reference = train(make_cfg(*overrides))[1]["model"]
 
     run = tmp_path / "run"
@@ -215,7 +215,10 @@ def test_a_compiled_conditional_G_matches_eager():
 @pytest.mark.slow
 def test_conditional_ddp_ranks_stay_in_lockstep(tmp_path: Path):
     out = tmp_path / "run"
-    run_train(["debug=ddp", "data.labels=kind", f"hydra.run.dir={out}", *TINY_CLI], tmp_path)
+    run_train(
+        ["debug=ddp", "data=shapes", "data.labels=kind", f"hydra.run.dir={out}", *TINY_CLI],
+        tmp_path,
+    )
     rank0 = (out / "consistency" / "rank0.jsonl").read_text().splitlines()
     assert rank0 == (out / "consistency" / "rank1.jsonl").read_text().splitlines()
     assert json.loads((out / "generator.json").read_text())["class_names"] == KINDS

@@ -395,10 +395,10 @@ def test_label_settings_reach_the_sources(make_cfg, class_folder: Path) -> None:
     cfg = make_cfg(tiny=False)
     assert cfg.data.labels == "none" and cfg.data.source.labels == "none"
     assert hydra.utils.instantiate(cfg.data).num_classes == 0
-    cfg = make_cfg("data.labels=kind", "data.source.num_images=64", tiny=False)
+    cfg = make_cfg("data=shapes", "data.labels=kind", "data.source.num_images=64", tiny=False)
     assert hydra.utils.instantiate(cfg.data).class_names == list(ShapesSource.KINDS)
     cfg = make_cfg("data=folder", f"data.path={class_folder}", "data.labels=folders", tiny=False)
     assert hydra.utils.instantiate(cfg.data).class_names == ["bird", "cat", "dog"]
-    cfg = make_cfg("data.labels=folders", tiny=False)
+    cfg = make_cfg("data=shapes", "data.labels=folders", tiny=False)
     with pytest.raises(Exception, match="data.labels=folders is not supported by the shapes"):
         hydra.utils.instantiate(cfg.data)

@@ -4,6 +4,7 @@ is :mod:`progan_lightning.cli.train`)."""
 from __future__ import annotations
 
 import logging
+import math
 import netrc
 import os
 import sys
@@ -32,8 +33,10 @@ from progan_lightning.callbacks.checkpoint import (
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.faults import Diverged, Preempted
 from progan_lightning.module import float32_matmul_precision, resolve_precision
+from progan_lightning.networks import num_features
 from progan_lightning.official.finetune import init_from_official
 from progan_lightning.run_lock import check_fresh_run_dir, run_dir_lock
+from progan_lightning.schedule import check_resolution
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +226,26 @@ def check_precision(cfg: DictConfig) -> None:
         )
 
 
+def check_max_resolution(cfg: DictConfig) -> None:
+    """Refuse a ``data.resolution`` above the experiment's ``max_resolution`` (the
+    quickstart's 32: tiny widths, a 32x32 schedule), naming the networks' width at that
+    resolution and ``experiment=folder``."""
+    limit = cfg.get("max_resolution")
+    resolution = check_resolution(cfg.data.resolution, "data.resolution")  # a bad value first
+    if limit is None or resolution <= limit:
+        return
+    g = cfg.model.G
+    width = num_features(int(math.log2(resolution)) - 1, g.fmap_base, g.fmap_decay, g.fmap_max)
+    raise ValueError(
+        f"data.resolution={resolution} is above max_resolution={limit}, the largest this "
+        f"experiment is made for (the quickstart, by default): its networks would be {width} "
+        f"channels wide at {resolution}x{resolution} and its schedule is for {limit}x{limit}. "
+        "Train your own images with experiment=folder (the official widths and schedule): "
+        f"python train.py experiment=folder data.path=DIR data.resolution={resolution}; or set "
+        "max_resolution=null to keep these settings"
+    )
+
+
 def device_type(trainer: L.Trainer) -> str:
     """``cuda`` or ``cpu``: the kind of device the trainer's accelerator trains on."""
     return "cuda" if isinstance(trainer.accelerator, CUDAAccelerator) else "cpu"
@@ -266,6 +289,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if rank_zero_only.rank == 0:  # Before anything is written (the command checked it too).
         check_fresh_run_dir(cfg.paths.output_dir, cfg.get("ckpt_path"), checkpoint_dir(cfg))
     check_precision(cfg)
+    check_max_resolution(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
