@@ -10,5 +10,11 @@
 | ``progan-bench`` | :mod:`progan_lightning.cli.bench` | the benchmark |
 | ``progan-evaluate`` | :mod:`progan_lightning.cli.evaluate` | metrics; the reals' floor |
 
-Nothing outside this package imports it (library code never imports an entry point).
+Every command reads ``.env`` (:mod:`progan_lightning.cli.env`): importing this package loads
+it, before any command composes its config. Nothing outside this package imports it (library
+code never imports an entry point).
 """
+
+from progan_lightning.cli.env import load_env
+
+load_env()
