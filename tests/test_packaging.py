@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from setuptools import find_packages
 from tests.conftest import TINY
 
@@ -31,6 +32,17 @@ def test_the_wheel_lists_every_package_of_the_tree():
     packages = set(listed["packages"]) - {"progan_lightning.conf"}
     assert packages == set(find_packages(REPO / "src"))
     assert listed["package-dir"]["progan_lightning.conf"] == "conf"
+
+
+def test_the_licence_and_python_versions_match_the_package_metadata():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["license"] == {"text": "MIT"}
+    licence = (REPO / "LICENSE").read_text()
+    assert licence.startswith("MIT License\n") and "progan-lightning contributors" in licence
+    # The tests (tomllib, for one) need 3.11; ruff checks the code for the same floor.
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert project["tool"]["ruff"]["target-version"] == "py311"
+    assert sys.version_info >= (3, 11)
 
 
 def user_config_dir(tmp_path: Path) -> Path:
@@ -60,6 +72,32 @@ def test_a_user_config_dir_adds_an_experiment(tmp_path: Path, how: str):
     assert "fmap_base: 256" in out  # the quickstart it builds on
 
 
+def see_the_dependencies_of_this_interpreter(venv: Path) -> None:
+    """Make ``venv`` import the packages of the interpreter running the tests, after its own.
+
+    ``venv --system-site-packages`` would show the base interpreter's packages, which are not
+    these when the tests run in a virtual environment themselves (the usual install). A
+    ``.pth`` file lists this interpreter's site-packages folders as plain paths: their own
+    ``.pth`` files (this checkout's editable install among them) are not run, so the package
+    under test is the wheel's.
+    """
+    folders = [*site.getsitepackages()]
+    if site.ENABLE_USER_SITE:
+        folders.append(site.getusersitepackages())
+    purelib = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    existing = [folder for folder in folders if Path(folder).is_dir()]
+    (Path(purelib) / "outer-site-packages.pth").write_text("\n".join(existing) + "\n")
+
+
 @pytest.mark.slow
 def test_a_plain_wheel_install_runs_every_command_from_anywhere(tmp_path: Path):
     dist = tmp_path / "dist"
@@ -83,7 +121,8 @@ def test_a_plain_wheel_install_runs_every_command_from_anywhere(tmp_path: Path):
     wheel = next(dist.glob("progan_lightning-*.whl"))
     # A fresh environment that reuses the installed dependencies, without the checkout.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    see_the_dependencies_of_this_interpreter(venv)
     bin_dir = venv / "bin"
     subprocess.run(
         [
