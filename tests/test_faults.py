@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,6 @@ QUIET = ("logger=none", "metrics=none")
 
 def train_command(cache_dir: Path, *args: str, multirun: bool = False) -> list[str]:
     """``python train.py [-m]`` with the tiny quiet overrides, as a user runs it."""
-    import sys
 
     from tests.conftest import TINY
 
@@ -74,7 +75,6 @@ def test_divergence_stops_with_finite_checkpoints(make_cfg, tmp_path: Path):
 
 def test_divergence_exit_status_from_the_command(tmp_path: Path, cache_dir: Path):
     """``python train.py`` as a user runs it: exit status 3, one message, finite files."""
-    import subprocess
 
     run = tmp_path / "run"
     cmd = train_command(cache_dir, "growth.lr={4: 0.001, 8: 1e6}", f"hydra.run.dir={run}")
@@ -117,23 +117,27 @@ def test_resume_with_a_longer_run_continues(make_cfg, tmp_path: Path):
     assert objects["model"].cur_nimg == 352 and objects["model"].stage == 2
 
 
-def test_a_second_process_on_the_run_dir_fails_naming_the_first(make_cfg, tmp_path: Path):
-    import subprocess
-    import sys
-
+def hold_run_dir_lock(run: Path) -> subprocess.Popen:
+    """Another process that holds ``run``'s lock (for two minutes, or until killed), started
+    once it has it."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from progan_lightning.run_lock import run_dir_lock\n"
-            f"with run_dir_lock({str(tmp_path)!r}):\n"
-            "    print('locked', flush=True); time.sleep(60)",
+            "import time; from progan_lightning.run_lock import run_dir_lock\n"
+            f"with run_dir_lock({str(run)!r}):\n"
+            "    print('locked', flush=True); time.sleep(120)",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_process_on_the_run_dir_fails_naming_the_first(make_cfg, tmp_path: Path):
+    holder = hold_run_dir_lock(tmp_path)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(UserError, match=rf"in use by pid {holder.pid} on .*hydra.run.dir"):
             train(make_cfg(*QUIET))
         assert not (tmp_path / "checkpoints").exists()
@@ -167,8 +171,6 @@ def file_hashes(folder: Path) -> dict[Path, str]:
 def test_a_fresh_run_in_a_folder_holding_a_run_changes_nothing(tmp_path: Path, cache_dir: Path):
     """``python train.py hydra.run.dir=R`` twice: the second refuses before Hydra writes its
     config, naming both ways on; so does a resume while another process holds the run."""
-    import subprocess
-    import sys
 
     run = tmp_path / "run"
     first = train_command(cache_dir, "growth.total_kimg=0.032", f"hydra.run.dir={run}")
@@ -184,19 +186,8 @@ def test_a_fresh_run_in_a_folder_holding_a_run_changes_nothing(tmp_path: Path, c
     assert "Traceback" not in second.stderr
     assert file_hashes(run) == before
 
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import time; from progan_lightning.run_lock import run_dir_lock\n"
-            f"with run_dir_lock({str(run)!r}):\n"
-            "    print('locked', flush=True); time.sleep(120)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_run_dir_lock(run)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         before = file_hashes(run)
         resume = [*first, "ckpt_path=last", "growth.total_kimg=0.064"]
         third = subprocess.run(resume, capture_output=True, text=True, timeout=300)
@@ -297,7 +288,6 @@ def test_truncated_last_checkpoint_falls_back_to_the_newest_readable(make_cfg, t
 def test_sigterm_from_outside_exits_143_with_last_checkpoint(tmp_path: Path, cache_dir: Path):
     """A scheduler's SIGTERM to ``python train.py``: status 128+15, last.ckpt, no export."""
     import signal
-    import subprocess
     import time
 
     run = tmp_path / "run"
@@ -372,8 +362,6 @@ def test_a_file_size_limit_ends_the_command_with_one_message(
     make_cfg, tmp_path: Path, cache_dir: Path
 ):
     """``python train.py`` under ``ulimit -f``: exit status 4 and the file named, no traceback."""
-    import subprocess
-    import sys
 
     import hydra
 
@@ -394,8 +382,6 @@ def test_a_file_size_limit_ends_the_command_with_one_message(
 
 
 def test_a_diverged_job_of_a_multirun_lets_the_sweep_go_on(tmp_path: Path, cache_dir: Path):
-    import subprocess
-
     cmd = train_command(
         cache_dir,
         "growth.lr={4: 0.001, 8: 1e6}",
