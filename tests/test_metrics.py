@@ -381,6 +381,7 @@ def test_unknown_metric_names_the_known_ones():
 
 def test_metrics_callback_logs_and_writes_json_lines_on_a_tiny_run(make_cfg, tmp_path: Path):
     cfg = make_cfg(
+        "data=shapes",  # RGB: the stand-ins read 3 colour channels (15 features, 3 logits)
         "metrics=[default,fid,is]",
         "metrics.fid.feature={_target_: test_metrics.TinyFeatures}",
         "metrics.is.feature={_target_: test_metrics.TinyLogits}",
