@@ -367,6 +367,7 @@ def test_evaluate_scores_an_official_pickle(tmp_path: Path, cache_dir: Path):
     overrides = [
         f"source={DATA / 'tiny32.pkl'}",
         "data.resolution=32",
+        "data.channels=3",  # the pickle draws RGB
         "data.source.num_images=64",
         "num_images=32",
         "metrics=swd",
