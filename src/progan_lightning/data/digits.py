@@ -105,7 +105,7 @@ class DigitsSource:
         self.seed = int(seed)
         self.labels = check_labels(labels, self.LABELS, "digits")
         self.height = check_range("height", height, self.HEIGHT, 0.0, 1.0)
-        self.stroke = check_range("stroke", stroke, self.STROKE, -1e-9, 0.3)
+        self.stroke = check_range("stroke", stroke, self.STROKE, 0.0, 0.3, closed=True)
         self.width = check_range("width", width, self.WIDTH, 0.0, 3.0)
         self.rotation = _check_amount("rotation", rotation, 0.0, 90.0)
         self.shear = _check_amount("shear", shear, 0.0, 1.0)

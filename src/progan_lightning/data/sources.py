@@ -277,11 +277,16 @@ class ShapesSource:
 
 
 def check_range(
-    name: str, value: Sequence[Any], default: tuple, minimum: float, maximum: float | None
+    name: str,
+    value: Sequence[Any],
+    default: tuple,
+    minimum: float,
+    maximum: float | None,
+    closed: bool = False,
 ) -> tuple[Any, Any]:
     """``value`` as a ``(low, high)`` tuple of the type of ``default``'s numbers; one error
-    unless it is two such numbers with ``minimum <= low`` (``minimum < low`` for floats),
-    ``low <= high`` and ``high <= maximum`` (None: no maximum)."""
+    unless it is two such numbers with ``minimum <= low`` (``minimum < low`` for floats unless
+    ``closed``), ``low <= high`` and ``high <= maximum`` (None: no maximum)."""
     kind = type(default[0])
     pair = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
     numbers = len(pair) == 2 and all(
@@ -290,10 +295,10 @@ def check_range(
     )
     if numbers:
         low, high = (kind(x) for x in pair)
-        above = low > minimum if kind is float else low >= minimum
+        above = low > minimum if kind is float and not closed else low >= minimum
         if above and low <= high and (maximum is None or high <= maximum):
             return low, high
-    bounds = f"{minimum:g} {'<' if kind is float else '<='} low <= high"
+    bounds = f"{minimum:g} {'<' if kind is float and not closed else '<='} low <= high"
     bounds += f" <= {maximum:g}" if maximum is not None else ""
     raise ValueError(
         f"data.source.{name}={list(value) if pair else value!r}: use [low, high] with {bounds} "
