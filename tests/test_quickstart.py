@@ -6,6 +6,9 @@ tested (``python -m progan_lightning.bench.legibility``)."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import hydra
@@ -17,6 +20,7 @@ from PIL import Image
 from progan_lightning.export import load_generator
 from progan_lightning.train import train
 
+REPO = Path(__file__).resolve().parents[1]
 DIGITS = [str(digit) for digit in range(10)]
 PHASES = ["stable4", "fade8", "stable8", "fade16", "stable16", "fade32", "stable32"]
 
@@ -145,3 +149,21 @@ def test_experiment_folder_has_the_official_widths_and_schedule(make_cfg, image_
     assert schedule.phases[-1].resolution == 128
     assert schedule.phases[1].end_nimg - schedule.phases[1].start_nimg == 600_000
     assert schedule.total_nimg == 12_000_000
+
+
+def test_the_newcomers_command_prints_the_one_message(tmp_path: Path, image_folder: Path):
+    """``python train.py data=folder data.path=DIR data.resolution=128``: one message naming
+    experiment=folder, exit status 2, no traceback, no cache."""
+    command = ["data=folder", f"data.path={image_folder}", "data.resolution=128"]
+    where = [f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    run = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *command, *where, "logger=none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Error: data.resolution=128 is above max_resolution=32" in run.stderr
+    assert "experiment=folder" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "cache").exists()
