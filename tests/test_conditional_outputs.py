@@ -112,6 +112,7 @@ def test_unconditional_export_is_unchanged(tmp_path):
 def test_checkpoint_generator_carries_the_checkpoint_class_names(tmp_path):
     G = tiny_generator()
     checkpoint = {
+        "pytorch-lightning_version": "2.6.6",  # what the loader takes a training checkpoint by
         "architecture": {"G": G.init_kwargs},
         "state_dict": {f"G_ema.{k}": v for k, v in G.state_dict().items()},
         "progress": {"stage": 1, "alpha": 0.5},
