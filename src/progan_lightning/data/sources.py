@@ -135,8 +135,7 @@ class ShapesSource:
         shapes_per_image: ``[low, high]``: each image draws ``low`` to ``high`` shapes
             (inclusive, uniform); default ``[1, 3]``.
         shape_size: ``[low, high]``: each shape's width as a share of the image's, uniform;
-            default ``[0.25, 0.6]``. Fewer, larger shapes make an easier image problem
-            (docs/quickstart_study.md round 10 trained on one shape 50-80% wide).
+            default ``[0.25, 0.6]``. Fewer, larger shapes make an easier image problem.
     """
 
     KINDS = ("circle", "ellipse", "square", "rectangle", "triangle", "star", "cross", "ring")
