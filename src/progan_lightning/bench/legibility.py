@@ -43,7 +43,7 @@ from progan_lightning.metrics.class_accuracy import (
     per_class_accuracy,
     train_classifier,
 )
-from progan_lightning.metrics.offline import disjoint_subsets, score_sets
+from progan_lightning.metrics.offline import disjoint_subsets, index_batches, score_sets
 from progan_lightning.metrics.registry import prepare_metrics
 from progan_lightning.networks import seeded_latents
 
@@ -151,8 +151,7 @@ def measure(
     options = prepare_metrics({"swd": {}})
 
     def reals(index: np.ndarray) -> Iterator[torch.Tensor]:
-        for start in range(0, len(index), 256):
-            yield torch.from_numpy(np.asarray(images[index[start : start + 256]]))
+        return index_batches(images, index, 256)
 
     swd = score_sets(options, resolution, reals(sets[0]), [fakes])["metrics/swd_avg"]
     floor = score_sets(options, resolution, reals(sets[0]), reals(sets[1]))["metrics/swd_avg"]

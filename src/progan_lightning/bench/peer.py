@@ -52,7 +52,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.export import load_generator
 from progan_lightning.imaging import make_grid, save_png
-from progan_lightning.metrics.offline import disjoint_subsets, score_sets
+from progan_lightning.metrics.offline import disjoint_subsets, index_batches, score_sets
 from progan_lightning.metrics.registry import prepare_metrics
 from progan_lightning.networks import seeded_latents
 
@@ -318,8 +318,7 @@ def swd(
     batch = 256
 
     def reals(index: np.ndarray) -> Iterator[torch.Tensor]:
-        for i in range(0, len(index), batch):
-            yield torch.from_numpy(images[index[i : i + batch]])
+        return index_batches(images, index, batch)
 
     def fakes(sample: Sampler) -> Iterator[torch.Tensor]:
         z = seeded_latents((num_images, int(cfg.model.G.z_dim)), 0)

@@ -23,7 +23,7 @@ from progan_lightning.cli.errors import user_errors
 from progan_lightning.faults import DamagedFile
 from progan_lightning.generate import load_any, stage_for
 from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
-from progan_lightning.metrics.offline import disjoint_subsets, score_sets
+from progan_lightning.metrics.offline import disjoint_subsets, index_batches, score_sets
 from progan_lightning.metrics.registry import prepare_metrics
 from progan_lightning.networks import seeded_latents
 
@@ -49,13 +49,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     images = datamodule.images(resolution)  # uint8 [N, C, res, res]
     sets = disjoint_subsets(len(images), n, 2 if G is None else 1, int(cfg.seed))
 
-    def batches(index: np.ndarray):
-        for start in range(0, len(index), batch):
-            yield torch.from_numpy(np.asarray(images[index[start : start + batch]]))
-
     labels = None
     if G is None:
-        fakes = batches(sets[1])
+        fakes = index_batches(images, sets[1], batch)
     else:
         z = seeded_latents((n, G.z_dim), int(cfg.seed))
         labels = fake_labels(G, datamodule, sets[0])
@@ -73,7 +69,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                 yield images
 
         fakes = generated()
-    values = score_sets(options, resolution, batches(sets[0]), fakes, device)
+    values = score_sets(options, resolution, index_batches(images, sets[0], batch), fakes, device)
     if labels is not None and cfg.get("class_accuracy"):
         values |= class_accuracy(G, stage, alpha, datamodule, resolution, cfg.class_accuracy)
     result = {"source": str(cfg.source), "resolution": resolution, "num_images": n, **values}

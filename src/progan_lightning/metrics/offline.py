@@ -3,7 +3,7 @@ against themselves (the floor a generator can reach with this many images)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,13 @@ def disjoint_subsets(size: int, n: int, count: int, seed: int) -> list[np.ndarra
         )
     order = np.random.default_rng(seed).permutation(size)
     return [np.sort(order[i * n : (i + 1) * n]) for i in range(count)]
+
+
+def index_batches(images: Any, index: np.ndarray, batch: int) -> Iterator[Tensor]:
+    """``images[index]`` (uint8 [N, C, H, W], an array or a memory map) as tensors of at most
+    ``batch`` images, read one batch at a time."""
+    for start in range(0, len(index), batch):
+        yield torch.from_numpy(np.asarray(images[index[start : start + batch]]))
 
 
 @torch.no_grad()
