@@ -103,3 +103,19 @@ def test_official_gains_and_the_ema_half_life() -> None:
     assert peer.ema_beta(model, 32) ** (1850 / 32) == pytest.approx(0.5)
     model.ema_kimg = None
     assert peer.ema_beta(model, 32) == 0.999
+
+
+def test_the_one_sync_gradient_check_is_the_peers_check() -> None:
+    gan = peer._peer().gan
+    original = gan.ProGAN.__dict__["_check_grad_ok"]  # The shim, installed by _peer().
+    assert original.__func__ is peer._grads_finite
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1), torch.nn.Linear(1, 1))
+    assert peer._grads_finite(net)  # No gradients yet.
+    net(torch.randn(2, 3)).sum().backward()
+    net[2].weight.grad = None  # A parameter without a gradient is skipped.
+    assert peer._grads_finite(net)
+    for bad in (math.nan, math.inf, -math.inf):
+        net[0].bias.grad[1] = bad
+        assert not peer._grads_finite(net)
+        net[0].bias.grad[1] = 0.0
+    assert peer._grads_finite(net)

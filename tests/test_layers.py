@@ -16,6 +16,7 @@ from progan_lightning.layers import (
     MinibatchStddev,
     PixelNorm,
     downsample2x,
+    fade,
     fade_reals,
     upsample2x,
 )
@@ -191,6 +192,20 @@ def test_fade_reals() -> None:
     # Blocky: constant over each 2x2 cell and mean-preserving.
     assert torch.equal(blocky[..., 0::2, 0::2], blocky[..., 1::2, 1::2])
     torch.testing.assert_close(blocky.mean(), x.mean())
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0, torch.tensor(0.3)])
+def test_fade_blends_paths_of_different_dtypes_in_the_wider(alpha: float | torch.Tensor) -> None:
+    # bf16 autocast on CUDA hands G's fade an fp32 old path and a bf16 new one; torch.lerp
+    # refuses mixed dtypes, which stopped every bf16 GPU run at its first fade-in.
+    old = torch.randn(2, 3, 8, 8)
+    new = torch.randn(2, 3, 8, 8).bfloat16()
+    for a, b in ((old, new), (old.bfloat16(), new.float())):
+        out = fade(a, b, alpha)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, torch.lerp(a.float(), b.float(), float(alpha)))
+    assert torch.equal(fade(old, new, 0.0), old)
+    assert torch.equal(fade(old, new, 1.0), new.float())
 
 
 @pytest.mark.parametrize(

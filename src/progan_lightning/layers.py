@@ -301,7 +301,10 @@ def downsample2x(x: Tensor) -> Tensor:
 def fade(old: Tensor, new: Tensor, alpha: float | Tensor) -> Tensor:
     """Cross-fade from the old path to the new one: ``lerp(old, new, alpha)``.
 
-    Exact at the ends: alpha 0 gives ``old`` and alpha 1 gives ``new`` bit for bit.
+    Exact at the ends: alpha 0 gives ``old`` and alpha 1 gives ``new`` bit for bit. The
+    paths may differ in dtype under autocast (bf16 autocast on CUDA gives G's old path, a
+    nearest upsampling, in fp32 and its new path, a convolution, in bf16): both are blended
+    in the wider of the two.
 
     Args:
         old: Output of the previous (lower-resolution) path.
@@ -309,10 +312,12 @@ def fade(old: Tensor, new: Tensor, alpha: float | Tensor) -> Tensor:
         alpha: Weight of the new path in [0, 1]; a float or a 0-dim tensor.
 
     Returns:
-        The blend, shaped like ``new``.
+        The blend, shaped like ``new``, in the wider dtype of ``old`` and ``new``.
     """
+    dtype = torch.promote_types(old.dtype, new.dtype)
+    old, new = old.to(dtype), new.to(dtype)
     if isinstance(alpha, Tensor):
-        alpha = alpha.to(device=new.device, dtype=new.dtype)
+        alpha = alpha.to(device=new.device, dtype=dtype)
     return torch.lerp(old, new, alpha)
 
 
