@@ -95,7 +95,8 @@ def resolve_precision(
     on a CPU with bf16 units (:func:`cpu_has_native_bf16`) and ``fp32`` everywhere else.
 
     On CUDA ``auto`` stays ``fp32``: convolutions already take the TF32 tensor-core path there
-    (``backend.float32_matmul_precision``), and bf16's quality has been measured on CPUs only.
+    (``backend.float32_matmul_precision``), and bf16 autocast scored no better than fp32
+    (docs/benchmarks.md, "bf16 against fp32").
 
     Args:
         setting: ``model.precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``).
