@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from progan_lightning.bench import legibility
 from progan_lightning.bench.legibility import main, measure, table
 from progan_lightning.export import export_generator
 from progan_lightning.networks import Generator
@@ -41,12 +42,18 @@ def test_an_unconditional_run_gets_the_read_shares_and_swd_beside_the_floor(
 
 
 def test_a_conditional_run_gets_its_class_accuracy_and_a_median_table(
-    tmp_path: Path, cache_dir: Path
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    train = legibility.train_classifier
     runs = [tiny_run(tmp_path / f"seed{i}", DIGITS) for i in range(2)]
     out = tmp_path / "table.md"
     settings = ["--num-images", "20", "--steps", "20", "--cache-dir", str(cache_dir)]
+    trained = []
+    monkeypatch.setattr(
+        legibility, "train_classifier", lambda *a, **k: trained.append(a) or train(*a, **k)
+    )
     text = main([*map(str, runs), *settings, "--out", str(out)])
+    assert len(trained) == 1  # One reference classifier for both runs on the same reals.
     assert out.read_text() == text
     lines = text.splitlines()
     assert lines[0].startswith("| run | SWD x1e3 | floor (reals vs reals) | SWD / floor |")

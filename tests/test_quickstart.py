@@ -32,18 +32,18 @@ def test_the_quickstart_composes_to_its_schedule(make_cfg):
     growth = hydra.utils.instantiate(cfg.growth)
     schedule = growth.schedule
     assert [p.name for p in schedule.phases] == PHASES
-    # Most of the images go to the final resolution, where the details are drawn.
-    stable32 = schedule.phases[-1]
-    assert stable32.images(schedule.total_nimg, since=0) > 0.5 * schedule.total_nimg
-    # Short enough for a CPU: the whole run is about 100k images of at most 32x32.
-    assert 50_000 <= schedule.total_nimg <= 150_000
+    # Half the images go to the final resolution, where the details are drawn.
+    at32 = sum(p.images(schedule.total_nimg, since=0) for p in schedule.phases[-2:])
+    assert at32 > 0.5 * schedule.total_nimg
+    # Short enough for ten minutes on a 2-core CPU: 66k images of at most 32x32.
+    assert schedule.total_nimg == 66_000
     # fp32 on every CPU (bf16 scored no better); the conditional run too.
     assert cfg.model.precision == "fp32" and cfg.model.G.pixel_norm_eps == 1e-8
     assert make_cfg("experiment=quickstart_cond", tiny=False).model.precision == "fp32"
     assert make_cfg().model.precision == "fp32"  # the tests' tiny runs, on every CPU
 
 
-def test_the_quickstart_trains_32x32_faster_and_its_conditional_run_keeps_one_rate(make_cfg):
+def test_the_quickstart_trains_32x32_faster_and_its_conditional_run_the_same(make_cfg):
     def rates(cfg) -> dict[str, float]:
         phases = hydra.utils.instantiate(cfg.growth).schedule.phases
         return {p.name: p.lr or cfg.model.optimizer.lr for p in phases}
@@ -52,10 +52,12 @@ def test_the_quickstart_trains_32x32_faster_and_its_conditional_run_keeps_one_ra
     lr = rates(quickstart)
     below, final = {lr[p] for p in PHASES[:5]}, {lr["fade32"], lr["stable32"]}
     assert below == {quickstart.model.optimizer.lr} and min(final) > max(below)
-    # The conditional quickstart was measured (docs/conditional.md) with one rate throughout.
+    assert quickstart.model.d_lr_ratio == 3
+    # The conditional quickstart: the same rates, schedule and widths, with labels.
     cond = make_cfg("experiment=quickstart_cond", tiny=False)
-    assert set(rates(cond).values()) == {cond.model.optimizer.lr}
-    assert cond.model.d_lr_ratio == 1
+    assert rates(cond) == lr and cond.model.d_lr_ratio == 3
+    assert cond.growth == quickstart.growth and cond.model == quickstart.model
+    assert cond.data.labels == "digit" and quickstart.data.labels == "none"
 
 
 @pytest.mark.parametrize("experiment", ["quickstart", "quickstart_cond"])

@@ -21,6 +21,7 @@ One markdown table: a row per run and the median over the runs (e.g. seeds 0-2).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -87,6 +88,23 @@ def run_data(run: Path, labels: str, cache_dir: Path | None) -> ProGANDataModule
     return datamodule
 
 
+_CLASSIFIERS: dict[tuple[str, int, int, int], tuple[torch.nn.Module, float]] = {}
+"""Reference classifiers trained in this process, by reals, classes, steps and seed."""
+
+
+def reference_classifier(
+    images: np.ndarray, classes: np.ndarray, num_classes: int, steps: int, seed: int
+) -> tuple[torch.nn.Module, float]:
+    """``train_classifier`` on these reals (uint8 [N, C, R, R]) and classes [N], trained once
+    per process for every run on the same data (e.g. seeds 0-2): the classifier and its
+    accuracy on the held-out reals."""
+    digest = hashlib.sha256(images.tobytes() + np.asarray(classes).tobytes()).hexdigest()
+    key = (digest, num_classes, steps, seed)
+    if key not in _CLASSIFIERS:
+        _CLASSIFIERS[key] = train_classifier(images, classes, num_classes, steps=steps, seed=seed)
+    return _CLASSIFIERS[key]
+
+
 def measure(
     path: Path,
     num_images: int = 2048,
@@ -113,8 +131,8 @@ def measure(
     resolution = 4 * 2**stage
     datamodule = run_data(run, labels, cache_dir)
     images, classes = datamodule.images(resolution), datamodule.labels  # uint8 [N, C, R, R]
-    classifier, reals_accuracy = train_classifier(
-        images, classes, datamodule.num_classes, steps=steps, seed=seed
+    classifier, reals_accuracy = reference_classifier(
+        images, classes, datamodule.num_classes, steps, seed
     )
     conditional = bool(getattr(G, "class_names", []))
 
