@@ -65,7 +65,7 @@ def test_a_user_config_dir_adds_an_experiment(tmp_path: Path, how: str):
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        timeout=120,
+        timeout=600,
         check=True,
     ).stdout
     assert "task_name: mine" in out and "fmap_max: 8" in out
