@@ -265,7 +265,7 @@ def test_bench_memory_part_on_cpu_is_computed_and_labelled(
     with pytest.raises(ValueError, match="model.precision=fp16"):
         run(fp16)
     # auto is traced where it trains in float32 (no bf16 units), refused where it takes bf16.
-    monkeypatch.setattr("progan_lightning.module.cpu_capabilities", lambda: {"amx_bf16": True})
+    monkeypatch.setattr("progan_lightning.precision.cpu_capabilities", lambda: {"amx_bf16": True})
     auto = compose_bench(*TINY_BENCH, "bench.parts=[memory]", "model/precision=auto")
     with pytest.raises(ValueError, match="model.precision=auto"):
         run(auto)

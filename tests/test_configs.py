@@ -8,10 +8,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from progan_lightning.callbacks.growth import ProgressiveGrowth
-from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.config import CONFIG_DIR, auto_strategy
 from progan_lightning.data.datamodule import ProGANDataModule
 from progan_lightning.module import ProGAN
-from progan_lightning.train import auto_strategy, instantiate_dict
+from progan_lightning.train import instantiate_dict
 
 CONF = Path(CONFIG_DIR)
 
@@ -133,6 +133,21 @@ def test_strategy_follows_device_count():
     assert auto_strategy([0]) == "auto"
     assert auto_strategy(8) == "ddp_find_unused_parameters_true"
     assert auto_strategy("auto") == "ddp_find_unused_parameters_true"
+    assert auto_strategy(1, 2) == "ddp_find_unused_parameters_true"  # one GPU on each of 2 nodes
+
+
+@pytest.mark.parametrize(
+    ("overrides", "strategy"),
+    [
+        ([], "auto"),
+        (["trainer=ddp_sim"], "ddp_find_unused_parameters_true"),
+        (["trainer=ddp"], "ddp_find_unused_parameters_true"),
+        (["trainer.num_nodes=2"], "ddp_find_unused_parameters_true"),
+    ],
+)
+def test_every_trainer_config_takes_the_one_strategy_rule(overrides, strategy, make_cfg):
+    cfg = make_cfg(*overrides, tiny=False)
+    assert cfg.trainer.strategy == strategy
 
 
 def test_paper_ablation_switches_reach_the_networks(make_cfg):

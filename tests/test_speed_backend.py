@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from progan_lightning.losses import WGANGP
-from progan_lightning.module import ProGAN, float32_matmul_precision
+from progan_lightning.module import ProGAN
 from progan_lightning.networks import Discriminator, Generator
+from progan_lightning.precision import float32_matmul_precision
 from progan_lightning.train import train
 
 

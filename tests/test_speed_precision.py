@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from progan_lightning.losses import WGANGP, input_gradient
-from progan_lightning.module import (
+from progan_lightning.module import ProGAN
+from progan_lightning.networks import Discriminator, Generator
+from progan_lightning.precision import (
     FP16_PIXEL_NORM_EPS,
-    ProGAN,
     cpu_capabilities,
     cpu_has_native_bf16,
     resolve_precision,
 )
-from progan_lightning.networks import Discriminator, Generator
 from progan_lightning.train import train
 
 
@@ -176,7 +176,7 @@ def test_auto_precision_takes_bf16_only_on_cpus_with_bf16_units() -> None:
 
 @pytest.mark.parametrize(("caps", "took"), [(BF16_CPU, "bf16"), (AVX2_CPU, "fp32")])
 def test_an_auto_module_steps_as_the_precision_its_cpu_gets(monkeypatch, caps, took) -> None:
-    monkeypatch.setattr("progan_lightning.module.cpu_capabilities", lambda: caps)
+    monkeypatch.setattr("progan_lightning.precision.cpu_capabilities", lambda: caps)
     module = make_module("auto")
     assert module.active_precision == took
     with module.autocast():
@@ -191,7 +191,7 @@ def test_an_auto_module_steps_as_the_precision_its_cpu_gets(monkeypatch, caps, t
 
 @pytest.mark.parametrize(("caps", "took"), [(BF16_CPU, "bf16"), (AVX2_CPU, "fp32")])
 def test_an_auto_training_run_logs_what_it_took(make_cfg, monkeypatch, caplog, caps, took):
-    monkeypatch.setattr("progan_lightning.module.cpu_capabilities", lambda: caps)
+    monkeypatch.setattr("progan_lightning.precision.cpu_capabilities", lambda: caps)
     cfg = make_cfg("model/precision=auto", "data.resolution=4", "growth.stable_kimg=0.032")
     assert cfg.model.precision == "auto" and cfg.model.G.pixel_norm_eps == 1e-8
     with caplog.at_level(logging.INFO, logger="progan_lightning.train"):

@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from progan_lightning.callbacks.checkpoint import (
     SafeCheckpoint,
@@ -32,24 +32,13 @@ from progan_lightning.callbacks.checkpoint import (
 )
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.faults import Diverged, Preempted
-from progan_lightning.module import float32_matmul_precision, resolve_precision
 from progan_lightning.networks import num_features
 from progan_lightning.official.finetune import init_from_official
+from progan_lightning.precision import float32_matmul_precision, resolve_precision
 from progan_lightning.run_lock import check_fresh_run_dir, run_dir_lock
 from progan_lightning.schedule import check_resolution
 
 log = logging.getLogger(__name__)
-
-
-def auto_strategy(devices: Any) -> str:
-    """Lightning strategy for ``trainer.devices``: plain for one device, else DDP that
-    tolerates unused parameters (the D step leaves G unused; low stages leave top blocks
-    unused), which plain ``ddp`` rejects."""
-    single = devices in (1, "1") or (isinstance(devices, list | ListConfig) and len(devices) == 1)
-    return "auto" if single else "ddp_find_unused_parameters_true"
-
-
-OmegaConf.register_new_resolver("auto_strategy", auto_strategy, replace=True)
 
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError)

@@ -25,7 +25,8 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from progan_lightning.bench.step import fake_reals, make_train_step, set_stage
-from progan_lightning.module import ProGAN, resolve_precision
+from progan_lightning.module import ProGAN
+from progan_lightning.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 

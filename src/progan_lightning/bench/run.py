@@ -30,7 +30,8 @@ from progan_lightning.bench.stages import (
     measure_stages,
 )
 from progan_lightning.bench.timing import device_name, pick_device
-from progan_lightning.module import ProGAN, float32_matmul_precision
+from progan_lightning.module import ProGAN
+from progan_lightning.precision import float32_matmul_precision
 from progan_lightning.schedule import GrowthSchedule
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,8 @@ from progan_lightning.bench.timing import (
     sync,
     time_calls,
 )
-from progan_lightning.module import ProGAN, resolve_precision
+from progan_lightning.module import ProGAN
+from progan_lightning.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 

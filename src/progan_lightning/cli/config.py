@@ -4,13 +4,17 @@
 install) reads it in place; a built wheel carries a copy as ``progan_lightning/conf``
 (package data, see ``pyproject.toml``), so every command works after a plain install from
 any working directory. Users add their own config directory on top with ``--config-dir`` or
-``hydra.searchpath``.
+``hydra.searchpath``. Importing this module also registers the resolver the configs use
+(``${auto_strategy:...}``), so every command and test that composes them has it.
 """
 
 from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
+
+from omegaconf import ListConfig, OmegaConf
 
 
 def config_dir() -> Path:
@@ -29,3 +33,15 @@ def config_dir() -> Path:
 
 
 CONFIG_DIR = str(config_dir())
+
+
+def auto_strategy(devices: Any, num_nodes: Any = 1) -> str:
+    """Lightning strategy for ``trainer.devices`` on ``trainer.num_nodes`` machines: plain
+    for one process, else DDP that tolerates unused parameters (the D step leaves G unused;
+    low stages leave top blocks unused), which plain ``ddp`` rejects. The one place of this
+    rule: every trainer config takes its strategy from it."""
+    single = devices in (1, "1") or (isinstance(devices, list | ListConfig) and len(devices) == 1)
+    return "auto" if single and int(num_nodes) == 1 else "ddp_find_unused_parameters_true"
+
+
+OmegaConf.register_new_resolver("auto_strategy", auto_strategy, replace=True)
