@@ -9,9 +9,9 @@ from omegaconf import OmegaConf
 
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.cli.config import CONFIG_DIR, auto_strategy
-from progan_lightning.data.datamodule import ProGANDataModule
+from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
+from progan_lightning.instantiate import instantiate_dict
 from progan_lightning.module import ProGAN
-from progan_lightning.train import instantiate_dict
 
 CONF = Path(CONFIG_DIR)
 
@@ -23,7 +23,7 @@ def options(group: str) -> list[str]:
 def build(cfg) -> dict:
     """Instantiate every part the way train() does, without fitting."""
     return {
-        "data": hydra.utils.instantiate(cfg.data),
+        "data": build_datamodule(cfg.data),
         "model": hydra.utils.instantiate(cfg.model),
         "growth": hydra.utils.instantiate(cfg.growth),
         "callbacks": instantiate_dict(cfg.get("callbacks")),

@@ -11,6 +11,7 @@ from hydra.errors import HydraException
 from PIL import Image
 
 from progan_lightning.data.cache import load_level, prepare_cache
+from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.data.files import DEFAULT_MAX_IMAGE_PIXELS, FolderSource
 
 # Folder names that Hydra's override grammar does not take unquoted (all but the first).
@@ -61,6 +62,6 @@ def test_max_image_pixels_setting_reaches_the_source(make_cfg, tmp_path: Path) -
         cfg = make_cfg(
             "data=folder", f"data.path={folder}", f"data.max_image_pixels={override}", tiny=False
         )
-        datamodule = hydra.utils.instantiate(cfg.data)
+        datamodule = build_datamodule(cfg.data)
         assert isinstance(datamodule.source, FolderSource)
         assert datamodule.source.max_image_pixels == expected

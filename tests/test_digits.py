@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hydra
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from progan_lightning.data import digits as digits_module
+from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.data.digits import DigitsSource
 from progan_lightning.data.sources import ImageSource
 
@@ -150,7 +150,7 @@ def test_too_few_images_for_every_digit_are_refused() -> None:
 
 def test_data_digits_config_serves_labelled_grayscale_digits(make_cfg) -> None:
     cfg = make_cfg("data=digits", "data.labels=digit", "data.resolution=8")
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     assert datamodule.channels == 1 and datamodule.class_names == [str(d) for d in range(10)]
     images, labels = datamodule.images(8), datamodule.labels
     source = datamodule.source

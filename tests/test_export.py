@@ -84,7 +84,7 @@ def test_generate_command_writes_requested_files(trained, tmp_path: Path):
     cmd = [
         sys.executable,
         "-m",
-        "progan_lightning.generate",
+        "progan_lightning.cli.generate",
         f"source={tmp_path / 'checkpoints' / 'last.ckpt'}",
         f"hydra.run.dir={out}",
         "num_images=3",

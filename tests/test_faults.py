@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.export import load_checkpoint
 from progan_lightning.faults import Diverged, Preempted, UserError, WriteFailed
 from progan_lightning.train import train
@@ -220,7 +221,7 @@ def test_checkpoint_temp_names_are_unique_per_process(make_cfg, tmp_path, monkey
     monkeypatch.setattr(os, "replace", spy)
     train(make_cfg(*QUIET, "growth.total_kimg=0.032"))
     ckpts = [name for name in renamed if ".ckpt." in name]
-    assert ckpts and all(name.endswith(f".ckpt.{os.getpid()}.tmp") for name in ckpts)
+    assert ckpts and all(name.endswith(f".ckpt.tmp-{os.getpid()}") for name in ckpts)
 
 
 def test_signal_exit_status_from_main(monkeypatch):
@@ -343,7 +344,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(make_cfg, tmp_path, mo
     assert f"could not write {last} (" in message and "No space left on device" in message
     assert f"the previous checkpoint {last} is intact" in message and "ckpt_path=" in message
     assert failed.value.exit_code == 4
-    assert last.read_bytes() == before and list(last.parent.glob(".*.tmp")) == []
+    assert last.read_bytes() == before and list(last.parent.glob(".*.tmp-*")) == []
 
     # The final export: written again from the intact checkpoint.
     from progan_lightning.callbacks import checkpoint as checkpoint_module
@@ -363,9 +364,7 @@ def test_a_file_size_limit_ends_the_command_with_one_message(
 ):
     """``python train.py`` under ``ulimit -f``: exit status 4 and the file named, no traceback."""
 
-    import hydra
-
-    hydra.utils.instantiate(make_cfg().data).prepare_data()  # the cache is over the limit
+    build_datamodule(make_cfg().data).prepare_data()  # the cache is over the limit
 
     run = tmp_path / "run"
     args = train_command(cache_dir, "growth.total_kimg=0.032", f"hydra.run.dir={run}")[2:]

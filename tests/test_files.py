@@ -400,9 +400,9 @@ def test_training_proceeds_on_a_salted_folder(make_cfg, image_folder: Path, tmp_
 
 
 def run_prepare(cwd: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    """``python -m progan_lightning.data.prepare OVERRIDES`` as a user runs it."""
+    """``python -m progan_lightning.cli.prepare OVERRIDES`` as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "progan_lightning.data.prepare", *overrides],
+        [sys.executable, "-m", "progan_lightning.cli.prepare", *overrides],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import pytest
 import torch
@@ -23,7 +22,7 @@ from progan_lightning.data.cache import (
     prepare_cache,
     read_manifest,
 )
-from progan_lightning.data.datamodule import ProGANDataModule
+from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.data.files import FolderSource
 from progan_lightning.data.sources import ShapesSource
 from progan_lightning.data.stream import BatchArray, split_batch
@@ -394,11 +393,11 @@ def test_unlabelled_datamodule_has_no_classes(tmp_path: Path) -> None:
 def test_label_settings_reach_the_sources(make_cfg, class_folder: Path) -> None:
     cfg = make_cfg(tiny=False)
     assert cfg.data.labels == "none" and cfg.data.source.labels == "none"
-    assert hydra.utils.instantiate(cfg.data).num_classes == 0
+    assert build_datamodule(cfg.data).num_classes == 0
     cfg = make_cfg("data=shapes", "data.labels=kind", "data.source.num_images=64", tiny=False)
-    assert hydra.utils.instantiate(cfg.data).class_names == list(ShapesSource.KINDS)
+    assert build_datamodule(cfg.data).class_names == list(ShapesSource.KINDS)
     cfg = make_cfg("data=folder", f"data.path={class_folder}", "data.labels=folders", tiny=False)
-    assert hydra.utils.instantiate(cfg.data).class_names == ["bird", "cat", "dog"]
+    assert build_datamodule(cfg.data).class_names == ["bird", "cat", "dog"]
     cfg = make_cfg("data=shapes", "data.labels=folders", tiny=False)
     with pytest.raises(Exception, match="data.labels=folders is not supported by the shapes"):
-        hydra.utils.instantiate(cfg.data)
+        build_datamodule(cfg.data)

@@ -10,7 +10,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from progan_lightning.train import train, wandb_kwargs
+from progan_lightning.loggers import wandb_kwargs
+from progan_lightning.train import train
 
 # Short tiny runs: 4 -> 8 only, small metric sets.
 SHORT = ["data.resolution=8", "metrics.num_images=32", "metrics.batch_size=32"]
@@ -74,14 +75,14 @@ def test_wandb_offline_run_writes_its_files_and_finishes(make_cfg, monkeypatch, 
     keys = (b"tick_kimg", b"progress/kimg", b"metrics/swd_avg", b"lr/G", b"samples/interpolation")
     for _ in range(50):
         record = wandb_payload(next(run.glob("run-*.wandb")))
-        if all(k in record for k in (*keys, b"generator.pt")):
+        if all(k in record for k in (*keys, b"generator.safetensors", b"generator.json")):
             break
         time.sleep(0.2)
-    for text in (*keys, b"generator.pt"):
+    for text in (*keys, b"generator.safetensors", b"generator.json"):
         assert text in record, text
     media = list((run / "files" / "media" / "images").rglob("*.png"))
     assert any("fakes" in p.name for p in media) and any("reals" in p.name for p in media)
-    assert (tmp_path / "generator.pt").is_file()
+    assert not list(tmp_path.glob("*.pt"))  # the upload is the safetensors export: no pickle
     assert "metrics/swd_avg" in metrics
 
 

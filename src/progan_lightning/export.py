@@ -10,7 +10,7 @@ anything, after checking the architecture against the tensors' shapes, and refus
 non-finite weights. A file that is foreign or damaged is refused with one
 :class:`~progan_lightning.faults.DamagedFile` message naming it.
 
-    python -m progan_lightning.export CHECKPOINT.ckpt [OUT.safetensors]
+    progan-export CHECKPOINT.ckpt [OUT.safetensors]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from progan_lightning.faults import DamagedFile
-from progan_lightning.imaging import atomic_write
+from progan_lightning.fs import atomic_write
 from progan_lightning.networks import Generator
 from progan_lightning.official import load_official_generator
 
@@ -250,14 +250,14 @@ def load_generator(
         if not p.is_file():
             raise FileNotFoundError(
                 f"{p} not found: an export is a .safetensors file plus a .json beside it "
-                "(write one with `python -m progan_lightning.export CHECKPOINT`)"
+                "(write one with `progan-export CHECKPOINT`)"
             )
     meta = _read_json(arch)
     shapes, weights_id = _shapes(weights)
     mismatch = f"{weights} and {arch} come from different exports"
     fix = (
         "keep the .safetensors and the .json that were written together, or export again "
-        "with `python -m progan_lightning.export CHECKPOINT`"
+        "with `progan-export CHECKPOINT`"
     )
     if weights_id != meta.get("export_id"):
         raise ValueError(
@@ -417,9 +417,3 @@ def export_checkpoint(
     G = generator_from_checkpoint(checkpoint, source=Path(ckpt_path).expanduser())
     out = Path(ckpt_path).with_suffix(".safetensors") if out is None else out
     return export_generator(G, out, G.trained_stage, G.trained_alpha)
-
-
-if __name__ == "__main__":  # the command under its old name; see cli/export.py
-    from progan_lightning.cli.export import main
-
-    main()

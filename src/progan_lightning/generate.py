@@ -1,10 +1,10 @@
 """Images, a grid and a latent interpolation from an export or a checkpoint.
 
-python -m progan_lightning.generate source=outputs/.../generator.safetensors
-python -m progan_lightning.generate source=outputs/.../checkpoints/last.ckpt num_images=64
-python -m progan_lightning.generate source=... resolution=16 device=cuda
-python -m progan_lightning.generate source=... class=star          # conditional generators
-python -m progan_lightning.generate source=... class=[star,3]      # names or indices
+progan-generate source=outputs/.../generator.safetensors
+progan-generate source=outputs/.../checkpoints/last.ckpt num_images=64
+progan-generate source=... resolution=16 device=cuda
+progan-generate source=... class=star          # conditional generators
+progan-generate source=... class=[star,3]      # names or indices
 """
 
 from __future__ import annotations
@@ -272,9 +272,3 @@ def generate(
         overview = make_grid(torch.cat(rows), cols=num_images)
         result["grid"] = save_png(out_dir / "grid.png", label_rows(overview, names))
     return result
-
-
-if __name__ == "__main__":  # the command under its old name; see cli/generate.py
-    from progan_lightning.cli.generate import main
-
-    main()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,24 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from progan_lightning.fs import atomic_write
+
 
 def to_uint8(images: Tensor) -> Tensor:
-    """[NCHW] float in [-1, 1] -> [NCHW] uint8 in [0, 255] (clamped)."""
+    """[NCHW] float in [-1, 1] -> [NCHW] uint8 in [0, 255] (rounded, clamped); uint8 images
+    pass unchanged. The inverse of :func:`to_float` on uint8 images."""
+    if images.dtype == torch.uint8:
+        return images
     return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def to_float(images: np.ndarray | Tensor) -> Tensor:
+    """[NCHW] uint8 images (array or tensor) -> float32 in [-1, 1] (0 -> -1, 255 -> 1);
+    float images pass unchanged. How every real image enters a network."""
+    images = torch.as_tensor(np.array(images) if isinstance(images, np.ndarray) else images)
+    if images.dtype != torch.uint8:
+        return images
+    return images.float().div_(127.5).sub_(1.0)
 
 
 def make_grid(images: Tensor, tile: int | None = None, cols: int | None = None) -> np.ndarray:
@@ -74,17 +87,6 @@ def label_rows(grid: np.ndarray, names: Sequence[str], pad: int = 2) -> np.ndarr
         draw.text((pad - left, row_top - top), name, fill=white, font=font)
     margin_array = np.asarray(margin).reshape(grid.shape[0], -1, channels)
     return np.concatenate([margin_array, grid], axis=1)
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place, so a
-    crash mid-write never leaves a truncated file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def to_pil(image: np.ndarray) -> Image.Image:

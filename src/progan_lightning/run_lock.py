@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from progan_lightning.faults import UserError
+from progan_lightning.fs import Timeout, file_lock
 
 LOCK_NAME = ".run.lock"
 OWNER_NAME = ".run.owner"
@@ -73,7 +72,7 @@ def check_not_in_use(run_dir: str | Path) -> None:
     run_dir = Path(run_dir).expanduser()
     if not (run_dir / LOCK_NAME).is_file():
         return
-    lock = FileLock(run_dir / LOCK_NAME, timeout=0)
+    lock = file_lock(run_dir / LOCK_NAME, timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -95,7 +94,7 @@ def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock, owner = FileLock(run_dir / LOCK_NAME, timeout=0), run_dir / OWNER_NAME
+    lock, owner = file_lock(run_dir / LOCK_NAME, timeout=0), run_dir / OWNER_NAME
     try:
         lock.acquire()
     except Timeout:

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import logging
 import math
-import netrc
-import os
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.types import RunMode
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from progan_lightning.callbacks.checkpoint import (
     SafeCheckpoint,
@@ -31,7 +22,16 @@ from progan_lightning.callbacks.checkpoint import (
     read_checkpoint,
 )
 from progan_lightning.callbacks.growth import ProgressiveGrowth
+from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.faults import Diverged, Preempted
+from progan_lightning.instantiate import instantiate, instantiate_dict
+from progan_lightning.loggers import (
+    finish_wandb,
+    instantiate_loggers,
+    log_hyperparameters,
+    setup_wandb,
+    upload_generator,
+)
 from progan_lightning.networks import num_features
 from progan_lightning.official.finetune import init_from_official
 from progan_lightning.precision import float32_matmul_precision, resolve_precision
@@ -39,119 +39,6 @@ from progan_lightning.run_lock import check_fresh_run_dir, run_dir_lock
 from progan_lightning.schedule import check_resolution
 
 log = logging.getLogger(__name__)
-
-
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError)
-
-
-def instantiate(cfg: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` that lets a constructor's own error about a config value
-    through as itself (one message naming the key), not wrapped in Hydra's
-    ``InstantiationException``."""
-    try:
-        return hydra.utils.instantiate(cfg, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, USER_ERRORS):
-            raise err.__cause__ from None
-        raise
-
-
-def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every ``_target_`` entry of a name-keyed config group (callbacks, loggers)."""
-    if not cfg:
-        return []
-    return [instantiate(c) for c in cfg.values() if c and "_target_" in c]
-
-
-def wandb_has_key() -> bool:
-    """Whether W&B can log in: ``WANDB_API_KEY`` or a netrc entry for its host."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(host or "") is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def wandb_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    """Extra ``wandb.init`` arguments: the resolved config, offline mode without an API key
-    (unless ``WANDB_MODE`` says otherwise) and, in a multirun, one group per sweep."""
-    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    config.pop("hydra", None)
-    kwargs: dict[str, Any] = {"config": config}
-    if not os.environ.get("WANDB_MODE") and not wandb_has_key():
-        log.info("W&B: no API key found, logging offline (sync later with `wandb sync`)")
-        kwargs["mode"] = "offline"
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        hydra_cfg = HydraConfig.get()
-        sweep = Path(hydra_cfg.sweep.dir).name
-        kwargs["group"] = f"{cfg.task_name}_{sweep}"
-        kwargs["name"] = f"{cfg.task_name}_{sweep}_{hydra_cfg.job.num}"
-    return kwargs
-
-
-def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
-    """Instantiate ``cfg.logger``; a W&B logger also gets :func:`wandb_kwargs` (its
-    ``upload_generator`` key is read by :func:`train`, not passed to W&B)."""
-    loggers = []
-    for c in (cfg.get("logger") or {}).values():
-        if not c or "_target_" not in c:
-            continue
-        if str(c._target_).endswith("WandbLogger"):
-            params = OmegaConf.to_container(c, resolve=True)
-            params.pop("upload_generator", None)
-            # A partial: `config` would clash with instantiate's own first argument.
-            loggers.append(hydra.utils.instantiate(params, _partial_=True)(**wandb_kwargs(cfg)))
-        else:
-            loggers.append(instantiate(c))
-    return loggers
-
-
-@rank_zero_only
-def setup_wandb(loggers: list[Logger]) -> None:
-    """Plot everything a W&B logger receives against ``progress/kimg``."""
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.define_metric("progress/kimg")
-            logger.experiment.define_metric("*", step_metric="progress/kimg", step_sync=True)
-
-
-@rank_zero_only
-def upload_generator(cfg: DictConfig, model: L.LightningModule, loggers: list[Logger]) -> None:
-    """Save G_ema's weights to ``<run>/generator.pt`` and log them as a W&B artifact when
-    ``logger.wandb.upload_generator`` is set."""
-    wandb_cfg = (cfg.get("logger") or {}).get("wandb") or {}
-    if not wandb_cfg.get("upload_generator"):
-        return
-    import wandb
-
-    path = Path(cfg.paths.output_dir) / "generator.pt"
-    torch.save(model.G_ema.state_dict(), path)
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            artifact = wandb.Artifact(f"{cfg.task_name}-generator", type="model")
-            artifact.add_file(str(path))
-            logger.experiment.log_artifact(artifact)
-
-
-def finish_wandb() -> None:
-    """Close an open W&B run so offline files are complete even after a crash."""
-
-    if "wandb" in sys.modules:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
-
-
-@rank_zero_only
-def log_hyperparameters(cfg: DictConfig, loggers: list[Logger]) -> None:
-    """Send the resolved config to every logger."""
-    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    resolved.pop("hydra", None)
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -283,7 +170,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         L.seed_everything(cfg.seed, workers=True)
 
     log.info(f"Data <{cfg.data._target_}>")
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     log.info(f"Model <{cfg.model._target_}>")
     model = instantiate(
         with_classes(cfg, datamodule.num_classes), class_names=datamodule.class_names

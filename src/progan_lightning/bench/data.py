@@ -21,14 +21,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image
 
 from progan_lightning.bench.timing import summarize, time_calls
-from progan_lightning.data.datamodule import ProGANDataModule
+from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.data.sources import ImageSource, ShapesSource
 from progan_lightning.data.stream import split_batch
 
@@ -181,7 +180,7 @@ def data_module_for_bench(cfg: DictConfig) -> ProGANDataModule:
     """
     options = cfg.bench.data
     if "path" in cfg.data and not OmegaConf.is_missing(cfg.data, "path"):
-        return hydra.utils.instantiate(cfg.data)
+        return build_datamodule(cfg.data)
     size = options.file_size or cfg.data.resolution
     folder = Path(cfg.data.cache_dir).expanduser() / f"bench-files-{options.num_files}x{size}"
     synthetic_folder(folder, options.num_files, size)
@@ -190,7 +189,7 @@ def data_module_for_bench(cfg: DictConfig) -> ProGANDataModule:
         cfg.data.path = str(folder)
         if cfg.data.source.get("_target_") != FILES_TARGET:
             cfg.data.source = {"_target_": FILES_TARGET, "path": "${data.path}"}
-    return hydra.utils.instantiate(cfg.data)
+    return build_datamodule(cfg.data)
 
 
 def data_section(

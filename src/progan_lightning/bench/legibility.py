@@ -27,7 +27,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
@@ -36,7 +35,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 from progan_lightning.cli.config import CONFIG_DIR
-from progan_lightning.data.datamodule import ProGANDataModule
+from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.generate import load_any, stage_for
 from progan_lightning.metrics.class_accuracy import (
     confident_share,
@@ -83,7 +82,7 @@ def run_data(run: Path, labels: str, cache_dir: Path | None) -> ProGANDataModule
         if cache_dir is not None:
             cfg.paths.cache_dir = str(cache_dir)
     HydraConfig().set_config(cfg)  # resolves ${hydra:...} in the paths
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     return datamodule
 

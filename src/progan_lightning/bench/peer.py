@@ -50,8 +50,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.export import load_generator
-from progan_lightning.imaging import make_grid, save_png
+from progan_lightning.imaging import make_grid, save_png, to_float
 from progan_lightning.metrics.offline import disjoint_subsets, index_batches, score_sets
 from progan_lightning.metrics.registry import prepare_metrics
 from progan_lightning.networks import seeded_latents
@@ -84,7 +85,7 @@ def recipe_overrides(data_dir: str | Path, overrides: list[str]) -> list[str]:
 
 def real_images(cfg: DictConfig) -> np.ndarray:
     """The prepared reals at the final resolution, uint8 [N, C, R, R] (builds the cache)."""
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     return np.array(datamodule.images(int(cfg.data.resolution)))  # A writable copy.
 
@@ -281,7 +282,7 @@ def train_peer(
         if len(order) < batch:  # Shuffled epochs, as the peer's DataLoader(shuffle=True).
             order = np.concatenate([order, rng.permutation(len(images))])
         index, order = order[:batch], order[batch:]
-        real = reals[torch.from_numpy(index).to(device)].float() / 127.5 - 1  # [NCHW]
+        real = to_float(reals[torch.from_numpy(index).to(device)])  # [NCHW]
         if cfg.data.mirror:
             flip = torch.rand(batch, device=device) < 0.5
             real = torch.where(flip[:, None, None, None], real.flip(3), real)

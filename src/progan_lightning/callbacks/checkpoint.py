@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from progan_lightning.callbacks.growth import find_growth
 from progan_lightning.export import export_generator, load_checkpoint
 from progan_lightning.faults import DamagedFile, Diverged, WriteFailed
+from progan_lightning.fs import temp_path
 
 LAST = "last.ckpt"
 # How torch's zip writer reports a failed write (it raises RuntimeError, not OSError).
@@ -195,8 +196,7 @@ class SafeCheckpoint(Checkpoint):
                 previous file of that name is intact and the temporary file removed.
         """
         path = self.dirpath / name
-        # Unique per process: a second writer can never rename this one's half-written file.
-        tmp = self.dirpath / f".{name}.{os.getpid()}.tmp"
+        tmp = temp_path(path)  # unique per process (rank 0 alone renames it)
         check_finite_weights(trainer.lightning_module)
         try:
             if trainer.is_global_zero:

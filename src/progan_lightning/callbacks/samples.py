@@ -14,7 +14,14 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from progan_lightning.callbacks.growth import find_growth
 from progan_lightning.data.stream import split_batch
-from progan_lightning.imaging import atomic_write, label_rows, make_grid, save_png, to_pil
+from progan_lightning.fs import atomic_write
+from progan_lightning.imaging import (
+    label_rows,
+    make_grid,
+    save_png,
+    to_float,
+    to_pil,
+)
 from progan_lightning.networks import seeded_latents
 
 
@@ -117,8 +124,7 @@ def images_of_classes(labels: np.ndarray, wanted: np.ndarray, seed: int) -> np.n
 
 def level_images(trainer: L.Trainer, res: int, index: np.ndarray) -> torch.Tensor:
     """Images ``index`` of the datamodule's prepared level ``res``: float [NCHW] in [-1, 1]."""
-    images = torch.from_numpy(np.asarray(trainer.datamodule.images(res)[index]))
-    return images.float() / 127.5 - 1.0
+    return to_float(np.asarray(trainer.datamodule.images(res)[index]))
 
 
 class SampleGrid(L.Callback):

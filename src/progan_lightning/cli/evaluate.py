@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from progan_lightning.callbacks.metrics import SETTINGS
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.errors import user_errors
+from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.faults import DamagedFile
 from progan_lightning.generate import load_any, stage_for
 from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
@@ -44,7 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     G = None if cfg.source == "reals" else load_any(cfg.source, device, cfg.allow_pickle)
     stage, alpha = stage_for(G, None) if G is not None else (None, 1.0)
     resolution = int(cfg.data.resolution) if G is None else 4 * 2**stage
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     images = datamodule.images(resolution)  # uint8 [N, C, res, res]
     sets = disjoint_subsets(len(images), n, 2 if G is None else 1, int(cfg.seed))

@@ -22,3 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     weights, arch = export_checkpoint(args.checkpoint, args.out, args.allow_pickle)
     print(f"wrote {weights} and {arch}")
+
+
+if __name__ == "__main__":
+    main()

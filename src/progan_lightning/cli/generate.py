@@ -47,3 +47,7 @@ def main(cfg: DictConfig) -> None:
     )
     classes = f" of {len(result['classes'])} classes" if result["classes"] else ""
     log.info(f"wrote {len(result['images'])} images{classes}, grid and animation to {cfg.out_dir}")
+
+
+if __name__ == "__main__":
+    main()

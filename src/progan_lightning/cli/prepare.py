@@ -21,13 +21,14 @@ from omegaconf import DictConfig
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.errors import user_errors
 from progan_lightning.data.cache import MANIFEST, cache_problems, read_manifest
+from progan_lightning.data.datamodule import build_datamodule
 
 log = logging.getLogger(__name__)
 
 
 def prepare(cfg: DictConfig) -> dict[str, Any]:
     """Build the cache for ``cfg.data`` and return its manifest plus ``path`` and ``bytes``."""
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     path = Path(datamodule.cache_path)
     if cfg.get("verify"):
@@ -58,3 +59,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
 @user_errors
 def main(cfg: DictConfig) -> None:
     prepare(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -59,3 +59,7 @@ def objective(metrics: dict[str, float], name: str | None, final_resolution: int
         )
         return math.inf
     return metrics.get(name)
+
+
+if __name__ == "__main__":
+    main()

@@ -56,12 +56,8 @@ from progan_lightning.console import Progress
 from progan_lightning.data.files import SmallImageWarning, UnreadableImageError
 from progan_lightning.data.sources import ImageSource, listing
 from progan_lightning.faults import DamagedFile
+from progan_lightning.fs import file_lock
 from progan_lightning.schedule import check_resolution
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; concurrent builds stay safe, only wasteful.
-    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -472,17 +468,14 @@ def _writable(root: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _locked(lock_file: Path) -> Iterator[None]:
-    """Hold an exclusive inter-process lock (``fcntl.flock``) on ``lock_file``."""
-    with contextlib.ExitStack() as stack:
-        with _writable(lock_file.parent):
-            handle = stack.enter_context(open(lock_file, "a"))
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    """Hold an exclusive inter-process lock on ``lock_file`` (see ``fs.py``)."""
+    lock = file_lock(lock_file)
+    with _writable(lock_file.parent):
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclasses.dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -20,6 +21,8 @@ from progan_lightning.data.cache import (
 )
 from progan_lightning.data.sources import ImageSource
 from progan_lightning.data.stream import BatchArray, StreamSampler, split_batch
+from progan_lightning.imaging import to_float
+from progan_lightning.instantiate import instantiate
 from progan_lightning.schedule import check_resolution
 
 
@@ -44,9 +47,6 @@ class ProGANDataModule(L.LightningDataModule):
         pin_memory: Pin host memory for faster copies to the GPU.
         prepare_workers: Processes that decode and resize images while preparing the cache.
         ram_limit_mb: Levels up to this size are loaded into RAM, larger ones memory-mapped.
-        path: Where the data lives (``data.path``); the config hands it to file sources,
-            as it does ``background``, ``fit`` and ``max_image_pixels`` (see
-            ``data/files.py``), and ``labels`` to every source.
         strict: Stop preparing with the list of unreadable files instead of skipping them.
         compress_above: Store levels above this resolution compressed (None: all raw).
         compress_format: ``png`` (lossless) or ``jpeg`` (quality 95) for compressed levels.
@@ -65,11 +65,6 @@ class ProGANDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         prepare_workers: int = 0,
         ram_limit_mb: int = 4096,
-        path: str | Path | None = None,
-        background: str | list[int] | None = None,
-        fit: str | None = None,
-        max_image_pixels: int | None = None,
-        labels: str | None = None,
         strict: bool = False,
         compress_above: int | None = None,
         compress_format: str = "png",
@@ -89,7 +84,6 @@ class ProGANDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.prepare_workers = prepare_workers
         self.ram_limit_mb = ram_limit_mb
-        self.path = path
         self.strict = strict
         self.storage = Storage(compress_above, compress_format)
         self.decode_workers = decode_workers
@@ -207,8 +201,27 @@ class ProGANDataModule(L.LightningDataModule):
     ) -> Tensor | tuple[Tensor, Tensor]:
         """uint8 images -> float [-1, 1] (mirrored); labels, if any, pass untouched."""
         images, labels = split_batch(batch)
-        x = images.float().div_(127.5).sub_(1.0)  # [NCHW] in [-1, 1]
+        x = to_float(images)  # [NCHW] in [-1, 1]
         if self.mirror:
             flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
             x = torch.where(flip, x.flip(3), x)
         return x if labels is None else (x, labels)
+
+
+SOURCE_KEYS = ("path", "background", "fit", "max_image_pixels", "labels")
+"""``data.*`` keys a user sets (``data.path=DIR``) that the config hands on to
+``data.source`` by interpolation; not arguments of the DataModule."""
+
+
+def build_datamodule(cfg: DictConfig) -> ProGANDataModule:
+    """The ``data`` config -> its DataModule (and source), with :data:`SOURCE_KEYS` taken
+    out once ``data.source`` has read them.
+
+    Raises:
+        omegaconf.MissingMandatoryValue: A required key is unset (``data.path`` of a folder).
+        ValueError: A value the source or DataModule rejects, as itself.
+    """
+    params = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    for key in SOURCE_KEYS:
+        params.pop(key, None)
+    return instantiate(params)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from progan_lightning.imaging import to_float
+
 
 def reference_classifier(channels: int, num_classes: int, width: int = 32) -> nn.Module:
     """Three conv-BN-ReLU-maxpool blocks (``width``, 2x, 4x channels), global average
@@ -78,13 +80,6 @@ def train_classifier(
 def held_out_mask(n: int) -> np.ndarray:
     """The images :func:`train_classifier` holds out of ``n``: every tenth, bool [n]."""
     return np.arange(n) % 10 == 0
-
-
-def to_float(images: np.ndarray | Tensor) -> Tensor:
-    """uint8 images [N, C, H, W] (array or tensor) -> float in [-1, 1]; floats pass as they
-    are."""
-    images = torch.as_tensor(np.array(images) if isinstance(images, np.ndarray) else images)
-    return images.float().div(127.5).sub(1.0) if images.dtype == torch.uint8 else images
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from progan_lightning.metrics.swd import to_uint8_images
+from progan_lightning.imaging import to_uint8
 
 # torch-fidelity's Inception-v3 weights (the TF FID/IS network), as torchmetrics loads them.
 WEIGHTS_URL = (
@@ -69,7 +69,7 @@ def inception_input(images: Tensor, network: nn.Module) -> Tensor:
     """Images as the feature network takes them: uint8 [0, 255] (float [-1, 1] is quantized),
     grayscale repeated to RGB for the real Inception (stand-ins get the channels as they are).
     [NCHW]"""
-    images = to_uint8_images(images)
+    images = to_uint8(images)
     if images.shape[1] == 1 and type(network).__name__ == "NoTrainInceptionV3":
         images = images.expand(-1, 3, -1, -1)
     return images

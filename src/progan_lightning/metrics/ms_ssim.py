@@ -8,7 +8,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
-from progan_lightning.metrics.swd import to_uint8_images
+from progan_lightning.imaging import to_uint8
 
 # The standard MS-SSIM scale weights (Wang et al. 2003).
 BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -67,7 +67,7 @@ class MSSSIMDiversity(Metric):
         """Add generated images (pairs 0-1, 2-3, ...); real images are ignored. [NCHW]"""
         if real:
             return
-        x = to_uint8_images(images).float() / 255.0
+        x = to_uint8(images).float() / 255.0
         n = len(x) // 2
         if n == 0:
             return

@@ -17,6 +17,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from progan_lightning.imaging import to_uint8
+
 # The 5x5 binomial filter of cv2.pyrDown / pyrUp.
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
 _GAUSSIAN = torch.outer(_BINOMIAL, _BINOMIAL) / 256.0
@@ -141,13 +143,6 @@ def _quantiles(sorted_values: Tensor, n: int) -> Tensor:
     return sorted_values[:, idx.round().long()]
 
 
-def to_uint8_images(images: Tensor) -> Tensor:
-    """uint8 images unchanged; float images in [-1, 1] quantized to [0, 255]. [NCHW]"""
-    if images.dtype == torch.uint8:
-        return images
-    return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-
 class SlicedWassersteinDistance(Metric):
     """The paper's SWD between real and generated images of one resolution.
 
@@ -212,7 +207,7 @@ class SlicedWassersteinDistance(Metric):
                 f"SWD for {self.resolution}x{self.resolution} got images of shape "
                 f"{tuple(images.shape)}"
             )
-        images = to_uint8_images(images)
+        images = to_uint8(images)
         pyramid = laplacian_pyramid(images, len(self.levels))
         for res, level in zip(self.levels, pyramid, strict=True):
             size = self._size(res)

@@ -1,0 +1,119 @@
+"""Loggers and the W&B run's lifecycle: build, set up, upload the generator, finish."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from progan_lightning.export import export_generator, export_paths
+from progan_lightning.instantiate import instantiate
+from progan_lightning.run_lock import EXPORT_NAME
+
+log = logging.getLogger(__name__)
+
+
+def wandb_has_key() -> bool:
+    """Whether W&B can log in: ``WANDB_API_KEY`` or a netrc entry for its host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """Extra ``wandb.init`` arguments: the resolved config, offline mode without an API key
+    (unless ``WANDB_MODE`` says otherwise) and, in a multirun, one group per sweep."""
+    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    config.pop("hydra", None)
+    kwargs: dict[str, Any] = {"config": config}
+    if not os.environ.get("WANDB_MODE") and not wandb_has_key():
+        log.info("W&B: no API key found, logging offline (sync later with `wandb sync`)")
+        kwargs["mode"] = "offline"
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        sweep = Path(hydra_cfg.sweep.dir).name
+        kwargs["group"] = f"{cfg.task_name}_{sweep}"
+        kwargs["name"] = f"{cfg.task_name}_{sweep}_{hydra_cfg.job.num}"
+    return kwargs
+
+
+def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
+    """Instantiate ``cfg.logger``; a W&B logger also gets :func:`wandb_kwargs` (its
+    ``upload_generator`` key is read by :func:`train`, not passed to W&B)."""
+    loggers = []
+    for c in (cfg.get("logger") or {}).values():
+        if not c or "_target_" not in c:
+            continue
+        if str(c._target_).endswith("WandbLogger"):
+            params = OmegaConf.to_container(c, resolve=True)
+            params.pop("upload_generator", None)
+            # A partial: `config` would clash with instantiate's own first argument.
+            loggers.append(hydra.utils.instantiate(params, _partial_=True)(**wandb_kwargs(cfg)))
+        else:
+            loggers.append(instantiate(c))
+    return loggers
+
+
+@rank_zero_only
+def setup_wandb(loggers: list[Logger]) -> None:
+    """Plot everything a W&B logger receives against ``progress/kimg``."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.define_metric("progress/kimg")
+            logger.experiment.define_metric("*", step_metric="progress/kimg", step_sync=True)
+
+
+@rank_zero_only
+def upload_generator(cfg: DictConfig, model: L.LightningModule, loggers: list[Logger]) -> None:
+    """Log G_ema's export (``generator.safetensors`` + ``generator.json``, see ``export.py``)
+    as a W&B artifact when ``logger.wandb.upload_generator`` is set: the run's own export
+    when it wrote one, else G_ema exported there now. Weights only, no pickle."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb") or {}
+    if not wandb_cfg.get("upload_generator"):
+        return
+    import wandb
+
+    weights, arch = export_paths(Path(cfg.paths.output_dir) / EXPORT_NAME)
+    if not (weights.is_file() and arch.is_file()):
+        export_generator(model.G_ema, weights, model.stage, model.alpha)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            artifact = wandb.Artifact(f"{cfg.task_name}-generator", type="model")
+            artifact.add_file(str(weights))
+            artifact.add_file(str(arch))
+            logger.experiment.log_artifact(artifact)
+
+
+def finish_wandb() -> None:
+    """Close an open W&B run so offline files are complete even after a crash."""
+
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+@rank_zero_only
+def log_hyperparameters(cfg: DictConfig, loggers: list[Logger]) -> None:
+    """Send the resolved config to every logger."""
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    resolved.pop("hydra", None)
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
