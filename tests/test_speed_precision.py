@@ -196,6 +196,6 @@ def test_an_auto_training_run_logs_what_it_took(make_cfg, monkeypatch, caplog, c
     assert cfg.model.precision == "auto" and cfg.model.G.pixel_norm_eps == 1e-8
     with caplog.at_level(logging.INFO, logger="progan_lightning.train"):
         metrics, objects = train(cfg)
-    assert f"model.precision=auto: {took} on this cpu" in caplog.text
+    assert f"model.precision=auto: {took} on cpu" in caplog.text
     assert objects["model"].active_precision == took
     assert torch.isfinite(torch.tensor([metrics["loss/D"], metrics["loss/G"]])).all()

@@ -1,17 +1,20 @@
-"""Training: ``train(cfg)`` builds everything from the Hydra config and fits (the command
-is :mod:`progan_lightning.cli.train`)."""
+"""Training: ``build(cfg)`` makes everything from the Hydra config and resolves the run's
+:class:`Plan` once; ``fit(run)`` trains it; ``train(cfg) = fit(build(cfg))`` (the command is
+:mod:`progan_lightning.cli.train`)."""
 
 from __future__ import annotations
 
 import logging
 import math
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
@@ -22,7 +25,7 @@ from progan_lightning.callbacks.checkpoint import (
     read_checkpoint,
 )
 from progan_lightning.callbacks.growth import ProgressiveGrowth
-from progan_lightning.data.datamodule import build_datamodule
+from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.faults import Diverged, Preempted
 from progan_lightning.instantiate import instantiate, instantiate_dict
 from progan_lightning.loggers import (
@@ -32,11 +35,12 @@ from progan_lightning.loggers import (
     setup_wandb,
     upload_generator,
 )
+from progan_lightning.module import ProGAN
 from progan_lightning.networks import num_features
 from progan_lightning.official.finetune import init_from_official
 from progan_lightning.precision import float32_matmul_precision, resolve_precision
 from progan_lightning.run_lock import check_fresh_run_dir, run_dir_lock
-from progan_lightning.schedule import check_resolution
+from progan_lightning.schedule import GrowthSchedule, check_resolution
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +160,103 @@ def with_classes(cfg: DictConfig, num_classes: int) -> DictConfig:
     return model
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Seed, build data, model, callbacks, loggers and trainer, then fit.
+@dataclass(frozen=True)
+class Plan:
+    """What a run is, resolved once from the config and the machine before anything launches;
+    every check before launch runs against it.
+
+    Attributes:
+        world_size: Processes sharing each global batch (devices x nodes).
+        device: ``cuda`` or ``cpu``: the kind of device the trainer trains on.
+        precision: The precision the step runs in (``model.precision`` with ``auto``
+            resolved for ``device``); a preset's batch caps follow it.
+        strategy: The Lightning strategy (``trainer.strategy``: see ``cli/config.py``).
+        mbstd_group_size: D's minibatch-stddev group.
+        schedule: The growth schedule, laid out once for the above.
+        ckpt_path: The checkpoint to resume from (``ckpt_path=last`` resolved), or None.
+        pending: Whether anything is left to train (False: the checkpoint has seen
+            ``growth.total_kimg`` already).
+    """
+
+    world_size: int
+    device: str
+    precision: str
+    strategy: str
+    mbstd_group_size: int
+    schedule: GrowthSchedule
+    ckpt_path: str | None
+    pending: bool
+
+
+@dataclass
+class Run:
+    """Everything :func:`build` made from a config, ready for :func:`fit`."""
+
+    cfg: DictConfig
+    plan: Plan
+    datamodule: ProGANDataModule
+    model: ProGAN
+    growth: ProgressiveGrowth
+    callbacks: list[L.Callback]
+    loggers: list[Logger]
+    trainer: L.Trainer
+
+    @property
+    def objects(self) -> dict[str, Any]:
+        """The built objects by name (what :func:`train` returns beside the metrics)."""
+        return {
+            "cfg": self.cfg,
+            "datamodule": self.datamodule,
+            "model": self.model,
+            "callbacks": self.callbacks,
+            "loggers": self.loggers,
+            "trainer": self.trainer,
+        }
+
+
+def plan_growth(
+    growth: ProgressiveGrowth, world_size: int, device: str, precision: str, group: int
+) -> str:
+    """Lay out ``growth``'s schedule once for the run and check it, before any launch.
+
+    Args:
+        growth: The growth callback (its preset, if any, is laid out here).
+        world_size: Processes sharing each global batch.
+        device: ``cuda`` or ``cpu``.
+        precision: ``model.precision`` (``auto`` is resolved here for ``device``).
+        group: ``model.D.mbstd_group_size``.
 
     Returns:
-        The trainer's final callback metrics and the built objects.
+        The resolved precision.
+
+    Raises:
+        ValueError: A batch does not divide over ``world_size``, or leaves a group of one.
+    """
+    resolved = resolve_precision(precision, device)
+    if resolved != precision:
+        log.info(
+            f"model.precision={precision}: {resolved} on {device} "
+            "(auto takes bf16 on CPUs with bf16 units, AVX512-BF16 or AMX, else fp32)"
+        )
+    growth.configure(world_size, resolved, group)
+    preset_group = (growth.preset_values or {}).get("mbstd_group_size", group)
+    if preset_group != group:
+        log.warning(
+            f"growth.preset={growth.preset} ({growth.preset_values['name']}) uses "
+            f"model.D.mbstd_group_size={preset_group}, this run {group}: set "
+            f"model.D.mbstd_group_size={preset_group} for the official setup"
+        )
+    growth.check_world_size(world_size, group)
+    return resolved
+
+
+def build(cfg: DictConfig) -> Run:
+    """Check the config, seed, build data, model, callbacks, loggers and trainer, and resolve
+    the run's :class:`Plan` once; nothing is trained and no process is launched.
+
+    Raises:
+        ValueError: A config value, the checkpoint or the schedule does not fit (one message
+            naming the value and the fix), before anything is written.
     """
     if rank_zero_only.rank == 0:  # Before anything is written (the command checked it too).
         check_fresh_run_dir(cfg.paths.output_dir, cfg.get("ckpt_path"), checkpoint_dir(cfg))
@@ -180,56 +276,66 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     callbacks = [growth, *instantiate_dict(cfg.get("callbacks"))]
     loggers = instantiate_loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    # Before any process is launched: one clear error instead of one per rank.
+
+    # The plan, before any process is launched: one clear error instead of one per rank.
     group = model.D.init_kwargs["mbstd_group_size"]
     device = device_type(trainer)
-    precision = resolve_precision(model.precision, device)
-    if precision != model.precision:
-        log.info(
-            f"model.precision={model.precision}: {precision} on this {device} "
-            "(auto takes bf16 on CPUs with bf16 units, AVX512-BF16 or AMX, else fp32)"
-        )
-    growth.configure(trainer.world_size, precision, group)
-    preset_group = (growth.preset_values or {}).get("mbstd_group_size", group)
-    if preset_group != group:
-        log.warning(
-            f"growth.preset={growth.preset} ({growth.preset_values['name']}) uses "
-            f"model.D.mbstd_group_size={preset_group}, this run {group}: set "
-            f"model.D.mbstd_group_size={preset_group} for the official setup"
-        )
-    growth.check_world_size(trainer.world_size, group)
+    precision = plan_growth(growth, trainer.world_size, device, model.precision, group)
     apply_backend(cfg, trainer)
     ckpt_path = resolve_ckpt_path(cfg)
-    pending = check_resume(ckpt_path, model, growth)
-    objects = {
-        "cfg": cfg,
-        "datamodule": datamodule,
-        "model": model,
-        "callbacks": callbacks,
-        "loggers": loggers,
-        "trainer": trainer,
-    }
-    if not pending:
-        return {}, objects
-    saver = next((c for c in callbacks if isinstance(c, SafeCheckpoint)), None)
+    plan = Plan(
+        world_size=trainer.world_size,
+        device=device,
+        precision=precision,
+        strategy=str(cfg.trainer.get("strategy", "auto")),
+        mbstd_group_size=group,
+        schedule=growth.schedule,
+        ckpt_path=ckpt_path,
+        pending=check_resume(ckpt_path, model, growth),
+    )
+    return Run(cfg, plan, datamodule, model, growth, callbacks, loggers, trainer)
+
+
+def fit(run: Run) -> dict[str, Any]:
+    """Train a built run (nothing, if its checkpoint has finished), holding the run dir's
+    lock; the W&B run is finished whatever happens.
+
+    Returns:
+        The trainer's final callback metrics.
+
+    Raises:
+        Diverged: The run diverged (``checkpoint``: the newest checkpoint left).
+        Preempted: A signal stopped it (``last.ckpt`` written).
+    """
+    if not run.plan.pending:
+        return {}
+    cfg, trainer, model = run.cfg, run.trainer, run.model
+    saver = next((c for c in run.callbacks if isinstance(c, SafeCheckpoint)), None)
     lock = run_dir_lock(cfg.paths.output_dir) if trainer.is_global_zero else nullcontext()
     try:
         with lock:
-            log_hyperparameters(cfg, loggers)
-            setup_wandb(loggers)
-            trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+            log_hyperparameters(cfg, run.loggers)
+            setup_wandb(run.loggers)
+            trainer.fit(model=model, datamodule=run.datamodule, ckpt_path=run.plan.ckpt_path)
             if saver is not None and saver.signal_received is not None:
                 raise Preempted(saver.signal_received, saver.dirpath / "last.ckpt")
-            upload_generator(cfg, model, loggers)
+            upload_generator(cfg, model, run.loggers)
     except Diverged as err:
         err.checkpoint = newest_checkpoint(checkpoint_dir(cfg))
         raise
     finally:
         finish_wandb()
-    metrics = {
-        k: v.item() if hasattr(v, "item") else v for k, v in trainer.callback_metrics.items()
-    }
-    return metrics, objects
+    return {k: v.item() if hasattr(v, "item") else v for k, v in trainer.callback_metrics.items()}
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``fit(build(cfg))``.
+
+    Returns:
+        The trainer's final callback metrics and the built objects (:attr:`Run.objects`).
+    """
+    run = build(cfg)
+    return fit(run), run.objects
 
 
 def newest_checkpoint(dirpath: Path) -> Path | None:

@@ -4,9 +4,12 @@ the growth schedules to project (one per device count); every bad setting fails 
 from __future__ import annotations
 
 import hydra
+import torch
 from omegaconf import DictConfig
 
+from progan_lightning.instantiate import instantiate
 from progan_lightning.schedule import GrowthSchedule, check_resolution
+from progan_lightning.train import plan_growth
 
 PARTS = ("stages", "eqlr", "memory", "data", "projection")
 """What ``bench.parts`` may list."""
@@ -77,12 +80,12 @@ def device_schedules(cfg: DictConfig) -> dict[int, tuple[str, GrowthSchedule]]:
         raise ValueError(f"bench.devices={counts}; use a list of device counts, e.g. [1, 8]")
     precision = cfg.model.get("precision", "fp32")
     group = cfg.model.D.get("mbstd_group_size", 0) or 0
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     schedules = {}
     for n in dict.fromkeys(counts):
-        growth = hydra.utils.instantiate(cfg.growth)
-        growth.configure(n, precision, group)
+        growth = instantiate(cfg.growth)
         try:
-            growth.check_world_size(n, group)
+            plan_growth(growth, n, device, precision, group)
         except ValueError as error:
             raise ValueError(f"bench.devices has {n}, which cannot run it: {error}") from None
         name = (growth.preset_values or {}).get("name") or "growth config"

@@ -29,7 +29,7 @@ class ProgressiveGrowth(L.Callback):
     ``batch_size``, ``lr``, ``stable_kimg``, ``fade_kimg`` and ``total_kimg`` that is None
     here; ``auto`` picks the v2 preset of the run's world size (devices x nodes) and applies
     the official rule for other counts. The schedule is then laid out by :meth:`configure`,
-    which needs the world size (``train()`` calls it before launching; ``on_fit_start`` too).
+    which needs the world size (``train.build`` calls it before launching; ``on_fit_start`` too).
 
     Args:
         final_resolution: Last resolution (``data.resolution``).
@@ -238,8 +238,11 @@ class ProgressiveGrowth(L.Callback):
         self._saved_schedule = dict(state_dict)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # ``train.build`` laid the schedule out already (a no-op then); a Trainer built by
+        # hand gets it here, for the precision the module trains in (``auto`` resolved).
         group = getattr(pl_module, "D", None) and pl_module.D.init_kwargs["mbstd_group_size"]
-        self.configure(trainer.world_size, getattr(pl_module, "precision", "fp32"), group or 0)
+        precision = getattr(pl_module, "active_precision", "fp32")
+        self.configure(trainer.world_size, precision, group or 0)
         self.check_world_size(trainer.world_size)  # the group check ran before the launch
         if self._saved_schedule is not None:
             self.check_resume(self._saved_schedule, pl_module.cur_nimg, str(trainer.ckpt_path))
