@@ -190,7 +190,7 @@ def test_a_conditional_step_under_mixed_precision(precision: str):
     torch.manual_seed(0)
     module = tiny_module(num_classes=3, precision=precision)
     opt_g, opt_d = module.build_optimizers()
-    module.stage, module.alpha = 1, 0.5
+    module.progress.hold(1, 0.5)
     reals, labels = torch.rand(8, 3, 8, 8) * 2 - 1, torch.arange(8) % 3
     for _ in range(3):
         loss_d, loss_g, stats = module.train_step(reals, opt_g, opt_d, labels)

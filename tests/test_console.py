@@ -91,19 +91,23 @@ def test_eta_stops_at_the_time_budget_where_that_comes_first():
 
     from progan_lightning.callbacks.growth import ProgressiveGrowth
     from progan_lightning.callbacks.progress import StageSpeed
+    from progan_lightning.progress import Progress
 
     growth = ProgressiveGrowth(
         start_resolution=4, final_resolution=16, stable_kimg=1, fade_kimg=1, batch_size=16
     )
     speed = StageSpeed()
     speed.sec_per_img = {4: 1e-3}  # 500 + 2000 * 2 + 2000 * 4 ms = 12.5 s left at 500 images
-    trainer = SimpleNamespace(callbacks=[growth])
-    assert speed.eta(trainer, 500) == pytest.approx(12.5)
+    trainer = SimpleNamespace(callbacks=[])
+    at = Progress(cur_nimg=500, schedule=growth.schedule)
+    assert speed.eta(trainer, at) == pytest.approx(12.5)
     timer = Timer(duration="00:00:00:05")  # trainer.max_time: 5 s
     timer.on_train_start(trainer, None)
     trainer.callbacks.append(timer)
-    assert 4.0 < speed.eta(trainer, 500) <= 5.0
-    assert speed.eta(trainer, 5000) == 0.0  # the schedule's end comes first
+    assert 4.0 < speed.eta(trainer, at) <= 5.0
+    assert (
+        speed.eta(trainer, Progress(cur_nimg=5000, schedule=growth.schedule)) == 0.0
+    )  # the schedule's end comes first
 
 
 def test_a_short_tick_at_a_phase_end_does_not_set_the_rate(monkeypatch):

@@ -332,7 +332,7 @@ def test_a_generator_with_nan_weights_reports_nan_for_every_metric(tmp_path: Pat
     G = Generator(8, z_dim=8, fmap_base=32, fmap_max=8)
     D = Discriminator(8, fmap_base=32, fmap_max=8)
     module = ProGAN(G, D, WGANGP(), functools.partial(torch.optim.Adam, lr=1e-3))
-    module.stage = 1  # 8x8
+    module.progress.hold(1)  # 8x8
     reals = smooth_images(64, 8, 0).numpy()
     trainer = stub_trainer(SimpleNamespace(images=lambda res: reals, mirror=False))
     jsonl = tmp_path / "metrics.jsonl"

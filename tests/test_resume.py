@@ -96,7 +96,7 @@ def test_interrupted_checkpoint_write_keeps_previous(make_cfg, tmp_path: Path, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer.strategy.checkpoint_io, "save_checkpoint", killed_mid_write)
-    model.cur_nimg += 1000
+    model.progress.cur_nimg += 1000
     with pytest.raises(KeyboardInterrupt):
         ckpt.save(trainer, "last.ckpt")
     assert last.read_bytes() == before

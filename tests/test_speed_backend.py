@@ -72,7 +72,7 @@ def test_channels_last_computes_the_same_images_and_training() -> None:
     for module in (nchw, nhwc):
         torch.manual_seed(1)
         opt_g, opt_d = module.build_optimizers()
-        module.stage, module.alpha = 2, 0.5
+        module.progress.hold(2, 0.5)
         for _ in range(2):
             module.train_step(reals, opt_g, opt_d)
     for (key, a), b in zip(nchw.state_dict().items(), nhwc.state_dict().values(), strict=True):

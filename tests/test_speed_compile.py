@@ -60,10 +60,9 @@ def test_training_with_compiled_G_matches_eager() -> None:
         torch.manual_seed(1)
         opt_g, opt_d = module.build_optimizers()
         for stage in range(3):
-            module.stage = stage
             reals = torch.rand(8, 3, 4 * 2**stage, 4 * 2**stage) * 2 - 1
             for alpha in (0.25, 0.5, 1.0) if stage else (1.0,):  # stage 0 is never faded in
-                module.alpha = alpha
+                module.progress.hold(stage, alpha)
                 module.train_step(reals, opt_g, opt_d)
                 with torch.no_grad():
                     module(z)  # G_ema, as the sample callbacks call it

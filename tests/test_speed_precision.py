@@ -32,7 +32,7 @@ def make_module(precision: str, **kwargs) -> ProGAN:
 def steps(module: ProGAN, n: int, stage: int = 1, alpha: float = 0.5) -> list[tuple]:
     """``n`` training steps with persistent optimizers; (loss_d, loss_g) per step."""
     opt_g, opt_d = module.build_optimizers()
-    module.stage, module.alpha = stage, alpha
+    module.progress.hold(stage, alpha)
     reals = torch.rand(8, 3, 8, 8) * 2 - 1
     return [tuple(module.train_step(reals, opt_g, opt_d)[:2]) for _ in range(n)]
 

@@ -22,6 +22,7 @@ from progan_lightning.precision import (
     PRECISIONS,
     resolve_precision,
 )
+from progan_lightning.progress import Progress
 from progan_lightning.schedule import Phase
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -53,9 +54,11 @@ def check_training_values(
 class ProGAN(L.LightningModule):
     """Trains a progressive GAN: per batch one D step, one G step, then an EMA update.
 
-    The stage, fade ``alpha`` and phase are set from outside by the ``ProgressiveGrowth``
-    callback; the module only counts images. ``cur_nimg`` (global across devices) is saved in
-    checkpoints; nothing depends on ``global_step``, which counts two optimizer steps per batch.
+    Where training is lives in :attr:`progress` (see ``progress.py``): the stage, fade
+    ``alpha`` and phase are written by the ``ProgressiveGrowth`` callback, the module only
+    adds the images it trains on (``cur_nimg``, global across devices); it is saved in
+    checkpoints. Nothing depends on ``global_step``, which counts two optimizer steps per
+    batch.
 
     Args:
         G: Generator built at full depth.
@@ -159,11 +162,29 @@ class ProGAN(L.LightningModule):
             persistent=False,
         )
 
-        # Progress, set by the growth callback and saved in checkpoints.
-        self.cur_nimg = 0
-        self.stage = 0
-        self.alpha = 1.0
-        self.phase_index = -1
+        self.progress = Progress()
+
+    # Progress, read-only here (the growth callback writes it; see ``progress.py``).
+
+    @property
+    def cur_nimg(self) -> int:
+        """Real images trained on, global across devices."""
+        return self.progress.cur_nimg
+
+    @property
+    def stage(self) -> int:
+        """Depth of the networks (0: 4x4)."""
+        return self.progress.stage
+
+    @property
+    def alpha(self) -> float:
+        """Fade-in weight of the newest block."""
+        return self.progress.alpha
+
+    @property
+    def phase_index(self) -> int:
+        """Index of the schedule's phase (-1 before the first batch)."""
+        return self.progress.phase_index
 
     def setup(self, stage: str) -> None:
         """Take the G step's label distribution from the data (the stored labels' counts)."""
@@ -210,15 +231,15 @@ class ProGAN(L.LightningModule):
         return 1.0, self.d_lr_ratio
 
     def enter_phase(self, phase: Phase, lr_scale: float = 1.0) -> None:
-        """Switch to ``phase``: stage, learning rate and (optionally) fresh optimizer state.
+        """Train the next batch in ``phase``: its learning rate and, at a phase change,
+        (optionally) fresh optimizer state; then :attr:`progress` enters it.
 
-        Called before every batch; ``lr_scale`` is the schedule's ramp-down factor at this
-        point (1 outside a ramp-down). Each network's rate is set from it, the phase's rate and
-        ``lr_ratios`` before every batch, so a resumed run sets the same rate as an
-        uninterrupted one."""
+        Called by the growth callback before every batch; ``lr_scale`` is the schedule's
+        ramp-down factor at this point (1 outside a ramp-down). Each network's rate is set
+        from it, the phase's rate and ``lr_ratios`` before every batch, so a resumed run sets
+        the same rate as an uninterrupted one."""
         changed = phase.index != self.phase_index
-        self.stage = phase.stage
-        self.phase_index = phase.index
+        self.progress.enter(phase, lr_scale)
         if self._trainer is None:
             return
         for opt, ratio in zip(self.trainer.optimizers, self.lr_ratios, strict=True):
@@ -311,7 +332,7 @@ class ProGAN(L.LightningModule):
         opt_g, opt_d = self.optimizers()
         reals, labels = split_batch(batch)
         loss_d, loss_g, stats = self.train_step(reals, opt_g, opt_d, labels)
-        self.cur_nimg += reals.shape[0] * self.world_size
+        self.progress.cur_nimg += reals.shape[0] * self.world_size
 
         self.log_dict({"loss/D": loss_d.detach(), "loss/G": loss_g.detach()}, prog_bar=True)
         self.log_dict(stats)
@@ -442,12 +463,7 @@ class ProGAN(L.LightningModule):
             b_ema.copy_(b)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["progress"] = {
-            "cur_nimg": self.cur_nimg,
-            "stage": self.stage,
-            "alpha": self.alpha,
-            "phase_index": self.phase_index,
-        }
+        checkpoint["progress"] = self.progress.state_dict()
         # Constructor arguments: export rebuilds G_ema from them, resume checks them.
         checkpoint["architecture"] = {"G": self.G.init_kwargs, "D": self.D.init_kwargs}
         if self.num_classes:
@@ -477,11 +493,7 @@ class ProGAN(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.check_architecture(checkpoint)
-        progress = checkpoint.get("progress", {})
-        self.cur_nimg = int(progress.get("cur_nimg", 0))
-        self.stage = int(progress.get("stage", 0))
-        self.alpha = float(progress.get("alpha", 1.0))
-        self.phase_index = int(progress.get("phase_index", -1))
+        self.progress.load_state_dict(checkpoint.get("progress", {}))
         for net, state in checkpoint.get("grad_scalers", {}).items():
             if self.grad_scalers[net].is_enabled():
                 self.grad_scalers[net].load_state_dict(state)

@@ -28,8 +28,7 @@ def make_train_step(module: ProGAN, reals: Tensor) -> Callable[[], None]:
 
 def set_stage(module: ProGAN, resolution: int, alpha: float) -> None:
     """Put ``module`` at the stage of ``resolution`` with fade weight ``alpha``."""
-    module.stage = int(math.log2(resolution)) - 2
-    module.alpha = float(alpha)
+    module.progress.hold(int(math.log2(resolution)) - 2, alpha)
 
 
 def fake_reals(module: ProGAN, resolution: int, batch: int, device: torch.device) -> Tensor:

@@ -15,7 +15,6 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from progan_lightning.callbacks.growth import find_growth
 from progan_lightning.export import export_generator, load_checkpoint
 from progan_lightning.faults import DamagedFile, Diverged, WriteFailed
 from progan_lightning.fs import temp_path
@@ -257,8 +256,7 @@ class SafeCheckpoint(Checkpoint):
         nimg = pl_module.cur_nimg
         kimg = f"{nimg / 1000:09.3f}"
         self.save(trainer, LAST)
-        growth = find_growth(trainer)
-        if growth is not None and growth.schedule.phase_at(nimg).index != pl_module.phase_index:
+        if pl_module.progress.phase_ended:
             self.save(trainer, f"phase{pl_module.phase_index:02d}_kimg{kimg}.ckpt")
         if self._keep_periodic(trainer, nimg):
             self._last_kept_nimg = nimg
@@ -267,8 +265,8 @@ class SafeCheckpoint(Checkpoint):
                 self._prune()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        growth = find_growth(trainer)
-        finished = growth is None or growth.done(pl_module)
+        progress = pl_module.progress
+        finished = progress.schedule is None or progress.done
         if self.export_path is not None and finished and trainer.is_global_zero:
             G, stage, alpha = pl_module.G_ema, pl_module.stage, pl_module.alpha
             try:

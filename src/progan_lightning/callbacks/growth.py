@@ -154,14 +154,13 @@ class ProgressiveGrowth(L.Callback):
     # Planning.
 
     def _apply(self, module: L.LightningModule) -> Phase:
-        phase = self.schedule.phase_at(module.cur_nimg)
-        if phase.index != module.phase_index:
+        nimg = module.progress.cur_nimg
+        phase = self.schedule.phase_at(nimg)
+        if phase.index != module.progress.phase_index:
             rank_zero_info(
-                f"[growth] kimg {module.cur_nimg / 1000:.1f}: {phase.name} "
-                f"(batch {phase.batch_size})"
+                f"[growth] kimg {nimg / 1000:.1f}: {phase.name} (batch {phase.batch_size})"
             )
-        module.enter_phase(phase, self.schedule.lr_scale(module.cur_nimg))
-        module.alpha = phase.alpha(module.cur_nimg)
+        module.enter_phase(phase, self.schedule.lr_scale(nimg))
         return phase
 
     def _plan_epoch(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -174,7 +173,7 @@ class ProgressiveGrowth(L.Callback):
 
     def done(self, module: L.LightningModule) -> bool:
         """Whether the run has seen ``total_kimg``."""
-        return module.cur_nimg >= self.schedule.total_nimg
+        return module.progress.cur_nimg >= self.schedule.total_nimg
 
     # Hooks.
 
@@ -249,6 +248,8 @@ class ProgressiveGrowth(L.Callback):
         if trainer.datamodule is None or not hasattr(trainer.datamodule, "set_plan"):
             raise TypeError("ProgressiveGrowth needs a ProGANDataModule passed to trainer.fit")
         rank_zero_info("[growth] schedule:\n" + self.schedule.describe())
+        pl_module.progress.schedule = self.schedule
+        pl_module.progress.done = self.done(pl_module)
         self._plan_epoch(trainer, pl_module)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -270,11 +271,12 @@ class ProgressiveGrowth(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        if self.done(pl_module):
+        pl_module.progress.close_batch()
+        if pl_module.progress.done:
             trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.done(pl_module):
+        if pl_module.progress.done:
             trainer.should_stop = True
             return
         self._plan_epoch(trainer, pl_module)
@@ -283,8 +285,3 @@ class ProgressiveGrowth(L.Callback):
     def total_kimg(self) -> float:
         """Where training stops, in thousands of images."""
         return self.schedule.total_nimg / 1000
-
-
-def find_growth(trainer: L.Trainer) -> ProgressiveGrowth | None:
-    """The trainer's :class:`ProgressiveGrowth` callback, if any."""
-    return next((c for c in trainer.callbacks if isinstance(c, ProgressiveGrowth)), None)

@@ -18,8 +18,8 @@ import torch
 from lightning.pytorch.callbacks import ProgressBar, Timer, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
-from progan_lightning.callbacks.growth import find_growth
 from progan_lightning.console import format_duration, is_terminal
+from progan_lightning.progress import Progress
 
 
 class StageSpeed:
@@ -49,10 +49,10 @@ class StageSpeed:
             self.last = (seconds, images)
         self._tick = None
 
-    def eta(self, trainer: L.Trainer, nimg: int) -> float | None:
+    def eta(self, trainer: L.Trainer, progress: Progress) -> float | None:
         """Seconds to ``total_kimg``, or to ``trainer.max_time`` where that comes first."""
-        growth = find_growth(trainer)
-        eta = None if growth is None else growth.schedule.remaining_seconds(nimg, self.sec_per_img)
+        schedule, nimg = progress.schedule, progress.cur_nimg
+        eta = None if schedule is None else schedule.remaining_seconds(nimg, self.sec_per_img)
         timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
         left = None if timer is None else timer.time_remaining("train")
         if eta is not None and left is not None:
@@ -81,7 +81,7 @@ class GrowthProgressBar(TQDMProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         items = {key.rsplit("/", 1)[-1]: value for key, value in items.items()}
-        items["ETA"] = format_duration(self.speed.eta(trainer, pl_module.cur_nimg))
+        items["ETA"] = format_duration(self.speed.eta(trainer, pl_module.progress))
         return items
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -138,7 +138,7 @@ class TickLog(ProgressBar):
             f"tick {trainer.current_epoch}  kimg {nimg / 1000:.1f}  res {pl_module.resolution}"
             f"  {pl_module.phase_name} alpha {pl_module.alpha:.3f}{losses}{rate}"
             f"  elapsed {format_duration(time.perf_counter() - self.speed.started)}"
-            f"  ETA {format_duration(self.speed.eta(trainer, nimg))}"
+            f"  ETA {format_duration(self.speed.eta(trainer, pl_module.progress))}"
             f"  peak {peak_memory(pl_module.device)}"
         )
 

@@ -12,7 +12,6 @@ from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from progan_lightning.callbacks.growth import find_growth
 from progan_lightning.data.stream import split_batch
 from progan_lightning.fs import atomic_write
 from progan_lightning.imaging import (
@@ -28,13 +27,10 @@ from progan_lightning.networks import seeded_latents
 def phase_ended(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
     """Whether the epoch that just ended closed a growth phase, the run, or the run's time
     (``trainer.max_time``, e.g. the budget of a sweep's trials)."""
-    growth = find_growth(trainer)
-    if growth is None:
+    progress = pl_module.progress
+    if progress.schedule is None:  # no growth callback
         return trainer.should_stop
-    nimg = pl_module.cur_nimg
-    if growth.done(pl_module) or growth.schedule.phase_at(nimg).index != pl_module.phase_index:
-        return True
-    return time_is_up(trainer)
+    return progress.phase_ended or progress.done or time_is_up(trainer)
 
 
 def time_is_up(trainer: L.Trainer) -> bool:
