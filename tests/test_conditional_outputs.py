@@ -19,14 +19,10 @@ from PIL import Image
 
 from progan_lightning.callbacks.metrics import MetricsCallback
 from progan_lightning.callbacks.samples import SampleGrid, images_of_classes, row_per_class
+from progan_lightning.checkpoint import export_checkpoint, generator_from_checkpoint
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.generate import main as generate_main
-from progan_lightning.export import (
-    export_checkpoint,
-    export_generator,
-    generator_from_checkpoint,
-    load_generator,
-)
+from progan_lightning.export import export_generator, load_generator
 from progan_lightning.generate import file_tokens, generate, load_any, select_classes
 from progan_lightning.imaging import label_rows, make_grid, to_uint8
 from progan_lightning.losses import WGANGP

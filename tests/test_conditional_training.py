@@ -15,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
+from progan_lightning.checkpoint import check_architecture, load_checkpoint
 from progan_lightning.data.sources import ShapesSource
-from progan_lightning.export import load_checkpoint, load_generator
+from progan_lightning.export import load_generator
 from progan_lightning.losses import WGANGP
 from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
 from progan_lightning.module import ProGAN
@@ -231,6 +232,6 @@ def test_a_checkpoint_of_other_classes_is_refused():
         "classes": {"names": ["cat", "dog", "owl"]},
     }
     with pytest.raises(ValueError, match=r"classes: checkpoint \['cat', 'dog', 'owl'\], data"):
-        module.check_architecture(checkpoint)
+        check_architecture(checkpoint, module)
     checkpoint["classes"]["names"] = ["cat", "dog", "fox"]
-    module.check_architecture(checkpoint)  # the same classes resume
+    check_architecture(checkpoint, module)  # the same classes resume

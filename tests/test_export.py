@@ -18,14 +18,10 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import progan_lightning
+from progan_lightning.checkpoint import export_checkpoint, load_checkpoint
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.generate import main as generate_main
-from progan_lightning.export import (
-    export_checkpoint,
-    export_generator,
-    load_checkpoint,
-    load_generator,
-)
+from progan_lightning.export import export_generator, load_generator
 from progan_lightning.generate import generate, load_any
 from progan_lightning.imaging import to_uint8
 from progan_lightning.networks import Generator, seeded_latents

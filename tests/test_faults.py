@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from progan_lightning.checkpoint import load_checkpoint
 from progan_lightning.data.datamodule import build_datamodule
-from progan_lightning.export import load_checkpoint
 from progan_lightning.faults import Diverged, Preempted, UserError, WriteFailed
 from progan_lightning.train import train
 

@@ -14,9 +14,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from progan_lightning import export as export_module
-from progan_lightning.callbacks.checkpoint import check_weights, read_checkpoint
+from progan_lightning.checkpoint import check_weights, export_checkpoint, load_checkpoint
 from progan_lightning.cli.config import CONFIG_DIR
-from progan_lightning.export import export_checkpoint, export_generator, load_generator
+from progan_lightning.export import export_generator, load_generator
 from progan_lightning.faults import DamagedFile
 from progan_lightning.generate import load_any
 from progan_lightning.networks import Generator
@@ -114,14 +114,14 @@ def test_a_huge_network_in_the_json_is_refused_before_it_is_built(exported, monk
 def test_a_foreign_torch_file_is_not_a_checkpoint_for_any_loader(tmp_path: Path):
     foreign = tmp_path / "resnet.ckpt"
     torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}, "epoch": 3}, foreign)
-    for load in (load_any, export_checkpoint, read_checkpoint):
+    for load in (load_any, export_checkpoint, load_checkpoint):
         with pytest.raises(DamagedFile, match="not a progan-lightning checkpoint") as error:
             load(foreign)
         assert error.value.path == foreign
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(foreign.read_bytes()[:200])
     with pytest.raises(DamagedFile, match="damaged: not a readable checkpoint .*resnet.ckpt"):
-        read_checkpoint(truncated)  # names the checkpoints beside it
+        load_checkpoint(truncated)  # names the checkpoints beside it
 
 
 def test_a_checkpoint_with_other_keys_names_them(tmp_path: Path):

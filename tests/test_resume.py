@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 
-from progan_lightning.export import load_checkpoint
+from progan_lightning.checkpoint import load_checkpoint
 from progan_lightning.faults import Preempted
 from progan_lightning.train import train
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,7 +131,7 @@ def export_generator(
     return weights, arch
 
 
-def _trained(
+def mark_trained(
     G: Generator,
     stage: int | None,
     alpha: float | None,
@@ -302,118 +301,4 @@ def load_generator(
     G = Generator(**meta["init_kwargs"])
     G.load_state_dict(tensors)
     names = check_class_names(meta.get("class_names"), G.num_classes, str(arch))
-    return _trained(G, stage, meta.get("alpha"), names, map_location)
-
-
-PICKLE_OPT_IN = (
-    "allow_pickle=true (progan-generate, progan-evaluate), --allow-pickle (progan-export) or "
-    "allow_pickle=True (Python)"
-)
-
-
-def load_checkpoint(
-    path: str | Path,
-    map_location: str | torch.device = "cpu",
-    allow_pickle: bool = False,
-    mmap: bool = False,
-) -> dict[str, Any]:
-    """Load a training checkpoint with ``torch.load(weights_only=True)``: the one loader of
-    ``.ckpt`` files (resume, export, generate, evaluate).
-
-    Args:
-        path: A ``.ckpt`` written by training.
-        map_location: Device for the tensors.
-        allow_pickle: Fall back to full unpickling (only for files you trust) when the safe
-            loader refuses the file.
-        mmap: Memory-map the tensors instead of reading them (a cheap look at a large file).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        DamagedFile: a truncated or damaged file; objects the safe loader refuses (without
-            ``allow_pickle``); a torch file that is not a progan-lightning training checkpoint.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as err:
-        if not allow_pickle:
-            raise DamagedFile(
-                path,
-                "holds objects that the safe (weights-only) loader refuses "
-                f"({str(err).splitlines()[0]})",
-                f"if you created this file yourself, load it fully with {PICKLE_OPT_IN}",
-            ) from None
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # Not a zip or pickle, truncated: torch names no file.
-        raise DamagedFile(
-            path, f"damaged: not a readable checkpoint ({str(err).splitlines()[0]})"
-        ) from None
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if (
-        not isinstance(state, dict)
-        or "pytorch-lightning_version" not in checkpoint
-        or not any(str(key).startswith("G_ema.") for key in state)
-    ):
-        raise DamagedFile(
-            path,
-            "not a progan-lightning checkpoint (a torch file without the training state of "
-            "G, D and G_ema)",
-            "give a .ckpt from the checkpoints/ folder of a progan-train run",
-        )
-    return checkpoint
-
-
-def generator_from_checkpoint(
-    checkpoint: dict[str, Any],
-    map_location: str | torch.device = "cpu",
-    source: str | Path = "the checkpoint",
-) -> Generator:
-    """G_ema from a loaded training checkpoint, with ``trained_stage``/``trained_alpha`` and
-    ``class_names`` (from ``checkpoint["classes"]["names"]``; ``[]`` when unconditional).
-
-    Args:
-        checkpoint: What :func:`load_checkpoint` returned.
-        map_location: Device for the weights.
-        source: The checkpoint's path, for messages.
-
-    Raises:
-        DamagedFile: no architecture record, G_ema's weights do not fit it or are not finite.
-    """
-    arch = checkpoint.get("architecture", {}).get("G")
-    if arch is None:
-        raise DamagedFile(
-            source,
-            "has no architecture record (written by a version from before exports)",
-            "resume it with a current version for one tick to write a checkpoint that has one",
-        )
-    prefix = "G_ema."
-    state = {
-        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
-    }
-    check_finite(state, source)
-    try:
-        G = Generator(**arch)
-        G.load_state_dict(state)
-    except (TypeError, ValueError, RuntimeError) as error:  # Missing or unexpected keys.
-        raise DamagedFile(
-            source,
-            "damaged: its G_ema weights do not fit its architecture record "
-            f"({' '.join(str(error).split())[:300]})",
-        ) from None
-    progress = checkpoint.get("progress", {})
-    names = check_class_names(
-        checkpoint.get("classes", {}).get("names"), G.num_classes, "the checkpoint"
-    )
-    return _trained(G, progress.get("stage"), progress.get("alpha"), names, map_location)
-
-
-def export_checkpoint(
-    ckpt_path: str | Path, out: str | Path | None = None, allow_pickle: bool = False
-) -> tuple[Path, Path]:
-    """Export G_ema of a training checkpoint; default output: ``<ckpt>.safetensors``."""
-    checkpoint = load_checkpoint(ckpt_path, allow_pickle=allow_pickle)
-    G = generator_from_checkpoint(checkpoint, source=Path(ckpt_path).expanduser())
-    out = Path(ckpt_path).with_suffix(".safetensors") if out is None else out
-    return export_generator(G, out, G.trained_stage, G.trained_alpha)
+    return mark_trained(G, stage, meta.get("alpha"), names, map_location)

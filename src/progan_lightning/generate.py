@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from progan_lightning.callbacks.samples import save_gif, slerp
-from progan_lightning.export import generator_from_checkpoint, load_checkpoint, load_generator
+from progan_lightning.checkpoint import generator_from_checkpoint, load_checkpoint
+from progan_lightning.export import load_generator
 from progan_lightning.imaging import label_rows, make_grid, save_png
 from progan_lightning.networks import seeded_latents
 from progan_lightning.official import example_latents

@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from progan_lightning.checkpoint import check_architecture, module_entries
 from progan_lightning.data.stream import split_batch
 from progan_lightning.export import check_class_names
 from progan_lightning.faults import Diverged
@@ -463,36 +464,10 @@ class ProGAN(L.LightningModule):
             b_ema.copy_(b)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["progress"] = self.progress.state_dict()
-        # Constructor arguments: export rebuilds G_ema from them, resume checks them.
-        checkpoint["architecture"] = {"G": self.G.init_kwargs, "D": self.D.init_kwargs}
-        if self.num_classes:
-            checkpoint["classes"] = {"names": list(self.class_names)}
-        if self.precision == "fp16":
-            checkpoint["grad_scalers"] = {k: s.state_dict() for k, s in self.grad_scalers.items()}
-
-    def check_architecture(self, checkpoint: dict[str, Any]) -> None:
-        """Raise a clear error when the checkpoint's networks differ from this config's."""
-        saved = checkpoint.get("architecture")
-        if saved is None:
-            return
-        diffs = [
-            f"model.{net}.{key}: checkpoint {saved[net].get(key)!r}, config {value!r}"
-            for net, mine in (("G", self.G.init_kwargs), ("D", self.D.init_kwargs))
-            for key, value in mine.items()
-            if net in saved and saved[net].get(key) != value
-        ]
-        saved_names = checkpoint.get("classes", {}).get("names", [])
-        if self.num_classes and saved_names and saved_names != self.class_names:
-            diffs.append(f"classes: checkpoint {saved_names}, data {self.class_names}")
-        if diffs:
-            raise ValueError(
-                "the checkpoint does not fit this config (resume with the settings it was "
-                "trained with): " + "; ".join(diffs)
-            )
+        checkpoint.update(module_entries(self))  # the format: checkpoint.py
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.check_architecture(checkpoint)
+        check_architecture(checkpoint, self)
         self.progress.load_state_dict(checkpoint.get("progress", {}))
         for net, state in checkpoint.get("grad_scalers", {}).items():
             if self.grad_scalers[net].is_enabled():

@@ -18,13 +18,9 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
-from progan_lightning.callbacks.checkpoint import (
-    SafeCheckpoint,
-    check_weights,
-    find_last_checkpoint,
-    read_checkpoint,
-)
+from progan_lightning.callbacks.checkpoint import SafeCheckpoint
 from progan_lightning.callbacks.growth import ProgressiveGrowth
+from progan_lightning.checkpoint import check_resume, find_last_checkpoint
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.faults import Diverged, Preempted
 from progan_lightning.instantiate import instantiate, instantiate_dict
@@ -60,35 +56,6 @@ def checkpoint_dir(cfg: DictConfig) -> Path:
     """``callbacks.model_checkpoint.dirpath`` (default: the run dir's ``checkpoints/``)."""
     dirpath = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("dirpath")
     return Path(dirpath or Path(cfg.paths.output_dir) / "checkpoints")
-
-
-def check_resume(
-    ckpt_path: str | None, model: L.LightningModule, growth: ProgressiveGrowth
-) -> bool:
-    """Check a checkpoint against the config before anything runs.
-
-    Returns:
-        Whether there is anything left to train (False: the checkpoint has seen
-        ``growth.total_kimg`` already, so a resume does nothing).
-
-    Raises:
-        ValueError: The file is unreadable, or its networks or growth schedule differ.
-    """
-    if not ckpt_path:
-        return True
-    checkpoint = read_checkpoint(ckpt_path)
-    model.check_architecture(checkpoint)
-    check_weights(checkpoint, model, ckpt_path)
-    nimg = int(checkpoint.get("progress", {}).get("cur_nimg", 0))
-    growth.check_resume(checkpoint.get("callbacks", {}).get(growth.state_key), nimg, ckpt_path)
-    if nimg >= growth.schedule.total_nimg:
-        log.warning(
-            f"ckpt_path={ckpt_path} has seen {nimg / 1000:g} kimg, growth.total_kimg is "
-            f"{growth.total_kimg:g}: the run is finished, nothing to train (raise "
-            "growth.total_kimg to train longer)"
-        )
-        return False
-    return True
 
 
 def check_precision(cfg: DictConfig) -> None:

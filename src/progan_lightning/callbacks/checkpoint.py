@@ -3,124 +3,23 @@
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 
-from progan_lightning.export import export_generator, load_checkpoint
-from progan_lightning.faults import DamagedFile, Diverged, WriteFailed
+from progan_lightning.checkpoint import LAST, rng_states, set_rng_states
+from progan_lightning.export import export_generator
+from progan_lightning.faults import Diverged, WriteFailed
 from progan_lightning.fs import temp_path
 
-LAST = "last.ckpt"
 # How torch's zip writer reports a failed write (it raises RuntimeError, not OSError).
 TORCH_WRITE_ERROR = re.compile(r"PytorchStreamWriter|file write failed|unexpected pos")
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Open a training checkpoint cheaply (memory-mapped, weights only) to check it.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        DamagedFile: It is truncated, damaged or not a progan-lightning checkpoint (see
-            :func:`~progan_lightning.export.load_checkpoint`); the message names the other
-            checkpoints beside it.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path} not found; give an existing .ckpt file")
-    try:
-        return load_checkpoint(path, mmap=True)
-    except DamagedFile as error:
-        others = [p.name for p in _newest_first(path.parent) if p != path]
-        if others:
-            beside = f"checkpoints beside it: {', '.join(others)}"
-            error.fix = f"{error.fix}; {beside}" if error.fix else beside
-        raise
-
-
-def check_weights(checkpoint: dict[str, Any], module: torch.nn.Module, path: str | Path) -> None:
-    """Refuse a checkpoint whose ``state_dict`` does not fit ``module`` (other names or shapes).
-
-    Raises:
-        DamagedFile: names the first tensors that are missing, unexpected or of another shape.
-    """
-    saved = {name: tuple(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
-    wanted = {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
-    differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
-    if differ:
-        raise DamagedFile(
-            path,
-            f"damaged: its weights do not fit the networks ({len(differ)} tensors missing, "
-            f"unexpected or of another shape, e.g. {', '.join(differ[:3])})",
-            "resume from a checkpoint of this run, or with the settings it was trained with",
-        )
-
-
-def _newest_first(dirpath: Path) -> list[Path]:
-    ckpts = sorted(dirpath.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return sorted(ckpts, key=lambda p: p.name != LAST)  # last.ckpt first, stable otherwise
-
-
-def find_last_checkpoint(dirpath: str | Path) -> Path:
-    """``last.ckpt`` of a checkpoint folder, else its newest readable ``.ckpt`` file.
-
-    A truncated or damaged ``last.ckpt`` (a crash of the disk, not of this code: writes are
-    atomic) is skipped with a warning naming it and the checkpoint used instead.
-
-    Raises:
-        FileNotFoundError: No readable checkpoint in ``dirpath``.
-    """
-    dirpath = Path(dirpath).expanduser()
-    skipped = []
-    for path in _newest_first(dirpath):
-        try:
-            read_checkpoint(path)
-        except ValueError:
-            skipped.append(path)
-            continue
-        if skipped:
-            rank_zero_warn(
-                f"ckpt_path=last: {', '.join(map(str, skipped))} is not readable (truncated or "
-                f"damaged); resuming from {path}, the newest readable checkpoint"
-            )
-        return path
-    unreadable = f" ({len(skipped)} unreadable .ckpt files)" if skipped else ""
-    raise FileNotFoundError(
-        f"ckpt_path=last: no readable checkpoint in {dirpath}{unreadable}; point hydra.run.dir "
-        "at the run to resume (its checkpoints/ folder) or give ckpt_path=/path/to/file.ckpt"
-    )
-
-
-def rng_states() -> dict[str, Any]:
-    """Global RNG states (torch CPU/CUDA, numpy, python) as weights-only-loadable values."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    """Restore what :func:`rng_states` returned."""
-    torch.set_rng_state(states["torch"])
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = states["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _reason(error: Exception) -> str:

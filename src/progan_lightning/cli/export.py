@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from progan_lightning.checkpoint import export_checkpoint
 from progan_lightning.cli.errors import user_errors
-from progan_lightning.export import export_checkpoint
 
 
 @user_errors
