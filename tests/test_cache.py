@@ -13,14 +13,9 @@ import numpy as np
 import pytest
 
 from progan_lightning.data import cache as cache_module
-from progan_lightning.data.cache import (
-    EncodedLevel,
-    Storage,
-    box_downsample,
-    load_level,
-    prepare_cache,
-    read_manifest,
-)
+from progan_lightning.data import cache_build
+from progan_lightning.data.cache import EncodedLevel, Storage, load_level, read_manifest
+from progan_lightning.data.cache_build import box_downsample, prepare_cache
 from progan_lightning.data.sources import ShapesSource
 from progan_lightning.faults import DamagedFile
 
@@ -215,7 +210,7 @@ def test_shrink_npy_keeps_the_first_rows(tmp_path: Path) -> None:
     array[:] = np.arange(1000, dtype=np.uint8)[:, None, None, None] % 251
     array.flush()
     del array
-    cache_module._shrink_npy(file, 7)
+    cache_build._shrink_npy(file, 7)
     small = np.load(file)
     assert small.shape == (7, 3, 4, 4)
     np.testing.assert_array_equal(small[:, 0, 0, 0], np.arange(7))
@@ -255,23 +250,28 @@ def test_a_cache_finished_elsewhere_wins_the_rename(tmp_path: Path) -> None:
     _, settings = cache_module.cache_key(source, 8, 3)
     twin = tmp_path / "a" / "twin.tmp-1"
     shutil.copytree(done, twin)
-    cache_module._publish(twin, done, settings)  # ``done`` is complete: keep it, drop the twin
+    cache_build._publish(twin, done, settings)  # ``done`` is complete: keep it, drop the twin
     assert not twin.exists() and (done / "manifest.json").is_file()
     (done / "manifest.json").unlink()  # An incomplete target: the rename error is raised.
     shutil.copytree(tmp_path / "a" / done.name, twin)
     with pytest.raises(OSError):
-        cache_module._publish(twin, done, settings)
+        cache_build._publish(twin, done, settings)
 
 
 def refuse_lock_files(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``open`` in data/cache.py fail on lock files as a read-only folder does."""
+    """Make taking the build lock fail as a read-only folder does."""
 
-    def fake_open(file, *args, **kwargs):
-        if str(file).endswith(".lock"):
-            raise PermissionError(13, "Permission denied", str(file))
-        return open(file, *args, **kwargs)
+    class Refused:
+        def __init__(self, path: Path) -> None:
+            self.path = path
 
-    monkeypatch.setattr(cache_module, "open", fake_open, raising=False)
+        def acquire(self) -> None:
+            raise PermissionError(13, "Permission denied", str(self.path))
+
+        def release(self) -> None:  # pragma: no cover - never acquired
+            pass
+
+    monkeypatch.setattr(cache_build, "file_lock", Refused)
 
 
 def test_read_only_cache_dir_names_the_setting(

@@ -10,7 +10,8 @@ import pytest
 from hydra.errors import HydraException
 from PIL import Image
 
-from progan_lightning.data.cache import load_level, prepare_cache
+from progan_lightning.data.cache import load_level
+from progan_lightning.data.cache_build import prepare_cache
 from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.data.files import DEFAULT_MAX_IMAGE_PIXELS, FolderSource
 

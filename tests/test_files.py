@@ -15,13 +15,8 @@ import pytest
 from PIL import Image
 from tests.conftest import TINY
 
-from progan_lightning.data.cache import (
-    BadImagesError,
-    BadImagesWarning,
-    load_level,
-    prepare_cache,
-    read_manifest,
-)
+from progan_lightning.data.cache import load_level, read_manifest
+from progan_lightning.data.cache_build import BadImagesError, BadImagesWarning, prepare_cache
 from progan_lightning.data.files import (
     DEFAULT_MAX_IMAGE_PIXELS,
     FolderSource,

@@ -13,15 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from progan_lightning.data.cache import (
-    BadImagesError,
-    BadImagesWarning,
-    cache_key,
-    load_labels,
-    load_level,
-    prepare_cache,
-    read_manifest,
-)
+from progan_lightning.data.cache import cache_key, load_labels, load_level, read_manifest
+from progan_lightning.data.cache_build import BadImagesError, BadImagesWarning, prepare_cache
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.data.files import FolderSource
 from progan_lightning.data.sources import ShapesSource

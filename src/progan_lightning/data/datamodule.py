@@ -12,13 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from progan_lightning.data.cache import (
-    EncodedLevel,
-    Storage,
-    load_labels,
-    load_level,
-    prepare_cache,
-)
+from progan_lightning.data.cache import EncodedLevel, Storage, load_labels, load_level
+from progan_lightning.data.cache_build import prepare_cache
 from progan_lightning.data.sources import ImageSource
 from progan_lightning.data.stream import BatchArray, StreamSampler, split_batch
 from progan_lightning.imaging import to_float
