@@ -18,11 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from progan_lightning.callbacks.samples import save_gif, slerp
 from progan_lightning.checkpoint import generator_from_checkpoint, load_checkpoint
 from progan_lightning.export import load_generator
-from progan_lightning.imaging import label_rows, make_grid, save_png
-from progan_lightning.networks import seeded_latents
+from progan_lightning.imaging import label_rows, make_grid, save_gif, save_png
+from progan_lightning.networks import seeded_latents, slerp
 from progan_lightning.official import example_latents
 
 log = logging.getLogger(__name__)

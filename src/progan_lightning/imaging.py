@@ -97,3 +97,19 @@ def to_pil(image: np.ndarray) -> Image.Image:
 def save_png(path: str | Path, image: np.ndarray) -> Path:
     """Write an [H, W, C] uint8 array as PNG atomically."""
     return atomic_write(path, lambda tmp: to_pil(image).save(tmp, "PNG"))
+
+
+def save_gif(path: Path, frames: list[np.ndarray], fps: int = 12) -> Path:
+    """Write [H, W, C] uint8 frames as a looping GIF."""
+    images = [to_pil(f) for f in frames]
+    return atomic_write(
+        path,
+        lambda tmp: images[0].save(
+            tmp,
+            "GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=round(1000 / fps),
+            loop=0,
+        ),
+    )

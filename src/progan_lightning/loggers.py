@@ -12,9 +12,10 @@ from urllib.parse import urlparse
 
 import hydra
 import lightning as L
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -117,3 +118,29 @@ def log_hyperparameters(cfg: DictConfig, loggers: list[Logger]) -> None:
     resolved.pop("hydra", None)
     for logger in loggers:
         logger.log_hyperparams(resolved)
+
+
+def log_values(trainer: L.Trainer, values: dict[str, float]) -> None:
+    """Send scalars to every logger at the trainer's step (include ``progress/kimg`` so that
+    dashboards can plot them against images seen)."""
+    for logger in trainer.loggers:
+        logger.log_metrics(values, step=trainer.global_step)
+
+
+def log_image(loggers: list[Logger], key: str, image: np.ndarray, step: int) -> None:
+    """Send an [H, W, C] uint8 image to each logger that can show images."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[image], step=step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, image, global_step=step, dataformats="HWC")
+
+
+def log_animation(loggers: list[Logger], key: str, path: Path) -> None:
+    """Send a GIF file to each logger that can show animations (W&B; plotted at the latest
+    ``progress/kimg``)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            logger.experiment.log({key: wandb.Video(str(path), format="gif")})

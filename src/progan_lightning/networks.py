@@ -557,3 +557,11 @@ class Discriminator(nn.Module):
             assert x.shape[1:] == (self.channels[s + 1], 4 * 2**s, 4 * 2**s)  # [NCHW]
             x = self.blocks[_block_key(s)](x)
         return x  # [N, 1 + num_classes]
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between latents [N, z_dim] (on the sphere of their norms)."""
+    na, nb = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((na * nb).sum(1, keepdim=True).clamp(-1.0 + 1e-7, 1.0 - 1e-7))
+    so = torch.sin(omega)
+    return (torch.sin((1.0 - t) * omega) * a + torch.sin(t * omega) * b) / so

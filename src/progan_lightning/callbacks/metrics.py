@@ -16,7 +16,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics import Metric
 
-from progan_lightning.callbacks.samples import log_values, phase_ended
+from progan_lightning.callbacks.ticks import phase_ended
+from progan_lightning.loggers import log_values
 from progan_lightning.metrics.registry import METRICS, prepare_metrics
 from progan_lightning.networks import seeded_latents
 

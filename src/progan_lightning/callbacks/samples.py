@@ -8,86 +8,19 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Timer
-from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from progan_lightning.callbacks.ticks import phase_ended
 from progan_lightning.data.stream import split_batch
-from progan_lightning.fs import atomic_write
 from progan_lightning.imaging import (
     label_rows,
     make_grid,
+    save_gif,
     save_png,
     to_float,
-    to_pil,
 )
-from progan_lightning.networks import seeded_latents
-
-
-def phase_ended(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
-    """Whether the epoch that just ended closed a growth phase, the run, or the run's time
-    (``trainer.max_time``, e.g. the budget of a sweep's trials)."""
-    progress = pl_module.progress
-    if progress.schedule is None:  # no growth callback
-        return trainer.should_stop
-    return progress.phase_ended or progress.done or time_is_up(trainer)
-
-
-def time_is_up(trainer: L.Trainer) -> bool:
-    """Whether the trainer's time limit (``trainer.max_time``, Lightning's ``Timer``) ran out."""
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    remaining = None if timer is None else timer.time_remaining()
-    return remaining is not None and remaining <= 0
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation between latents [N, z_dim] (on the sphere of their norms)."""
-    na, nb = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
-    omega = torch.acos((na * nb).sum(1, keepdim=True).clamp(-1.0 + 1e-7, 1.0 - 1e-7))
-    so = torch.sin(omega)
-    return (torch.sin((1.0 - t) * omega) * a + torch.sin(t * omega) * b) / so
-
-
-def log_values(trainer: L.Trainer, values: dict[str, float]) -> None:
-    """Send scalars to every logger at the trainer's step (include ``progress/kimg`` so that
-    dashboards can plot them against images seen)."""
-    for logger in trainer.loggers:
-        logger.log_metrics(values, step=trainer.global_step)
-
-
-def log_image(loggers: list[Logger], key: str, image: np.ndarray, step: int) -> None:
-    """Send an [H, W, C] uint8 image to each logger that can show images."""
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[image], step=step)
-        elif isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_image(key, image, global_step=step, dataformats="HWC")
-
-
-def log_animation(loggers: list[Logger], key: str, path: Path) -> None:
-    """Send a GIF file to each logger that can show animations (W&B; plotted at the latest
-    ``progress/kimg``)."""
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            import wandb
-
-            logger.experiment.log({key: wandb.Video(str(path), format="gif")})
-
-
-def save_gif(path: Path, frames: list[np.ndarray], fps: int = 12) -> Path:
-    """Write [H, W, C] uint8 frames as a looping GIF."""
-    images = [to_pil(f) for f in frames]
-    return atomic_write(
-        path,
-        lambda tmp: images[0].save(
-            tmp,
-            "GIF",
-            save_all=True,
-            append_images=images[1:],
-            duration=round(1000 / fps),
-            loop=0,
-        ),
-    )
+from progan_lightning.loggers import log_animation, log_image
+from progan_lightning.networks import seeded_latents, slerp
 
 
 def row_per_class(rows: int, cols: int, num_classes: int) -> torch.Tensor:

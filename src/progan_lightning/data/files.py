@@ -4,7 +4,7 @@
 the images once (sorted, so the order is the same on every machine) and decodes one on
 each :meth:`~FolderSource.load`. A file that cannot be decoded, or has more pixels than
 ``data.max_image_pixels``, raises :class:`UnreadableImageError`; an image smaller than the
-target warns with :class:`SmallImageWarning`. The cache builder (``data/cache.py``) turns
+target warns with :class:`SmallImageWarning`. The cache builder (``data/cache_build.py``) turns
 both into one summary for the whole dataset. Files in image formats that are not read
 (HEIC, PSD, ...) are left out with one :class:`IgnoredFilesWarning`.
 
