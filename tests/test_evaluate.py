@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from progan_lightning.cli.evaluate import fake_labels
 from progan_lightning.data.sources import ShapesSource
+from progan_lightning.evaluate import fake_labels
 from progan_lightning.export import export_generator
 from progan_lightning.metrics.offline import disjoint_subsets
 from progan_lightning.networks import Generator

@@ -192,7 +192,7 @@ def test_progan_export_on_a_damaged_file_prints_one_line(tmp_path: Path, capsys)
 
 def test_evaluate_refuses_a_generator_that_draws_non_finite_images(tmp_path: Path):
     """Finite weights whose images overflow: refused, not scored as if finite."""
-    from progan_lightning.cli.evaluate import evaluate
+    from progan_lightning.evaluate import evaluate
 
     G = Generator(**TINY_G)
     with torch.no_grad():

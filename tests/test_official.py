@@ -29,9 +29,9 @@ from PIL import Image
 
 import progan_lightning
 from progan_lightning.cli.config import CONFIG_DIR
-from progan_lightning.cli.evaluate import evaluate
 from progan_lightning.cli.generate import main as generate_main
 from progan_lightning.cli.import_official import main as import_main
+from progan_lightning.evaluate import evaluate
 from progan_lightning.export import load_generator
 from progan_lightning.generate import generate
 from progan_lightning.networks import Discriminator, Generator
