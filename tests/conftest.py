@@ -7,53 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR
+from helpers import TINY, compose_config
 from progan_lightning.data import sources as sources_module
 
 os.environ.setdefault("WANDB_MODE", "disabled")
-
-# Small enough to grow 4 -> 16 in seconds on 2 cores, big enough to be the real thing.
-TINY = [
-    "data.resolution=16",
-    "data.source.num_images=256",
-    "model.G.z_dim=16",
-    "model.G.fmap_base=64",
-    "model.G.fmap_max=16",
-    "growth.stable_kimg=0.064",
-    "growth.fade_kimg=0.064",
-    "growth.batch_size=16",
-    "model.d_lr_ratio=1",  # the official equal rates (the quickstart's critic is faster)
-    "model/precision=fp32",  # on every CPU, whatever an experiment picks
-    "growth.tick_kimg=0.032",
-    "growth.total_kimg=null",
-    "trainer.accelerator=cpu",
-    "trainer.enable_model_summary=false",
-    "trainer.log_every_n_steps=1",
-    "callbacks.samples.num_images=16",
-    "callbacks.samples.tile=16",
-    "callbacks.model_checkpoint.every_n_epochs=2",
-]
-
-
-def compose_config(out: Path, cache: Path, overrides: list[str] | None = None) -> DictConfig:
-    """Compose conf/train.yaml with ``overrides``; outputs and cache go under tmp folders."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        cfg = compose("train", overrides=overrides or [], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(out)
-        cfg.paths.output_dir = str(out)
-        cfg.paths.log_dir = str(out)
-        cfg.paths.cache_dir = str(cache)
-        cfg.hydra.runtime.output_dir = str(out)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +24,15 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path, cache_dir: Path) -> Iterator:
-    """Factory: ``make_cfg(*overrides)`` -> tiny CPU config writing into ``tmp_path``."""
+    """Factory: ``make_cfg(*overrides)`` -> tiny CPU config writing into ``tmp_path``, without
+    metrics unless an override selects them (``metrics=swd``, ``metrics.num_images=...``)."""
 
     def make(*overrides: str, tiny: bool = True) -> DictConfig:
-        return compose_config(tmp_path, cache_dir, (TINY if tiny else []) + list(overrides))
+        # A tiny run measures no metric unless the test selects or sets one.
+        chosen = any(o.startswith(("metrics=", "metrics.", "+metrics")) for o in overrides)
+        quiet = [] if chosen or not tiny else ["metrics=none"]
+        base = (TINY + quiet) if tiny else []
+        return compose_config(tmp_path, cache_dir, base + list(overrides))
 
     yield make
     GlobalHydra.instance().clear()

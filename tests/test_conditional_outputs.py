@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
+from helpers import stub_trainer
 from progan_lightning.callbacks.metrics import MetricsCallback
 from progan_lightning.callbacks.samples import SampleGrid, images_of_classes, row_per_class
 from progan_lightning.checkpoint import export_checkpoint, generator_from_checkpoint
@@ -28,7 +29,6 @@ from progan_lightning.imaging import label_rows, make_grid, to_uint8
 from progan_lightning.losses import WGANGP
 from progan_lightning.module import ProGAN
 from progan_lightning.networks import Discriminator, Generator, seeded_latents
-from test_metrics import stub_trainer
 
 NAMES = ["star", "ring", "dot"]
 

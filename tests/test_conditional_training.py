@@ -15,24 +15,15 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import DDP_CLI, run_train, tiny_module
 from progan_lightning.checkpoint import check_architecture, load_checkpoint
 from progan_lightning.data.sources import ShapesSource
 from progan_lightning.export import load_generator
-from progan_lightning.losses import WGANGP
 from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
-from progan_lightning.module import ProGAN
-from progan_lightning.networks import Discriminator, Generator, seeded_latents
+from progan_lightning.networks import seeded_latents
 from progan_lightning.train import train
-from test_distributed import TINY_CLI, run_train
 
 KINDS = list(ShapesSource.KINDS)
-
-
-def tiny_module(num_classes: int = 3, **kwargs) -> ProGAN:
-    G = Generator(8, z_dim=8, fmap_base=32, fmap_max=8, num_classes=num_classes)
-    D = Discriminator(8, fmap_base=32, fmap_max=8, num_classes=num_classes)
-    optimizer = torch.optim.Adam
-    return ProGAN(G, D, WGANGP(), lambda p: optimizer(p, lr=1e-3, betas=(0.0, 0.99)), **kwargs)
 
 
 def test_labelled_shapes_make_both_networks_conditional(make_cfg, tmp_path: Path):
@@ -62,7 +53,7 @@ def test_labelled_shapes_make_both_networks_conditional(make_cfg, tmp_path: Path
 
 
 def test_d_step_fakes_take_the_real_labels_and_the_g_step_draws_from_the_data():
-    module = tiny_module(num_classes=3)
+    module = tiny_module(z_dim=8, fmap_max=8, num_classes=3)
     module.set_label_distribution(np.array([0, 7, 0]))
     assert module.random_labels(64).tolist() == [1] * 64
 
@@ -80,14 +71,14 @@ def test_d_step_fakes_take_the_real_labels_and_the_g_step_draws_from_the_data():
 
 
 def test_a_conditional_module_needs_labels_and_names_per_class():
-    module = tiny_module(num_classes=3)
+    module = tiny_module(z_dim=8, fmap_max=8, num_classes=3)
     assert module.class_names == ["0", "1", "2"]
     with pytest.raises(ValueError, match="conditional .*pass labels"):
         module(torch.randn(2, 8), stage=0)
     with pytest.raises(ValueError, match="2 class names .* for a generator of 3 classes"):
-        tiny_module(num_classes=3, class_names=["a", "b"])
+        tiny_module(z_dim=8, fmap_max=8, num_classes=3, class_names=["a", "b"])
     with pytest.raises(ValueError, match="the generator is unconditional"):
-        tiny_module(num_classes=0, class_names=["a"])
+        tiny_module(z_dim=8, fmap_max=8, num_classes=0, class_names=["a"])
     with pytest.raises(ValueError, match="do not fit the networks' 3 classes"):
         module.set_label_distribution([1, 1])
 
@@ -189,7 +180,7 @@ def test_a_short_conditional_run_draws_each_class(make_cfg, tmp_path: Path):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_a_conditional_step_under_mixed_precision(precision: str):
     torch.manual_seed(0)
-    module = tiny_module(num_classes=3, precision=precision)
+    module = tiny_module(z_dim=8, fmap_max=8, num_classes=3, precision=precision)
     opt_g, opt_d = module.build_optimizers()
     module.progress.hold(1, 0.5)
     reals, labels = torch.rand(8, 3, 8, 8) * 2 - 1, torch.arange(8) % 3
@@ -201,8 +192,10 @@ def test_a_conditional_step_under_mixed_precision(precision: str):
 
 def test_a_compiled_conditional_G_matches_eager():
     torch.compiler.reset()
-    eager = tiny_module(num_classes=3)
-    compiled = tiny_module(num_classes=3, compile_G=True, compile_backend="aot_eager")
+    eager = tiny_module(z_dim=8, fmap_max=8, num_classes=3)
+    compiled = tiny_module(
+        z_dim=8, fmap_max=8, num_classes=3, compile_G=True, compile_backend="aot_eager"
+    )
     compiled.load_state_dict(eager.state_dict())
     z, labels = torch.randn(6, 8), torch.tensor([0, 1, 2, 2, 1, 0])
     with torch.no_grad():
@@ -217,7 +210,7 @@ def test_a_compiled_conditional_G_matches_eager():
 def test_conditional_ddp_ranks_stay_in_lockstep(tmp_path: Path):
     out = tmp_path / "run"
     run_train(
-        ["debug=ddp", "data=shapes", "data.labels=kind", f"hydra.run.dir={out}", *TINY_CLI],
+        ["debug=ddp", "data=shapes", "data.labels=kind", f"hydra.run.dir={out}", *DDP_CLI],
         tmp_path,
     )
     rank0 = (out / "consistency" / "rank0.jsonl").read_text().splitlines()
@@ -226,7 +219,7 @@ def test_conditional_ddp_ranks_stay_in_lockstep(tmp_path: Path):
 
 
 def test_a_checkpoint_of_other_classes_is_refused():
-    module = tiny_module(num_classes=3, class_names=["cat", "dog", "fox"])
+    module = tiny_module(z_dim=8, fmap_max=8, num_classes=3, class_names=["cat", "dog", "fox"])
     checkpoint = {
         "architecture": {"G": module.G.init_kwargs, "D": module.D.init_kwargs},
         "classes": {"names": ["cat", "dog", "owl"]},

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import TINY
 
+from helpers import TINY
 from progan_lightning.console import format_duration
 from progan_lightning.schedule import GrowthSchedule
 

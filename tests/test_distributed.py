@@ -1,40 +1,18 @@
 """Data-parallel training on 2 CPU processes and Hydra multirun, run as a user would."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import DDP_CLI, run_train
 from progan_lightning.train import train
-
-REPO = Path(__file__).resolve().parents[1]
-TINY_CLI = [
-    "data.resolution=16",
-    "data.source.num_images=256",
-    "model.G.z_dim=16",
-    "model.G.fmap_base=64",
-    "model.G.fmap_max=16",
-    "callbacks.samples.num_images=16",
-    "callbacks.samples.tile=16",
-]
-
-
-def run_train(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    """``python train.py ARGS`` in a fresh process, caches and outputs under tmp_path."""
-    cmd = [sys.executable, str(REPO / "train.py"), *args, f"paths.cache_dir={tmp_path}/cache"]
-    result = subprocess.run(
-        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 @pytest.mark.slow
 def test_ddp_sim_two_ranks_stay_in_lockstep_across_stages(tmp_path: Path):
     out = tmp_path / "run"
-    run_train(["debug=ddp", f"hydra.run.dir={out}", *TINY_CLI], tmp_path)
+    run_train(["debug=ddp", f"hydra.run.dir={out}", *DDP_CLI], tmp_path)
 
     rank0 = (out / "consistency" / "rank0.jsonl").read_text().splitlines()
     rank1 = (out / "consistency" / "rank1.jsonl").read_text().splitlines()
@@ -70,7 +48,7 @@ def test_multirun_runs_each_job_in_its_own_dir(tmp_path: Path):
             "growth.stable_kimg=0.032",
             "growth.fade_kimg=0.032",
             "data.resolution=8",
-            *TINY_CLI[1:],
+            *DDP_CLI[1:],
         ],
         tmp_path,
     )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from helpers import run_command
 from progan_lightning.data.sources import ShapesSource
 from progan_lightning.evaluate import fake_labels
 from progan_lightning.export import export_generator
@@ -29,9 +28,8 @@ DATA = [
 
 def evaluate(tmp_path: Path, cache_dir: Path, *args: str) -> dict:
     run = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
-    cmd = [sys.executable, "-m", "progan_lightning.cli.evaluate", *DATA, *args]
-    cmd += [f"hydra.run.dir={run}", f"paths.cache_dir={cache_dir}", "device=cpu"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    where = [f"hydra.run.dir={run}", f"paths.cache_dir={cache_dir}", "device=cpu"]
+    proc = run_command("evaluate", *DATA, *args, *where, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((run / "evaluate.json").read_text())
 

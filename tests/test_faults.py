@@ -20,7 +20,7 @@ QUIET = ("logger=none", "metrics=none")
 def train_command(cache_dir: Path, *args: str, multirun: bool = False) -> list[str]:
     """``python train.py [-m]`` with the tiny quiet overrides, as a user runs it."""
 
-    from tests.conftest import TINY
+    from helpers import TINY
 
     script = [sys.executable, str(Path(__file__).parents[1] / "train.py")]
     flags = ["-m"] if multirun else []

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -13,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import TINY
 
+from helpers import TINY, run_command
 from progan_lightning.data.cache import load_level, read_manifest
 from progan_lightning.data.cache_build import BadImagesError, BadImagesWarning, prepare_cache
 from progan_lightning.data.files import (
@@ -395,15 +393,8 @@ def test_training_proceeds_on_a_salted_folder(make_cfg, image_folder: Path, tmp_
 
 
 def run_prepare(cwd: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    """``python -m progan_lightning.cli.prepare OVERRIDES`` as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "progan_lightning.cli.prepare", *overrides],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "WANDB_MODE": "disabled"},
-        timeout=300,
-    )
+    """``progan-prepare OVERRIDES`` as a user runs it."""
+    return run_command("prepare", *overrides, cwd=cwd)
 
 
 def test_prepare_command_then_training_reuses(

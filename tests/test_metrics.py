@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from helpers import stub_trainer
 from progan_lightning.callbacks.metrics import MetricsCallback
 from progan_lightning.losses import WGANGP
 from progan_lightning.metrics.fid import FrechetDistance
@@ -280,19 +281,6 @@ class Recorder:
 
     def update(self, images: torch.Tensor, real: bool) -> None:
         self.seen.append(images.clone())
-
-
-def stub_trainer(datamodule, rank: int = 0, world_size: int = 1) -> SimpleNamespace:
-    """What MetricsCallback reads of a Trainer (one process of ``world_size``)."""
-    return SimpleNamespace(
-        datamodule=datamodule,
-        global_rank=rank,
-        world_size=world_size,
-        global_step=0,
-        loggers=[],
-        callback_metrics={},
-        strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: decision),
-    )
 
 
 def fed_reals(images: np.ndarray, mirror: bool, world_size: int = 1) -> list[bytes]:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.test_distributed import run_train
 
+from helpers import run_train
 from progan_lightning import presets
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from setuptools import find_packages
-from tests.conftest import TINY
+
+from helpers import TINY_CLI
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_CLI = [*TINY, "logger=none", "metrics=none"]
 USER_EXPERIMENT = """# @package _global_
 defaults:
   - quickstart

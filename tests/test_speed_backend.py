@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from progan_lightning.losses import WGANGP
+from helpers import tiny_module
 from progan_lightning.module import ProGAN
-from progan_lightning.networks import Discriminator, Generator
 from progan_lightning.precision import float32_matmul_precision
 from progan_lightning.train import train
 
@@ -54,11 +53,7 @@ def test_train_applies_the_switches(make_cfg, setting: str, applied: str) -> Non
 
 
 def make_module(channels_last: bool) -> ProGAN:
-    torch.manual_seed(0)
-    G = Generator(16, z_dim=16, fmap_base=64, fmap_max=16)
-    D = Discriminator(16, fmap_base=64, fmap_max=16)
-    opt = lambda params: torch.optim.Adam(params, lr=1e-3, betas=(0.0, 0.99))  # noqa: E731
-    return ProGAN(G, D, WGANGP(), opt, channels_last=channels_last)
+    return tiny_module(16, fmap_base=64, channels_last=channels_last)
 
 
 def test_channels_last_computes_the_same_images_and_training() -> None:

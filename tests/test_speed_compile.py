@@ -11,9 +11,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from progan_lightning.losses import WGANGP
+from helpers import tiny_module
 from progan_lightning.module import ProGAN
-from progan_lightning.networks import Discriminator, Generator
 
 
 @pytest.fixture(autouse=True)
@@ -25,11 +24,7 @@ def _fresh_dynamo():
 
 
 def make_module(compile_G: bool, resolution: int = 8) -> ProGAN:
-    torch.manual_seed(0)
-    G = Generator(resolution, z_dim=16, fmap_base=32, fmap_max=16)
-    D = Discriminator(resolution, fmap_base=32, fmap_max=16)
-    opt = lambda params: torch.optim.Adam(params, lr=1e-3, betas=(0.0, 0.99))  # noqa: E731
-    return ProGAN(G, D, WGANGP(), opt, compile_G=compile_G, compile_backend="aot_eager")
+    return tiny_module(resolution, compile_G=compile_G, compile_backend="aot_eager")
 
 
 def compiles() -> int:

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import tiny_module
 from progan_lightning.losses import WGANGP, input_gradient
 from progan_lightning.module import ProGAN
 from progan_lightning.networks import Discriminator, Generator
@@ -21,12 +22,8 @@ from progan_lightning.train import train
 
 
 def make_module(precision: str, **kwargs) -> ProGAN:
-    torch.manual_seed(0)
     eps = FP16_PIXEL_NORM_EPS if precision == "fp16" else 1e-8
-    G = Generator(8, z_dim=16, fmap_base=32, fmap_max=16, pixel_norm_eps=eps)
-    D = Discriminator(8, fmap_base=32, fmap_max=16)
-    opt = lambda params: torch.optim.Adam(params, lr=1e-3, betas=(0.0, 0.99))  # noqa: E731
-    return ProGAN(G, D, WGANGP(), opt, precision=precision, **kwargs)
+    return tiny_module(pixel_norm_eps=eps, precision=precision, **kwargs)
 
 
 def steps(module: ProGAN, n: int, stage: int = 1, alpha: float = 0.5) -> list[tuple]:

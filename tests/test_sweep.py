@@ -65,7 +65,9 @@ def test_optuna_sweep_runs_two_tiny_trials_and_reports_the_best_swd(tmp_path: Pa
 def test_a_time_budget_stops_the_run_and_scores_it_where_it_stopped(make_cfg, tmp_path: Path):
     """trainer.max_time (the study's budget per trial): the run stops mid-phase, and the
     metrics are evaluated at the stop, so a sweeper gets the generator it ended with."""
-    cfg = make_cfg("trainer.max_time=00:00:00:04", "growth.total_kimg=1000", "logger=none")
+    cfg = make_cfg(
+        "trainer.max_time=00:00:00:04", "growth.total_kimg=1000", "logger=none", "metrics=default"
+    )
     metrics, objects = train(cfg)
     model = objects["model"]
     assert 0 < model.cur_nimg < 1_000_000  # stopped by the clock, not the schedule

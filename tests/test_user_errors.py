@@ -3,27 +3,20 @@ the traceback only with HYDRA_FULL_ERROR=1; a bug keeps its traceback."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import run_command
 from progan_lightning.cli.errors import user_errors
 from progan_lightning.faults import USER_ERROR_EXIT_CODE
 
 
 def command(module: str, *args: str, env: dict[str, str] | None = None):
     """Run a console command as its entry point does (``progan-<name> args``)."""
-    code = f"import sys; from progan_lightning.cli.{module} import main; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "WANDB_MODE": "disabled", **(env or {})},
-    )
+    return run_command(module, *args, env=env)
 
 
 def test_a_bad_value_prints_one_message_and_exits_2(tmp_path: Path):
