@@ -16,6 +16,7 @@ from progan_lightning.schedule import GrowthSchedule
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_training_log_to_a_file_has_one_line_per_tick_with_an_eta(tmp_path: Path):
     log = tmp_path / "train.log"
     with log.open("w") as out:  # stdout is a file, as under SLURM or nohup

@@ -34,6 +34,7 @@ def evaluate(tmp_path: Path, cache_dir: Path, *args: str) -> dict:
     return json.loads((run / "evaluate.json").read_text())
 
 
+@pytest.mark.slow
 def test_floor_is_small_and_an_untrained_generator_large(tmp_path: Path, cache_dir: Path):
     floor = evaluate(tmp_path, cache_dir)  # source=reals
     assert floor["source"] == "reals" and floor["resolution"] == 16

@@ -169,6 +169,7 @@ def file_hashes(folder: Path) -> dict[Path, str]:
     }
 
 
+@pytest.mark.slow
 def test_a_fresh_run_in_a_folder_holding_a_run_changes_nothing(tmp_path: Path, cache_dir: Path):
     """``python train.py hydra.run.dir=R`` twice: the second refuses before Hydra writes its
     config, naming both ways on; so does a resume while another process holds the run."""

@@ -47,6 +47,7 @@ def test_compiled_G_matches_eager_across_a_stage_switch_and_alphas() -> None:
     assert compiles() == 3  # a new alpha reuses the fade graph
 
 
+@pytest.mark.slow
 def test_training_with_compiled_G_matches_eager() -> None:
     # Three stages, each faded in: more graphs than Dynamo's default limit of 8 per function.
     modules = [make_module(False, 16), make_module(True, 16)]

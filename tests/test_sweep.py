@@ -19,6 +19,7 @@ from progan_lightning.train import train
 ROOT = Path(CONFIG_DIR).parent
 
 
+@pytest.mark.slow
 def test_optuna_sweep_runs_two_tiny_trials_and_reports_the_best_swd(tmp_path: Path):
     cmd = [
         sys.executable,

@@ -26,6 +26,7 @@ def test_a_bad_value_prints_one_message_and_exits_2(tmp_path: Path):
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_source_prints_one_message_or_the_traceback_when_asked(tmp_path: Path):
     run = command("generate", f"hydra.run.dir={tmp_path}")
     assert run.returncode == 2, run.stderr[-2000:]
