@@ -19,10 +19,8 @@ def test_a_batch_that_crosses_into_the_next_phase_ends_its_phase():
     progress.enter(sched.phase_at(0), 1.0)
     assert (progress.stage, progress.alpha, progress.phase_index) == (0, 1.0, 0)
     progress.cur_nimg = 90
-    progress.close_batch()
     assert not progress.phase_ended and not progress.done
     progress.cur_nimg = 100
-    progress.close_batch()
     assert progress.phase_ended and not progress.done
     progress.enter(sched.phase_at(100), 0.5)
     assert (progress.stage, progress.alpha, progress.lr_scale) == (1, 0.0, 0.5)
@@ -36,7 +34,6 @@ def test_the_run_is_done_at_the_schedules_end():
     progress = Progress(schedule=schedule())
     progress.enter(progress.schedule.phase_at(290), 1.0)
     progress.cur_nimg = 300
-    progress.close_batch()
     assert progress.done
 
 

@@ -1,9 +1,9 @@
 """Where training is: one value, owned by the module, saved in its checkpoints.
 
-The growth callback writes it (the phase entered before every batch; whether the batch just
-trained ended a phase or the run); the module adds the images it trains on; every other
-callback only reads it. So no callback looks the growth callback up or recomputes from the
-schedule whether a phase just ended.
+The growth callback writes it (the phase entered before every batch, the schedule); the
+module adds the images it trains on; every other callback only reads it, and whether a batch
+ended a phase or the run is derived from it, in one place. So no callback looks the growth
+callback up.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ class Progress:
         alpha: Fade-in weight of the newest block (1 outside a fade-in).
         phase_index: Index of the schedule's phase (-1 before the first batch).
         lr_scale: The schedule's ramp-down factor of the learning rates (1 outside it).
-        phase_ended: The last batch trained closed its phase (the next one enters another).
-        done: The run has seen the schedule's ``total_nimg``.
         schedule: The run's growth schedule (None without a growth callback).
     """
 
@@ -34,9 +32,20 @@ class Progress:
     alpha: float = 1.0
     phase_index: int = -1
     lr_scale: float = 1.0
-    phase_ended: bool = False
-    done: bool = False
     schedule: GrowthSchedule | None = None
+
+    @property
+    def phase_ended(self) -> bool:
+        """The last batch trained closed its phase: the images seen lie in another phase than
+        the one entered (False without a schedule)."""
+        if self.schedule is None:
+            return False
+        return self.schedule.phase_at(self.cur_nimg).index != self.phase_index
+
+    @property
+    def done(self) -> bool:
+        """The run has seen the schedule's ``total_nimg`` (False without a schedule)."""
+        return self.schedule is not None and self.cur_nimg >= self.schedule.total_nimg
 
     # Written by the growth callback.
 
@@ -45,13 +54,6 @@ class Progress:
         self.stage, self.phase_index = phase.stage, phase.index
         self.alpha = phase.alpha(self.cur_nimg)
         self.lr_scale = lr_scale
-        self.phase_ended = False
-
-    def close_batch(self) -> None:
-        """After a batch: whether it ended its phase or the run (needs :attr:`schedule`)."""
-        assert self.schedule is not None
-        self.done = self.cur_nimg >= self.schedule.total_nimg
-        self.phase_ended = self.schedule.phase_at(self.cur_nimg).index != self.phase_index
 
     def hold(self, stage: int, alpha: float = 1.0) -> None:
         """A fixed stage and alpha outside a schedule (benchmarks, tests, a hand-run step)."""

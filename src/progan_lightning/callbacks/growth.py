@@ -171,10 +171,6 @@ class ProgressiveGrowth(L.Callback):
         end = min(next_tick, self.schedule.next_boundary(nimg))
         trainer.datamodule.set_plan(phase.resolution, phase.batch_size, nimg, end - nimg)
 
-    def done(self, module: L.LightningModule) -> bool:
-        """Whether the run has seen ``total_kimg``."""
-        return module.progress.cur_nimg >= self.schedule.total_nimg
-
     # Hooks.
 
     def check_world_size(self, world_size: int, mbstd_group_size: int = 0) -> None:
@@ -249,7 +245,6 @@ class ProgressiveGrowth(L.Callback):
             raise TypeError("ProgressiveGrowth needs a ProGANDataModule passed to trainer.fit")
         rank_zero_info("[growth] schedule:\n" + self.schedule.describe())
         pl_module.progress.schedule = self.schedule
-        pl_module.progress.done = self.done(pl_module)
         self._plan_epoch(trainer, pl_module)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -271,7 +266,6 @@ class ProgressiveGrowth(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        pl_module.progress.close_batch()
         if pl_module.progress.done:
             trainer.should_stop = True
 
