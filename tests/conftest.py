@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
@@ -14,6 +15,14 @@ from helpers import TINY, compose_config
 from progan_lightning.data import sources as sources_module
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+# pytest-xdist's workers share the cores: each takes its share of torch threads, and so do the
+# commands it starts (OMP_NUM_THREADS), so that two workers on two cores do not oversubscribe.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = max(1, len(os.sched_getaffinity(0)) // _WORKERS)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
+    torch.set_num_threads(_THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -439,8 +439,8 @@ def test_a_short_quickstart_run_lowers_swd_clearly_below_the_untrained_generator
     cfg = make_cfg(
         "data.resolution=16",
         "data.source.num_images=2048",
-        "growth.stable_kimg=4",
-        "growth.fade_kimg=4",
+        "growth.stable_kimg=2",
+        "growth.fade_kimg=2",
         "growth.batch_size=32",
         "growth.tick_kimg=10",
         "logger=none",
