@@ -233,7 +233,7 @@ def test_signal_exit_status_from_main(monkeypatch):
     def preempted(cfg):
         raise Preempted(signal.SIGTERM, Path("run/checkpoints/last.ckpt"))
 
-    monkeypatch.setattr(command, "train", preempted)
+    monkeypatch.setattr("progan_lightning.train.train", preempted)
     monkeypatch.setattr("sys.argv", ["train.py", "hydra.run.dir=/tmp/progan-preempt-test"])
     with pytest.raises(SystemExit) as exited:
         command.main()

@@ -41,9 +41,10 @@ def test_a_missing_source_prints_one_message_or_the_traceback_when_asked(tmp_pat
 def test_a_bug_keeps_its_traceback(tmp_path: Path):
     code = (
         "import progan_lightning.cli.train as command\n"
+        "import progan_lightning.train as training\n"
         "def broken(cfg):\n"
         "    return {}['a bug']\n"
-        "command.train = broken\n"
+        "training.train = broken\n"
         "command.main()\n"
     )
     run = subprocess.run(

@@ -25,12 +25,10 @@ import logging
 import pickle
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
 from progan_lightning.export import (
     check_class_names,
@@ -40,6 +38,9 @@ from progan_lightning.export import (
 )
 from progan_lightning.faults import DamagedFile
 from progan_lightning.networks import Generator
+
+if TYPE_CHECKING:  # Lightning is not loaded for export and generate (seconds on a small CPU).
+    import lightning as L
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +227,8 @@ def find_last_checkpoint(dirpath: str | Path) -> Path:
             skipped.append(path)
             continue
         if skipped:
+            from lightning.pytorch.utilities import rank_zero_warn
+
             rank_zero_warn(
                 f"ckpt_path=last: {', '.join(map(str, skipped))} is not readable (truncated or "
                 f"damaged); resuming from {path}, the newest readable checkpoint"

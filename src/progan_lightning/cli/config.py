@@ -10,6 +10,9 @@ any working directory. Users add their own config directory on top with ``--conf
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -45,3 +48,19 @@ def auto_strategy(devices: Any, num_nodes: Any = 1) -> str:
 
 
 OmegaConf.register_new_resolver("auto_strategy", auto_strategy, replace=True)
+
+
+@contextmanager
+def lightning_logging_as_on_first_import() -> Iterator[None]:
+    """Around a command's import of Lightning, made after Hydra set up logging: Lightning sets
+    up its own console loggers on import only when the root logger has no handlers, so the
+    root's are hidden meanwhile. Its lines (the ticks among them) then print once, plainly,
+    as when Lightning is imported before Hydra runs (else once by its handler and once by
+    Hydra's)."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    root.handlers.clear()
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers

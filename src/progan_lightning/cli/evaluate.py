@@ -10,15 +10,19 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.config import CONFIG_DIR, lightning_logging_as_on_first_import
 from progan_lightning.cli.errors import user_errors
-from progan_lightning.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 @user_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (``conf/evaluate.yaml``)."""
+    # Imported here, not at the top: --help, --cfg and a refused command line answer without
+    # loading torch and Lightning (seconds on a small CPU).
+    with lightning_logging_as_on_first_import():
+        from progan_lightning.evaluate import evaluate
+
     evaluate(cfg)
 
 

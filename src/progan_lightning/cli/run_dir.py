@@ -9,15 +9,25 @@ fresh run in a folder that holds a run, and a run dir that another process train
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from progan_lightning.cli.errors import exit_with
 from progan_lightning.faults import UserError
 from progan_lightning.run_lock import check_fresh_run_dir, check_not_in_use
+
+
+def launched_rank() -> int:
+    """This process's rank in a multi-process launch, read as Lightning reads it (``RANK``,
+    ``LOCAL_RANK``, ``SLURM_PROCID``, ``JSM_NAMESPACE_RANK``; 0 when none is set), without
+    loading Lightning: a refused run dir answers in a second."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if key in os.environ:
+            return int(os.environ[key])
+    return 0
 
 
 class RunDirCheck(Callback):
@@ -33,7 +43,7 @@ class RunDirCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Other ranks of a multi-process run re-enter the command while rank 0 trains.
-        if not self.enabled or rank_zero_only.rank != 0:
+        if not self.enabled or launched_rank() != 0:
             return
         run_dir = str(config.hydra.run.dir)
         try:
