@@ -10,17 +10,22 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from torch import nn
 
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.losses import WGANGP
+from progan_lightning.metrics.swd import SlicedWassersteinDistance
 from progan_lightning.module import ProGAN
 from progan_lightning.networks import Discriminator, Generator
 
 REPO = Path(__file__).resolve().parents[1]
+# Files written by the official code (each folder's README says how).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Small enough to grow 4 -> 16 in seconds on 2 cores, big enough to be the real thing.
 TINY = [
@@ -150,3 +155,43 @@ def stub_trainer(datamodule, rank: int = 0, world_size: int = 1) -> SimpleNamesp
         callback_metrics={},
         strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: decision),
     )
+
+
+def smooth_images(n: int, res: int, seed: int) -> torch.Tensor:
+    """Blurry colour blobs: low-frequency content. uint8 [NCHW]"""
+    gen = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, res // 4, res // 4, generator=gen)
+    return (F.interpolate(low, size=(res, res), mode="bilinear") * 255).to(torch.uint8)
+
+
+def noise_images(n: int, res: int, seed: int) -> torch.Tensor:
+    """White noise: high-frequency content. uint8 [NCHW]"""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, res, res), generator=gen, dtype=torch.uint8)
+
+
+SMALL = {"nhoods_per_image": 16, "dir_repeats": 2, "dirs_per_repeat": 32}
+
+
+def swd(reals: torch.Tensor, fakes: torch.Tensor, **kwargs) -> dict[str, float]:
+    metric = SlicedWassersteinDistance(reals.shape[-1], **{**SMALL, **kwargs})
+    metric.update(reals, real=True)
+    metric.update(fakes, real=False)
+    return {k: float(v) for k, v in metric.compute().items()}
+
+
+class TinyLogits(nn.Module):
+    """Stand-in for Inception's logits (no download): 3 classes from the mean colour."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().mean((2, 3)) / 255.0 * 8.0
+
+
+class TinyFeatures(nn.Module):
+    """Stand-in for Inception (no download): mean colour and a 2x2 average per channel."""
+
+    num_features = 15
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255.0
+        return torch.cat([x.mean((2, 3)), F.adaptive_avg_pool2d(x, 2).flatten(1)], dim=1)

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TINY
+from helpers import REPO, TINY
 from progan_lightning.console import format_duration
 from progan_lightning.schedule import GrowthSchedule
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import REPO, TINY
 from progan_lightning.checkpoint import load_checkpoint
 from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.faults import Diverged, Preempted, UserError, WriteFailed
@@ -19,10 +20,7 @@ QUIET = ("logger=none", "metrics=none")
 
 def train_command(cache_dir: Path, *args: str, multirun: bool = False) -> list[str]:
     """``python train.py [-m]`` with the tiny quiet overrides, as a user runs it."""
-
-    from helpers import TINY
-
-    script = [sys.executable, str(Path(__file__).parents[1] / "train.py")]
+    script = [sys.executable, str(REPO / "train.py")]
     flags = ["-m"] if multirun else []
     return [*script, *flags, *TINY, *QUIET, f"paths.cache_dir={cache_dir}", *args]
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from setuptools import find_packages
 
-from helpers import TINY_CLI
+from helpers import REPO, TINY_CLI
 
-REPO = Path(__file__).resolve().parents[1]
 USER_EXPERIMENT = """# @package _global_
 defaults:
   - quickstart

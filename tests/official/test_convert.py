@@ -1,6 +1,6 @@
 """Official ProGAN pickles: read safely, converted exactly, used by every command.
 
-The fixtures in ``tests/data/official-progan`` (see its README) were written by the official
+The fixtures in ``tests/fixtures/official-progan`` (see its README) were written by the official
 TensorFlow code on seeded random weights, with the official graph's outputs at six ``lod``
 values: ``tiny32`` (RGB, the non-fused layer names of the released pickles, mbstd group 4)
 and ``tiny16cond`` (grey, fused ``Conv0_up`` / ``Conv1_down``, 4 labels, group 2).
@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 import progan_lightning
+from helpers import FIXTURES
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.generate import main as generate_main
 from progan_lightning.cli.import_official import main as import_main
@@ -50,7 +51,7 @@ from progan_lightning.official.convert import (
 from progan_lightning.official.finetune import init_from_official
 from progan_lightning.train import train
 
-DATA = Path(__file__).parent / "data" / "official-progan"
+DATA = FIXTURES / "official-progan"
 NAMES = ["tiny32", "tiny16cond"]
 TOLERANCE = 1e-4  # float32 summation order differs from TensorFlow's; not bit for bit
 

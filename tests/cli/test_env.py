@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO
 from progan_lightning.cli.env import load_env
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_load_env_reads_the_nearest_env_and_keeps_the_shells_values(

@@ -17,11 +17,11 @@ import torch
 from omegaconf import open_dict
 from PIL import Image
 
+from helpers import REPO
 from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.export import load_generator
 from progan_lightning.train import train
 
-REPO = Path(__file__).resolve().parents[1]
 DIGITS = [str(digit) for digit in range(10)]
 PHASES = ["stable4", "fade8", "stable8", "fade16", "stable16", "fade32", "stable32"]
 
