@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR, lightning_logging_as_on_first_import
+from progan_lightning.cli.config import CONFIG_DIR, import_when_run
 from progan_lightning.cli.errors import user_errors
 
 
@@ -13,11 +13,7 @@ from progan_lightning.cli.errors import user_errors
 @user_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point of the benchmark (``conf/bench.yaml``)."""
-    # Imported here, not at the top: --help, --cfg and a refused command line answer without
-    # loading torch and Lightning (seconds on a small CPU).
-    with lightning_logging_as_on_first_import():
-        from progan_lightning.bench.run import run
-
+    run = import_when_run("progan_lightning.bench.run", "run")
     run(cfg)
 
 

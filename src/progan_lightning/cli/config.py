@@ -11,8 +11,7 @@ any working directory. Users add their own config directory on top with ``--conf
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from importlib import import_module
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -50,17 +49,20 @@ def auto_strategy(devices: Any, num_nodes: Any = 1) -> str:
 OmegaConf.register_new_resolver("auto_strategy", auto_strategy, replace=True)
 
 
-@contextmanager
-def lightning_logging_as_on_first_import() -> Iterator[None]:
-    """Around a command's import of Lightning, made after Hydra set up logging: Lightning sets
-    up its own console loggers on import only when the root logger has no handlers, so the
-    root's are hidden meanwhile. Its lines (the ticks among them) then print once, plainly,
-    as when Lightning is imported before Hydra runs (else once by its handler and once by
-    Hydra's)."""
+def import_when_run(module: str, name: str) -> Any:
+    """``module.name``, imported by a command only when it runs, not at the top: ``--help``,
+    ``--cfg`` and a refused command line answer without loading torch and Lightning (seconds
+    on a small CPU).
+
+    Lightning sets up its own console loggers on import only when the root logger has no
+    handlers; Hydra has set those up by now, so they are hidden during the import. Lightning's
+    lines (the ticks among them) then print once, plainly, as when it is imported before
+    Hydra runs (else once by its handler and once by Hydra's).
+    """
     root = logging.getLogger()
     handlers = root.handlers[:]
     root.handlers.clear()
     try:
-        yield
+        return getattr(import_module(module), name)
     finally:
         root.handlers[:] = handlers

@@ -18,7 +18,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR, lightning_logging_as_on_first_import
+from progan_lightning.cli.config import CONFIG_DIR, import_when_run
 from progan_lightning.cli.errors import user_errors
 from progan_lightning.data.cache import MANIFEST, cache_problems, read_manifest
 
@@ -27,10 +27,7 @@ log = logging.getLogger(__name__)
 
 def prepare(cfg: DictConfig) -> dict[str, Any]:
     """Build the cache for ``cfg.data`` and return its manifest plus ``path`` and ``bytes``."""
-    # Imported here, not at the top: --help, --cfg and a refused command line answer without
-    # loading torch and Lightning (seconds on a small CPU).
-    with lightning_logging_as_on_first_import():
-        from progan_lightning.data.datamodule import build_datamodule
+    build_datamodule = import_when_run("progan_lightning.data.datamodule", "build_datamodule")
 
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR, lightning_logging_as_on_first_import
+from progan_lightning.cli.config import CONFIG_DIR, import_when_run
 from progan_lightning.cli.errors import user_errors
 from progan_lightning.faults import Diverged, TrainingStopped
 
@@ -31,10 +31,7 @@ def main(cfg: DictConfig) -> float | None:
     sweep goes on and ranks it as failed. A run that stopped before the final resolution
     (a ``trainer.max_time`` budget) returns inf: its metric is not comparable.
     """
-    # Imported here, not at the top: --help, --cfg and a refused run dir answer without
-    # loading torch and Lightning (seconds on a small CPU).
-    with lightning_logging_as_on_first_import():
-        from progan_lightning.train import train
+    train = import_when_run("progan_lightning.train", "train")
 
     name = cfg.get("optimized_metric")
     try:
