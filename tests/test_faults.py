@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,16 +171,24 @@ def file_hashes(folder: Path) -> dict[Path, str]:
 @pytest.mark.slow
 def test_a_fresh_run_in_a_folder_holding_a_run_changes_nothing(tmp_path: Path, cache_dir: Path):
     """``python train.py hydra.run.dir=R`` twice: the second refuses before Hydra writes its
-    config, naming both ways on; so does a resume while another process holds the run."""
+    config, naming both ways on; so does a resume while another process holds the run. The
+    run dir is written like the default one, through ``paths.log_dir`` (which reads
+    ``hydra:runtime.cwd``): the check resolves it before Hydra's job does."""
 
     run = tmp_path / "run"
-    first = train_command(cache_dir, "growth.total_kimg=0.032", f"hydra.run.dir={run}")
-    proc = subprocess.run(first, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PROGAN_LOG_DIR": str(tmp_path)}
+    first = train_command(
+        cache_dir, "growth.total_kimg=0.032", "hydra.run.dir=${paths.log_dir}/run"
+    )
+    proc = subprocess.run(first, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "RunDirCheck" not in proc.stderr  # Hydra's warning when the check itself failed
     before = file_hashes(run)
     assert run / "checkpoints" / "last.ckpt" in before and run / ".hydra" / "config.yaml" in before
 
-    second = subprocess.run([*first, "seed=1"], capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        [*first, "seed=1"], capture_output=True, text=True, timeout=300, env=env
+    )
     assert second.returncode == 2, second.stderr[-2000:]
     assert f"hydra.run.dir={run} holds a run" in second.stderr
     assert "ckpt_path=last" in second.stderr and "hydra.run.dir=OTHER_DIR" in second.stderr
@@ -190,7 +199,7 @@ def test_a_fresh_run_in_a_folder_holding_a_run_changes_nothing(tmp_path: Path, c
     try:
         before = file_hashes(run)
         resume = [*first, "ckpt_path=last", "growth.total_kimg=0.064"]
-        third = subprocess.run(resume, capture_output=True, text=True, timeout=300)
+        third = subprocess.run(resume, capture_output=True, text=True, timeout=300, env=env)
     finally:
         holder.kill()
         holder.wait()

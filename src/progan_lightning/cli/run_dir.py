@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -45,6 +46,9 @@ class RunDirCheck(Callback):
         # Other ranks of a multi-process run re-enter the command while rank 0 trains.
         if not self.enabled or launched_rank() != 0:
             return
+        # The run dir reads ``hydra:`` values (the default one through ``paths.log_dir``), which
+        # resolve once HydraConfig is set; Hydra's job sets the same config again next.
+        HydraConfig.instance().set_config(config)
         run_dir = str(config.hydra.run.dir)
         try:
             check_not_in_use(run_dir)
