@@ -33,11 +33,11 @@ def test_the_quickstart_composes_to_its_schedule(make_cfg):
     growth = hydra.utils.instantiate(cfg.growth)
     schedule = growth.schedule
     assert [p.name for p in schedule.phases] == PHASES
-    # Half the images go to the final resolution, where the details are drawn.
+    # About half the images go to the final resolution, where the details are drawn.
     at32 = sum(p.images(schedule.total_nimg, since=0) for p in schedule.phases[-2:])
-    assert at32 > 0.5 * schedule.total_nimg
-    # Short enough for ten minutes on a 2-core CPU: 66k images of at most 32x32.
-    assert schedule.total_nimg == 66_000
+    assert at32 > 0.45 * schedule.total_nimg
+    # Short enough for ten minutes on a 2-core AVX2 CPU: 60k images of at most 32x32.
+    assert schedule.total_nimg == 60_000
     # fp32 on every CPU (bf16 scored no better); the conditional run too.
     assert cfg.model.precision == "fp32" and cfg.model.G.pixel_norm_eps == 1e-8
     assert make_cfg("experiment=quickstart_cond", tiny=False).model.precision == "fp32"
