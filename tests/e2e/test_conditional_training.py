@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import DDP_CLI, run_train, tiny_module
+from helpers import tiny_module
 from progan_lightning.checkpoint import check_architecture, load_checkpoint
 from progan_lightning.data.sources import ShapesSource
 from progan_lightning.export import load_generator
@@ -204,18 +204,6 @@ def test_a_compiled_conditional_G_matches_eager():
                 compiled(z, stage, alpha, labels=labels), eager(z, stage, alpha, labels=labels)
             )
     torch.compiler.reset()
-
-
-@pytest.mark.slow
-def test_conditional_ddp_ranks_stay_in_lockstep(tmp_path: Path):
-    out = tmp_path / "run"
-    run_train(
-        ["debug=ddp", "data=shapes", "data.labels=kind", f"hydra.run.dir={out}", *DDP_CLI],
-        tmp_path,
-    )
-    rank0 = (out / "consistency" / "rank0.jsonl").read_text().splitlines()
-    assert rank0 == (out / "consistency" / "rank1.jsonl").read_text().splitlines()
-    assert json.loads((out / "generator.json").read_text())["class_names"] == KINDS
 
 
 def test_a_checkpoint_of_other_classes_is_refused():

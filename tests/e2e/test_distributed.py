@@ -11,8 +11,11 @@ from progan_lightning.train import train
 
 @pytest.mark.slow
 def test_ddp_sim_two_ranks_stay_in_lockstep_across_stages(tmp_path: Path):
+    """Conditional (the digits labelled by digit), so the labels, D's class head and G's
+    one-hot input go through DDP too; the unconditional path runs on 4 ranks in
+    ``test_official_setups.py``."""
     out = tmp_path / "run"
-    run_train(["debug=ddp", f"hydra.run.dir={out}", *DDP_CLI], tmp_path)
+    run_train(["debug=ddp", "data.labels=digit", f"hydra.run.dir={out}", *DDP_CLI], tmp_path)
 
     rank0 = (out / "consistency" / "rank0.jsonl").read_text().splitlines()
     rank1 = (out / "consistency" / "rank1.jsonl").read_text().splitlines()
@@ -28,6 +31,8 @@ def test_ddp_sim_two_ranks_stay_in_lockstep_across_stages(tmp_path: Path):
     # Files come from rank 0 only, once.
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert len(list((out / "samples").glob("fakes_*_res16.png"))) == 4  # 2 fade + 2 stable ticks
+    classes = json.loads((out / "generator.json").read_text())["class_names"]
+    assert classes == [str(digit) for digit in range(10)]
 
 
 def test_indivisible_batch_fails_before_launching(make_cfg):
