@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +157,16 @@ def test_generate_settings_checked_before_loading(override: str, key: str, tmp_p
     with pytest.raises(SystemExit) as exited:
         generate_main(cfg)
     assert exited.value.code == 2 and f"Error: {key} is out of range" in capsys.readouterr().err
+
+
+def test_an_export_is_readable_as_the_umask_allows(tmp_path: Path):
+    """safetensors creates its file 0600; the export (and every file written through
+    ``fs.atomic_write``) gets the mode of a file the user creates, so a shared run folder's
+    generator is readable where its JSON and checkpoints are."""
+    previous = os.umask(0o022)
+    try:
+        weights, arch = export_generator(tiny_generator(0), tmp_path / "generator.safetensors")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o644
+    assert stat.S_IMODE(arch.stat().st_mode) == 0o644

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from progan_lightning.fs import Timeout, atomic_write, file_lock, temp_path
+from progan_lightning.fs import Timeout, atomic_write, file_lock, new_file_mode, temp_path
 
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path):
@@ -51,3 +53,14 @@ def test_a_held_lock_refuses_another_process_until_released(tmp_path: Path):
     proc.start()
     proc.join(60)
     assert queue.get(timeout=5) == "acquired"
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_a_written_file_takes_the_umask_whatever_its_writer_chose(tmp_path: Path, mask: int):
+    previous = os.umask(mask)
+    try:
+        assert new_file_mode() == 0o666 & ~mask
+        path = atomic_write(tmp_path / "a.bin", lambda p: os.close(os.open(p, os.O_CREAT, 0o600)))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
