@@ -208,6 +208,30 @@ def test_a_fresh_run_in_a_folder_holding_a_run_changes_nothing(tmp_path: Path, c
     assert file_hashes(run) == before
 
 
+def test_a_fresh_multirun_in_a_sweep_dir_holding_runs_changes_nothing(
+    tmp_path: Path, cache_dir: Path
+):
+    """``python train.py -m hydra.sweep.dir=S`` twice: Hydra writes each job's ``.hydra/``
+    before the job starts, so the second sweep is refused before any job, naming the run it
+    would overwrite and both ways on."""
+    sweep = tmp_path / "sweep"
+    first = train_command(
+        cache_dir, "growth.total_kimg=0.032", f"hydra.sweep.dir={sweep}", multirun=True
+    )
+    proc = subprocess.run(first, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before = file_hashes(sweep)
+    assert sweep / "0" / "checkpoints" / "last.ckpt" in before
+    assert sweep / "0" / ".hydra" / "config.yaml" in before
+
+    second = subprocess.run([*first, "seed=1"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert f"hydra.sweep.dir={sweep} holds runs ({sweep / '0'}" in second.stderr
+    assert "ckpt_path=last" in second.stderr and "hydra.sweep.dir=OTHER_DIR" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert file_hashes(sweep) == before
+
+
 def test_a_fresh_run_from_python_refuses_a_folder_holding_a_run(make_cfg, tmp_path: Path):
     train(make_cfg(*QUIET, "growth.total_kimg=0.032"))
     before = file_hashes(tmp_path)

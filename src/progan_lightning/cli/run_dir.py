@@ -3,13 +3,16 @@
 Hydra writes ``<run dir>/.hydra/config.yaml`` before the task function runs, so a check in
 ``train()`` comes too late to leave a finished run (or a live one) untouched. This callback
 runs at ``on_run_start``, before that write, and refuses (one message, exit status 2) a
-fresh run in a folder that holds a run, and a run dir that another process trains in.
+fresh run in a folder that holds a run, and a run dir that another process trains in; at
+``on_multirun_start`` (before any job writes its ``.hydra/``) it refuses a fresh sweep in a
+sweep dir whose job dirs hold runs, or one that another process trains in.
 ``train()`` checks the same again for runs started from Python or in a multirun.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -18,7 +21,7 @@ from omegaconf import DictConfig
 
 from progan_lightning.cli.errors import exit_with
 from progan_lightning.faults import UserError
-from progan_lightning.run_lock import check_fresh_run_dir, check_not_in_use
+from progan_lightning.run_lock import check_fresh_run_dir, check_not_in_use, run_files
 
 
 def launched_rank() -> int:
@@ -55,3 +58,24 @@ class RunDirCheck(Callback):
             check_fresh_run_dir(run_dir, config.get("ckpt_path"))
         except UserError as error:  # Hydra turns a callback's exception into a warning.
             exit_with(str(error))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.enabled or launched_rank() != 0:
+            return
+        HydraConfig.instance().set_config(config)
+        sweep_dir = Path(str(config.hydra.sweep.dir)).expanduser()
+        jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir()) if sweep_dir.is_dir() else []
+        try:
+            for job in jobs:
+                check_not_in_use(job)
+        except UserError as error:
+            exit_with(str(error))
+        held = [job for job in jobs if run_files(job)] if not config.get("ckpt_path") else []
+        if held:
+            shown = ", ".join(str(p) for p in held[:3]) + (" ..." if len(held) > 3 else "")
+            exit_with(
+                f"hydra.sweep.dir={sweep_dir} holds runs ({shown}); a fresh sweep there would "
+                "overwrite them. Continue that sweep with ckpt_path=last (and the same "
+                "hydra.sweep.dir), or start a new one in another folder: "
+                "hydra.sweep.dir=OTHER_DIR (or leave hydra.sweep.dir unset for a new dated folder)"
+            )
