@@ -1,5 +1,6 @@
 """One training run per run dir: an inter-process lock held for the whole run, and the
-refusal of a fresh run in a folder that already holds one."""
+refusal of a fresh run in a folder that already holds one (or of a fresh sweep in a sweep dir
+whose job dirs do)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,40 @@ def run_files(run_dir: str | Path, checkpoint_dir: str | Path | None = None) -> 
     return found + [p for p in [run_dir / EXPORT_NAME] if p.is_file()]
 
 
+def held_error(folder: Path | str, found: list[Path], sweep: bool = False) -> UserError:
+    """The refusal of a fresh run (or sweep) in ``folder``, the value of ``hydra.run.dir``
+    (``hydra.sweep.dir``), which holds ``found`` (shown up to three): what it holds and both
+    ways on."""
+    key, unit, held = (
+        ("hydra.sweep.dir", "sweep", "runs") if sweep else ("hydra.run.dir", "run", "a run")
+    )
+    shown = ", ".join(str(p) for p in found[:3]) + (" ..." if len(found) > 3 else "")
+    return UserError(
+        f"{key}={folder} holds {held} ({shown}); a fresh {unit} there would overwrite "
+        f"{'them' if sweep else 'it'}. Continue that {unit} with ckpt_path=last (and the same "
+        f"{key}), or start a new one in another folder: {key}=OTHER_DIR (or leave {key} unset "
+        "for a new dated folder)"
+    )
+
+
+def check_fresh_sweep_dir(sweep_dir: str | Path, ckpt_path: str | None) -> None:
+    """Refuse a fresh sweep (no ``ckpt_path``) in a sweep dir whose job dirs hold runs, or
+    that another process trains in: Hydra writes each job's ``.hydra/`` before the job
+    starts, so the check must run before the sweep does.
+
+    Raises:
+        UserError: A job dir of ``sweep_dir`` is in use, or holds a run and ``ckpt_path`` is
+            unset.
+    """
+    sweep_dir = Path(sweep_dir).expanduser()
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir()) if sweep_dir.is_dir() else []
+    for job in jobs:
+        check_not_in_use(job)
+    held = [job for job in jobs if run_files(job)] if not ckpt_path else []
+    if held:
+        raise held_error(sweep_dir, held, sweep=True)
+
+
 def check_fresh_run_dir(
     run_dir: str | Path, ckpt_path: str | None, checkpoint_dir: str | Path | None = None
 ) -> None:
@@ -44,13 +79,7 @@ def check_fresh_run_dir(
     """
     found = run_files(run_dir, checkpoint_dir) if not ckpt_path else []
     if found:
-        shown = ", ".join(str(p) for p in found[:3]) + (" ..." if len(found) > 3 else "")
-        raise UserError(
-            f"hydra.run.dir={run_dir} holds a run ({shown}); a fresh run there would overwrite "
-            "it. Continue that run with ckpt_path=last (and the same hydra.run.dir), or start "
-            "a new one in another folder: hydra.run.dir=OTHER_DIR (or leave hydra.run.dir "
-            "unset for a new dated folder)"
-        )
+        raise held_error(run_dir, found)
 
 
 def in_use_error(run_dir: Path) -> UserError:

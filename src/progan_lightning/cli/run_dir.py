@@ -12,7 +12,6 @@ sweep dir whose job dirs hold runs, or one that another process trains in.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -21,7 +20,7 @@ from omegaconf import DictConfig
 
 from progan_lightning.cli.errors import exit_with
 from progan_lightning.faults import UserError
-from progan_lightning.run_lock import check_fresh_run_dir, check_not_in_use, run_files
+from progan_lightning.run_lock import check_fresh_run_dir, check_fresh_sweep_dir, check_not_in_use
 
 
 def launched_rank() -> int:
@@ -62,20 +61,8 @@ class RunDirCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled or launched_rank() != 0:
             return
-        HydraConfig.instance().set_config(config)
-        sweep_dir = Path(str(config.hydra.sweep.dir)).expanduser()
-        jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir()) if sweep_dir.is_dir() else []
+        HydraConfig.instance().set_config(config)  # as in on_run_start
         try:
-            for job in jobs:
-                check_not_in_use(job)
+            check_fresh_sweep_dir(str(config.hydra.sweep.dir), config.get("ckpt_path"))
         except UserError as error:
             exit_with(str(error))
-        held = [job for job in jobs if run_files(job)] if not config.get("ckpt_path") else []
-        if held:
-            shown = ", ".join(str(p) for p in held[:3]) + (" ..." if len(held) > 3 else "")
-            exit_with(
-                f"hydra.sweep.dir={sweep_dir} holds runs ({shown}); a fresh sweep there would "
-                "overwrite them. Continue that sweep with ckpt_path=last (and the same "
-                "hydra.sweep.dir), or start a new one in another folder: "
-                "hydra.sweep.dir=OTHER_DIR (or leave hydra.sweep.dir unset for a new dated folder)"
-            )
