@@ -37,7 +37,7 @@ from progan_lightning.export import (
     mark_trained,
 )
 from progan_lightning.faults import DamagedFile
-from progan_lightning.networks import Generator
+from progan_lightning.networks import Generator, init_kwarg
 
 if TYPE_CHECKING:  # Lightning is not loaded for export and generate (seconds on a small CPU).
     import lightning as L
@@ -70,10 +70,12 @@ def check_architecture(checkpoint: dict[str, Any], module: L.LightningModule) ->
     if saved is None:
         return
     diffs = [
-        f"model.{net}.{key}: checkpoint {saved[net].get(key)!r}, config {value!r}"
+        f"model.{net}.{key}: checkpoint {init_kwarg(saved[net], key)!r}, "
+        f"config {init_kwarg(mine, key)!r}"
         for net, mine in (("G", module.G.init_kwargs), ("D", module.D.init_kwargs))
-        for key, value in mine.items()
-        if net in saved and saved[net].get(key) != value
+        if net in saved
+        for key in dict.fromkeys([*mine, *saved[net]])
+        if init_kwarg(saved[net], key) != init_kwarg(mine, key)
     ]
     saved_names = checkpoint.get("classes", {}).get("names", [])
     if module.num_classes and saved_names and saved_names != module.class_names:

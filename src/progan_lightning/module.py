@@ -298,7 +298,7 @@ class ProGAN(L.LightningModule):
         if scaler.is_enabled():
             grad_scale = scaler.scale(torch.ones((), device=reals.device))
         return self.loss.discriminator(
-            lambda x: self.D(x, stage, alpha),
+            self._critic(stage, alpha, labels),
             reals,
             fakes,
             grad_scale=grad_scale,
@@ -311,7 +311,20 @@ class ProGAN(L.LightningModule):
         distribution in a conditional run: the official ``G_wgan_acgan``)."""
         kwargs = self._label_kwargs(self.random_labels(n))
         fakes = self.G(self._latents(n), self.stage, self.g_alpha(self.alpha), **kwargs)
-        return self.loss.generator(self.D(fakes, self.stage, self.alpha), **kwargs)
+        critic = self._critic(self.stage, self.alpha, kwargs.get("labels"))
+        return self.loss.generator(critic(fakes), **kwargs)
+
+    def _critic(
+        self, stage: int, alpha: float | Tensor, labels: Tensor | None
+    ) -> Callable[[Tensor], Tensor]:
+        """D at ``stage`` as the losses call it: images [N', C, H, W] -> D's output.
+
+        A projection D also scores with the labels [N]: those of the first N' images (the
+        reals, their fakes and the penalty's mixes of the two share them; a penalty on part
+        of the batch takes its first pairs)."""
+        if getattr(self.D, "conditioning", "acgan") != "projection":
+            return lambda x: self.D(x, stage, alpha)
+        return lambda x: self.D(x, stage, alpha, labels=labels[: x.shape[0]])
 
     def random_labels(self, n: int) -> Tensor | None:
         """``n`` class indices drawn from the data's label distribution, or None (no classes)."""

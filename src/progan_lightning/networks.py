@@ -11,6 +11,12 @@ latent pixel norm (``combo_in = tf.concat([latents_in, labels_in], axis=1)``, th
 ``pixel_norm`` and ``Dense`` in the 4x4 block), and D's last dense layer gives ``1 + C``
 outputs (``dense(x, fmaps=1 + label_size, gain=1)``; column 0 is the score, ``1:`` the class
 logits). With ``num_classes = 0`` both nets are exactly the unconditional ones.
+
+D has a second, non-official way to condition (``conditioning="projection"``): the projection
+discriminator of Miyato & Koyama, "cGANs with Projection Discriminator" (ICLR 2018,
+arXiv:1802.05637). Its score adds ``<embed(y), h>`` to the unconditional score, with ``h`` the
+output of D's first dense layer and ``embed`` a learned vector per class, so a real-looking
+image of the wrong class scores as a fake; there are no class logits and no class term.
 """
 
 from __future__ import annotations
@@ -33,6 +39,18 @@ from progan_lightning.layers import (
     upsample2x,
 )
 from progan_lightning.schedule import check_resolution
+
+CONDITIONINGS = ("acgan", "projection")
+"""How a conditional D uses the labels (``model.D.conditioning``)."""
+
+OMITTED_KWARGS = {"num_classes": 0, "conditioning": "acgan"}
+"""Constructor arguments a network's ``init_kwargs`` leaves out at these values (so the
+records of unconditional and official networks stay as they were); any other is recorded."""
+
+
+def init_kwarg(init_kwargs: dict[str, Any], key: str) -> Any:
+    """The value of constructor argument ``key`` in a network's ``init_kwargs`` record."""
+    return init_kwargs.get(key, OMITTED_KWARGS.get(key))
 
 
 def num_features(stage: int, fmap_base: int, fmap_decay: float, fmap_max: int) -> int:
@@ -424,14 +442,16 @@ class DiscriminatorBlock(nn.Module):
 
 class DiscriminatorOutputBlock(nn.Module):
     """D 4x4 block: minibatch stddev, conv3x3, lrelu, dense, lrelu, dense -> 1 score (+ C
-    class logits).
+    class logits, or + the class projection).
 
     Args:
         channels: Feature maps in (and of the conv).
         hidden: Width of the first dense layer.
         use_wscale: Equalized learning rate.
         mbstd_group_size: Minibatch stddev group size; below 2 leaves the layer out.
-        num_classes: Class logits after the score (0 for none).
+        num_classes: Classes of a conditional D (0 for none).
+        conditioning: ``acgan``: class logits after the score; ``projection``: the score plus
+            ``<embed(y), h>`` (``embed``: a dense layer on the one-hot label, no bias).
     """
 
     def __init__(
@@ -441,20 +461,33 @@ class DiscriminatorOutputBlock(nn.Module):
         use_wscale: bool,
         mbstd_group_size: int,
         num_classes: int = 0,
+        conditioning: str = "acgan",
     ) -> None:
         super().__init__()
         use_mbstd = mbstd_group_size >= 2
         self.mbstd = MinibatchStddev(mbstd_group_size) if use_mbstd else nn.Identity()
         self.conv = EqualizedConv2d(channels + int(use_mbstd), channels, 3, use_wscale=use_wscale)
         self.dense0 = EqualizedLinear(channels * 16, hidden, use_wscale=use_wscale)
-        self.dense1 = EqualizedLinear(hidden, 1 + num_classes, gain=1.0, use_wscale=use_wscale)
+        self.num_classes = num_classes
+        self.project = bool(num_classes) and conditioning == "projection"
+        logits = 0 if self.project else num_classes
+        self.dense1 = EqualizedLinear(hidden, 1 + logits, gain=1.0, use_wscale=use_wscale)
+        if self.project:
+            self.embed = EqualizedLinear(
+                num_classes, hidden, gain=1.0, use_wscale=use_wscale, bias=False
+            )
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Map features [N, C, 4, 4] to scores and class logits [N, 1 + num_classes]."""
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Map features [N, C, 4, 4] to scores and class logits [N, 1 + C], or (projection:
+        ``labels`` required, class indices [N] or one-hot [N, C]) to scores [N, 1]."""
         x = self.mbstd(x)  # [N, C(+1), 4, 4]
         x = _lrelu(self.conv(x))  # [NC44]
-        x = _lrelu(self.dense0(x.flatten(1)))  # [N, hidden]
-        return self.dense1(x)  # [N, 1 + num_classes]
+        h = _lrelu(self.dense0(x.flatten(1)))  # [N, hidden]
+        out = self.dense1(h)  # [N, 1 + logits]
+        if not self.project:
+            return out
+        y = self.embed(one_hot_labels(labels, self.num_classes, h))  # [N, hidden]
+        return out + (y * h).sum(1, keepdim=True)  # [N, 1]
 
 
 class Discriminator(nn.Module):
@@ -462,8 +495,10 @@ class Discriminator(nn.Module):
 
     Mirrors the generator: at stage ``s > 0`` with ``alpha < 1`` the new block's output is
     cross-faded with fromRGB of the 2x2 average-pooled image at the previous stage. With
-    ``num_classes > 0`` (AC-GAN) the output is [N, 1 + num_classes]: the score in column 0,
-    then the class logits.
+    ``num_classes > 0`` and ``conditioning="acgan"`` (official) the output is
+    [N, 1 + num_classes]: the score in column 0, then the class logits. With
+    ``conditioning="projection"`` it is the class-aware score [N, 1], and ``forward`` takes the
+    labels.
     """
 
     def __init__(
@@ -476,7 +511,8 @@ class Discriminator(nn.Module):
         use_wscale: bool = True,  # Equalized learning rate.
         mbstd_group_size: int = 4,  # Minibatch stddev group size (>= 2); 0 disables the layer.
         fused_scale: bool = True,  # Second conv + pooling as one stride-2 conv (official).
-        num_classes: int = 0,  # Class logits after the score (AC-GAN); 0 = unconditional.
+        num_classes: int = 0,  # Classes of a conditional D; 0 = unconditional.
+        conditioning: str = "acgan",  # acgan (official: class logits) or projection.
     ) -> None:
         super().__init__()
         if isinstance(mbstd_group_size, bool) or mbstd_group_size == 1 or mbstd_group_size < 0:
@@ -487,6 +523,11 @@ class Discriminator(nn.Module):
             )
         self.num_stages = _count_stages(img_resolution, img_channels)
         num_classes = _check_num_classes(num_classes, "D")
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(
+                f"model.D.conditioning={conditioning!r}; use acgan (the official class logits "
+                "and class term) or projection (the label projected on D's features)"
+            )
         self.init_kwargs: dict[str, Any] = {
             "img_resolution": int(img_resolution),
             "img_channels": int(img_channels),
@@ -499,9 +540,12 @@ class Discriminator(nn.Module):
         }
         if num_classes:  # Only when conditional: unconditional checkpoints stay as they were.
             self.init_kwargs["num_classes"] = num_classes
+            if conditioning != "acgan":
+                self.init_kwargs["conditioning"] = conditioning
         self.img_resolution = img_resolution
         self.img_channels = img_channels
         self.num_classes = num_classes
+        self.conditioning = conditioning if num_classes else "acgan"
         # channels[s + 1] feeds the block at stage s; channels[0] is the 4x4 dense width.
         self.channels = stage_widths(self.num_stages + 1, fmap_base, fmap_decay, fmap_max)
 
@@ -514,14 +558,20 @@ class Discriminator(nn.Module):
             self.from_rgb[key] = FromRGB(img_channels, ch, use_wscale)
             if s == 0:
                 self.blocks[key] = DiscriminatorOutputBlock(
-                    ch, self.channels[0], use_wscale, mbstd_group_size, num_classes
+                    ch, self.channels[0], use_wscale, mbstd_group_size, num_classes, conditioning
                 )
             else:
                 self.blocks[key] = DiscriminatorBlock(
                     ch, self.channels[s], use_wscale, fused_scale
                 )
 
-    def forward(self, img: Tensor, stage: int, alpha: float | Tensor = 1.0) -> Tensor:
+    def forward(
+        self,
+        img: Tensor,
+        stage: int,
+        alpha: float | Tensor = 1.0,
+        labels: Tensor | None = None,
+    ) -> Tensor:
         """Score images at ``stage``.
 
         Args:
@@ -529,10 +579,21 @@ class Discriminator(nn.Module):
             stage: Current stage, ``0 <= stage < num_stages``.
             alpha: Fade-in weight of the newest block in [0, 1]; ignored at stage 0. A python
                 float >= 1 skips the old path; a 0-dim tensor always computes both paths.
+            labels: The images' classes, for a projection D only (required there, refused
+                elsewhere): class indices [N] or one-hot / soft labels [N, num_classes].
 
         Returns:
-            Scores, then class logits when conditional. [N, 1 + num_classes]
+            Scores, then class logits for an AC-GAN D. [N, 1 + num_classes], or [N, 1]
+            (unconditional or projection)
         """
+        if (labels is not None) != (self.conditioning == "projection"):
+            raise ValueError(
+                "a projection discriminator scores images with their labels (class indices [N]); "
+                "pass labels"
+                if labels is None
+                else "labels were given to a discriminator that does not project them "
+                f"(conditioning={self.conditioning}, num_classes={self.num_classes}); drop them"
+            )
         if not 0 <= stage < self.num_stages:
             raise ValueError(
                 f"stage={stage} is out of range for img_resolution={self.img_resolution}; "
@@ -547,7 +608,7 @@ class Discriminator(nn.Module):
 
         # Newest block, faded in over fromRGB of the pooled image.
         key = _block_key(stage)
-        x = self.blocks[key](self.from_rgb[key](img))
+        x = self._block(stage, self.from_rgb[key](img), labels)
         if stage > 0 and not _is_faded_in(alpha):
             old = self.from_rgb[_block_key(stage - 1)](downsample2x(img))
             x = fade(old, x, alpha)
@@ -555,8 +616,14 @@ class Discriminator(nn.Module):
         # Remaining blocks down to 4x4 and the score.
         for s in reversed(range(stage)):
             assert x.shape[1:] == (self.channels[s + 1], 4 * 2**s, 4 * 2**s)  # [NCHW]
-            x = self.blocks[_block_key(s)](x)
-        return x  # [N, 1 + num_classes]
+            x = self._block(s, x, labels)
+        return x  # [N, 1 + num_classes] or [N, 1]
+
+    def _block(self, stage: int, x: Tensor, labels: Tensor | None) -> Tensor:
+        """The block of ``stage`` on features ``x``; the 4x4 output block also takes the
+        labels (a projection D's)."""
+        block = self.blocks[_block_key(stage)]
+        return block(x, labels) if stage == 0 else block(x)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -93,7 +93,7 @@ def test_resume_with_other_labels_names_the_mismatch(make_cfg, tmp_path: Path):
     train(make_cfg("data=shapes", "logger=none", "metrics=none", "growth.total_kimg=0.032"))
     cfg = make_cfg("logger=none", "metrics=none", "data=shapes", "data.labels=kind")
     cfg.ckpt_path = str(tmp_path / "checkpoints" / "last.ckpt")
-    with pytest.raises(ValueError, match=r"model\.G\.num_classes: checkpoint None, config 8"):
+    with pytest.raises(ValueError, match=r"model\.G\.num_classes: checkpoint 0, config 8"):
         train(cfg)
 
 

@@ -54,9 +54,14 @@ def test_the_quickstart_trains_32x32_faster_and_its_conditional_run_the_same(mak
     below, final = {lr[p] for p in PHASES[:5]}, {lr["fade32"], lr["stable32"]}
     assert below == {quickstart.model.optimizer.lr} and min(final) > max(below)
     assert quickstart.model.d_lr_ratio == 3
-    # The conditional quickstart: the same rates, schedule and widths, with labels.
+    # The conditional quickstart: the same rates, schedule and widths, with labels, and a
+    # projection D (the official AC-GAN head conditions little in the budget).
     cond = make_cfg("experiment=quickstart_cond", tiny=False)
     assert rates(cond) == lr and cond.model.d_lr_ratio == 3
+    assert cond.model.D.conditioning == "projection"
+    assert quickstart.model.D.conditioning == "acgan"
+    with open_dict(cond):
+        cond.model.D.conditioning = "acgan"
     assert cond.growth == quickstart.growth and cond.model == quickstart.model
     assert cond.data.labels == "digit" and quickstart.data.labels == "none"
 
@@ -95,6 +100,9 @@ def test_the_quickstart_trains_across_its_stage_changes_with_tiny_overrides(
     assert G.img_channels == 1
     assert G.class_names == ([] if experiment == "quickstart" else DIGITS)
     assert model.class_names == G.class_names
+    if experiment == "quickstart_cond":  # D scores each image with its label
+        assert model.D.conditioning == "projection" and model.D.num_classes == 10
+        assert "loss/class_real" not in metrics
     # The grid the README shows beside the reals: both hold num_images images.
     samples = tmp_path / "samples"
     fakes = sorted(samples.glob("fakes_*_res32.png"))[-1]

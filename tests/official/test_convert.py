@@ -401,3 +401,14 @@ def test_a_conditional_pickle_needs_networks_with_its_classes():
             torch.equal(a, b)
             for a, b in zip(mine.parameters(), official.parameters(), strict=True)
         )
+
+
+def test_an_official_pickle_needs_the_official_conditioning():
+    G, D, G_ema = load_official(DATA / "tiny16cond.pkl")
+    d = {**D.init_kwargs, "conditioning": "projection"}
+    model = SimpleNamespace(G=Generator(**G.init_kwargs), D=Discriminator(**d), G_ema=G_ema)
+    with pytest.raises(ValueError) as err:
+        init_from_official(model, DATA / "tiny16cond.pkl")
+    message = str(err.value)
+    assert "model.D.conditioning: config 'projection', pickle 'acgan'" in message
+    assert "Train with the pickle's settings: model.D.conditioning=acgan" in message

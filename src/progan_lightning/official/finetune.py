@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from progan_lightning.networks import init_kwarg
 from progan_lightning.official.convert import load_official
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def architecture_differences(
     for net, mine, theirs in (("G", model.G, G), ("D", model.D, D)):
         keys = dict.fromkeys([*mine.init_kwargs, *theirs.init_kwargs])
         for key in keys:
-            ours, official = mine.init_kwargs.get(key, 0), theirs.init_kwargs.get(key, 0)
+            ours, official = init_kwarg(mine.init_kwargs, key), init_kwarg(theirs.init_kwargs, key)
             follows = net == "D" and diffs.get(f"model.G.{key}", ())[1:] == (ours, official)
             if ours != official and key != "num_classes" and not follows:
                 diffs.setdefault(_config_key(net, key), (_config_key(net, key), ours, official))
