@@ -59,6 +59,15 @@ def test_a_conditional_run_gets_its_class_accuracy_and_a_median_table(
     assert lines[0].startswith("| run | SWD x1e3 | floor (reals vs reals) | SWD / floor |")
     assert "class accuracy" in lines[0] and "samples read" not in lines[0]
     assert len(lines) == 2 + 2 + 1 and lines[-1].startswith("| median of 2 |")
+    # Each class's accuracy beside the mean (the median row leaves it out).
+    assert lines[0].endswith("| class accuracy per class |")
+    per_class = lines[2].split(" | ")[-1].rstrip(" |").split(", ")
+    assert [entry.split(" ")[0] for entry in per_class] == DIGITS
+    accuracies = [float(entry.split(" ")[1]) for entry in per_class]
+    assert all(0 <= a <= 1 for a in accuracies)
+    mean = float(lines[2].split(" | ")[4])  # run, SWD, floor, ratio, class accuracy
+    assert abs(mean - sum(accuracies) / len(accuracies)) < 0.006  # both rounded
+    assert lines[-1].endswith("|  |")
 
 
 def test_the_table_takes_the_median_of_each_column():

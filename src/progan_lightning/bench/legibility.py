@@ -10,8 +10,8 @@ trained stage:
 
 - unconditional G: the share of its samples the classifier reads with confidence
   >= ``--confidence`` (0.9), beside the same share of the held-out reals;
-- conditional G: its class accuracy (mean over classes; chance ``1 / classes``), beside the
-  classifier's accuracy on the held-out reals;
+- conditional G: its class accuracy (mean over classes; chance ``1 / classes``) and each
+  class's, beside the classifier's accuracy on the held-out reals;
 - both: SWD of the samples against the reals and the reals-vs-reals floor (two disjoint sets
   of ``--num-images`` reals), as ``progan-evaluate`` measures them.
 
@@ -148,13 +148,10 @@ def measure(
                 "the run trained with"
             )
         per_class = max(1, num_images // len(G.class_names))
-        accuracy = float(
-            np.mean(
-                per_class_accuracy(
-                    classifier, sample, len(G.class_names), per_class, G.z_dim, seed
-                )
-            )
+        accuracies = per_class_accuracy(
+            classifier, sample, len(G.class_names), per_class, G.z_dim, seed
         )
+        by_class = dict(zip(G.class_names, map(float, accuracies), strict=True))
         fake_labels = torch.arange(num_images) % len(G.class_names)
     else:
         fake_labels = None
@@ -182,7 +179,11 @@ def measure(
         "reals_accuracy": reals_accuracy,
     }
     if conditional:
-        return result | {"class_accuracy": accuracy, "chance": 1 / len(G.class_names)}
+        return result | {
+            "class_accuracy": float(np.mean(accuracies)),
+            "chance": 1 / len(G.class_names),
+            "per_class": by_class,
+        }
     return result | {
         "read": confident_share(classifier, fakes, confidence),
         "reals_read": confident_share(classifier, images[held_out], confidence),
@@ -198,6 +199,7 @@ COLUMNS = {
     "read_ratio": "samples / reals",
     "class_accuracy": "class accuracy",
     "reals_accuracy": "classifier on held-out reals",
+    "per_class": "class accuracy per class",
 }
 
 
@@ -212,8 +214,13 @@ def table(results: Sequence[dict[str, Any]], confidence: float = 0.9) -> str:
     keys = [k for k in COLUMNS if any(k in r for r in rows)]
     header = ["run", *(COLUMNS[k].format(confidence=confidence) for k in keys)]
 
+    def cell(value: float | dict[str, float]) -> str:
+        if isinstance(value, dict):  # per class: "0 0.91, 1 0.12, ..."
+            return ", ".join(f"{name} {v:.2f}" for name, v in value.items())
+        return f"{value:.3g}"
+
     def cells(values: dict[str, Any]) -> list[str]:
-        return [f"{values[k]:.3g}" if k in values else "" for k in keys]
+        return [cell(values[k]) if k in values else "" for k in keys]
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join([r["run"], *cells(r)]) + " |" for r in rows]
@@ -221,7 +228,7 @@ def table(results: Sequence[dict[str, Any]], confidence: float = 0.9) -> str:
         median = {
             k: statistics.median(r[k] for r in rows if k in r)
             for k in keys
-            if any(k in r for r in rows)
+            if k != "per_class" and any(k in r for r in rows)
         }
         lines.append("| " + " | ".join([f"median of {len(rows)}", *cells(median)]) + " |")
     return "\n".join(lines) + "\n"
