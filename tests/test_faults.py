@@ -280,6 +280,7 @@ def test_signal_exit_status_from_main(monkeypatch):
         ("model.ema_kimg=0", r"model.ema_kimg=0"),
         ("model.d_lr_ratio=0", r"model.d_lr_ratio=0; use a ratio of D's learning rate"),
         ("model.D.mbstd_group_size=1", r"model.D.mbstd_group_size=1"),
+        ("model.D.conditioning=aux", r"model.D.conditioning='aux'; use acgan .* or projection"),
         ("growth.batch_size=5", r"growth.batch_size=5 at 4x4 is 5 per device .* drops to 1"),
         ("callbacks.model_checkpoint.keep_last=0", r"keep_last=0 would delete"),
     ],
