@@ -131,13 +131,26 @@ def warm_and_cool(folder: Path, per_class: int = 200, size: int = 16) -> Path:
 
 
 @pytest.mark.slow
-def test_a_short_conditional_run_draws_each_class(make_cfg, tmp_path: Path):
+@pytest.mark.parametrize(
+    "conditioning",
+    [
+        # A short run: a stronger class term than the official 1 (docs/conditional.md).
+        ["model.D.conditioning=acgan", "model.loss.cond_weight=10"],
+        ["model.D.conditioning=projection"],  # no class term
+    ],
+    ids=["acgan", "projection"],
+)
+def test_a_short_conditional_run_draws_each_class(
+    make_cfg, tmp_path: Path, conditioning: list[str]
+):
     """G_ema's samples of each class are that class for a classifier trained on the reals.
 
     Labelled folders whose class is a colour cast: the machinery (labels in the data, G's
-    one-hot, D's class head, the AC-GAN terms) is what is tested; the shapes' kinds take
-    far more training than a test can afford on 2 CPU cores (docs/conditional.md)."""
+    one-hot, D's class head and the AC-GAN terms, or D's projection) is what is tested; the
+    shapes' kinds take far more training than a test can afford on 2 CPU cores
+    (docs/conditional.md)."""
     cfg = make_cfg(
+        *conditioning,
         "data=folder",
         "data.resolution=8",
         f"data.path={warm_and_cool(tmp_path / 'colours')}",
@@ -150,7 +163,6 @@ def test_a_short_conditional_run_draws_each_class(make_cfg, tmp_path: Path):
         "model.G.fmap_max=32",
         "model.optimizer.lr=0.003",
         "model.ema_kimg=0.3",
-        "model.loss.cond_weight=10",  # a short run: a stronger class term (docs/conditional.md)
         "model.d_lr_ratio=1",  # equal rates, as measured there (the quickstart's D is faster)
         "growth.start_resolution=8",
         # 250 steps at 8x8 (colours need no more): with 125 (batch 32) at 16x16 the classes
