@@ -450,8 +450,9 @@ class DiscriminatorOutputBlock(nn.Module):
         use_wscale: Equalized learning rate.
         mbstd_group_size: Minibatch stddev group size; below 2 leaves the layer out.
         num_classes: Classes of a conditional D (0 for none).
-        conditioning: ``acgan``: class logits after the score; ``projection``: the score plus
-            ``<embed(y), h>`` (``embed``: a dense layer on the one-hot label, no bias).
+        conditioning: ``acgan``: class logits after the score; ``projection`` (with classes):
+            the score plus ``<embed(y), h>`` (``embed``: a dense layer on the one-hot label, no
+            bias).
     """
 
     def __init__(
@@ -469,7 +470,7 @@ class DiscriminatorOutputBlock(nn.Module):
         self.conv = EqualizedConv2d(channels + int(use_mbstd), channels, 3, use_wscale=use_wscale)
         self.dense0 = EqualizedLinear(channels * 16, hidden, use_wscale=use_wscale)
         self.num_classes = num_classes
-        self.project = bool(num_classes) and conditioning == "projection"
+        self.project = conditioning == "projection"
         logits = 0 if self.project else num_classes
         self.dense1 = EqualizedLinear(hidden, 1 + logits, gain=1.0, use_wscale=use_wscale)
         if self.project:
@@ -538,14 +539,15 @@ class Discriminator(nn.Module):
             "mbstd_group_size": int(mbstd_group_size),
             "fused_scale": bool(fused_scale),
         }
-        if num_classes:  # Only when conditional: unconditional checkpoints stay as they were.
+        # Unconditional and official (AC-GAN) checkpoints record no conditioning: as before it.
+        self.conditioning = conditioning if num_classes else "acgan"
+        if num_classes:
             self.init_kwargs["num_classes"] = num_classes
-            if conditioning != "acgan":
-                self.init_kwargs["conditioning"] = conditioning
+        if self.conditioning != OMITTED_KWARGS["conditioning"]:
+            self.init_kwargs["conditioning"] = self.conditioning
         self.img_resolution = img_resolution
         self.img_channels = img_channels
         self.num_classes = num_classes
-        self.conditioning = conditioning if num_classes else "acgan"
         # channels[s + 1] feeds the block at stage s; channels[0] is the 4x4 dense width.
         self.channels = stage_widths(self.num_stages + 1, fmap_base, fmap_decay, fmap_max)
 
@@ -558,7 +560,12 @@ class Discriminator(nn.Module):
             self.from_rgb[key] = FromRGB(img_channels, ch, use_wscale)
             if s == 0:
                 self.blocks[key] = DiscriminatorOutputBlock(
-                    ch, self.channels[0], use_wscale, mbstd_group_size, num_classes, conditioning
+                    ch,
+                    self.channels[0],
+                    use_wscale,
+                    mbstd_group_size,
+                    num_classes,
+                    self.conditioning,
                 )
             else:
                 self.blocks[key] = DiscriminatorBlock(
