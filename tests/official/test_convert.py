@@ -12,6 +12,7 @@ import json
 import math
 import os
 import pickle
+import re
 import sys
 import types
 from pathlib import Path
@@ -28,7 +29,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 import progan_lightning
-from helpers import FIXTURES
+from helpers import FIXTURES, run_python
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.generate import main as generate_main
 from progan_lightning.cli.import_official import main as import_main
@@ -40,6 +41,7 @@ from progan_lightning.official import (
     OfficialPickleError,
     example_latents,
     load_official,
+    load_official_generator,
     read_official,
 )
 from progan_lightning.official.convert import (
@@ -412,3 +414,58 @@ def test_an_official_pickle_needs_the_official_conditioning():
     message = str(err.value)
     assert "model.D.conditioning: config 'projection', pickle 'acgan'" in message
     assert "Train with the pickle's settings: model.D.conditioning=acgan" in message
+
+
+def with_variable(name: str, value: Any, net: int = 2):
+    """An edit that sets variable ``name`` of network ``net`` (0: G, 1: D, 2: Gs)."""
+
+    def edit(states: list[dict[str, Any]]) -> None:
+        states[net]["variables"] = [
+            (k, value if k == name else v) for k, v in states[net]["variables"]
+        ]
+
+    return edit
+
+
+def test_non_finite_weights_are_refused_naming_the_file(monkeypatch, tmp_path: Path, capsys):
+    weight = official_states("tiny32")[2]["variables"]
+    bad = dict(weight)["8x8/Conv1/weight"].copy()
+    bad[0, 0, 0, 0] = np.nan
+    path = edited_pickle(monkeypatch, tmp_path, with_variable("8x8/Conv1/weight", bad))
+    monkeypatch.undo()
+    match = r"edited\.pkl: .*Gs.* 8x8/Conv1/weight .*NaN or inf"
+    with pytest.raises(OfficialPickleError, match=match):
+        load_generator(path)  # progan-generate
+    with pytest.raises(SystemExit) as exit_:
+        import_main([str(path), str(tmp_path / "g.safetensors")])  # progan-import
+    assert exit_.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not list(tmp_path.glob("g.*"))
+    with pytest.raises(OfficialPickleError, match=match):
+        init_from_official(None, path)  # init_from, before the config is compared
+
+
+@pytest.mark.parametrize("lod", [np.nan, np.inf, -1.0, 3.5])
+def test_a_lod_that_is_not_finite_or_out_of_range_names_the_file(
+    monkeypatch, tmp_path: Path, lod: float
+):
+    path = edited_pickle(monkeypatch, tmp_path, with_variable("lod", np.float32(lod)))
+    monkeypatch.undo()
+    with pytest.raises(OfficialPickleError, match=r"edited\.pkl: .*lod"):
+        load_official_generator(path)
+
+
+def test_crafted_sizes_are_refused_before_any_memory_is_allocated(monkeypatch, tmp_path: Path):
+    # static_kwargs describing ~10 TB of weights, with the tiny tensors of tiny32.
+    def huge(states: list[dict[str, Any]]) -> None:
+        for state in states:
+            state["static_kwargs"].update(fmap_base=2**19, fmap_max=2**19)
+
+    path = edited_pickle(monkeypatch, tmp_path, huge)
+    monkeypatch.undo()
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))"
+    code = f"{limit}; from progan_lightning.cli.import_official import main; main()"
+    result = run_python(["-c", code, str(path)], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "edited.pkl" in result.stderr and "does not match" in result.stderr
+    assert "Traceback" not in result.stderr

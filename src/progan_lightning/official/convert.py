@@ -112,8 +112,8 @@ def _options(net: OfficialNetwork, defaults: dict[str, Any]) -> dict[str, Any]:
         )
     if not kwargs.get("use_leakyrelu", True):
         raise OfficialPickleError(
-            f"network {net.name} uses use_leakyrelu=False (plain ReLU): the project's networks "
-            "have leaky ReLUs only, so it cannot be converted exactly"
+            f"{net.source}: network {net.name} uses use_leakyrelu=False (plain ReLU): the "
+            "project's networks have leaky ReLUs only, so it cannot be converted exactly"
         )
     if kwargs["dtype"] != "float32":
         log.warning(
@@ -123,8 +123,8 @@ def _options(net: OfficialNetwork, defaults: dict[str, Any]) -> dict[str, Any]:
         )
     if kwargs["structure"] not in (None, "linear", "recursive"):
         raise OfficialPickleError(
-            f"network {net.name} has structure={kwargs['structure']!r}; the official code "
-            "knows 'linear' and 'recursive' only"
+            f"{net.source}: network {net.name} has structure={kwargs['structure']!r}; the "
+            "official code knows 'linear' and 'recursive' only"
         )
     return kwargs
 
@@ -232,9 +232,11 @@ def discriminator_variables(D: Discriminator) -> dict[str, tuple[str, str]]:
     return names
 
 
-def _copy(net: OfficialNetwork, module: nn.Module, names: dict[str, tuple[str, str]]) -> None:
-    """Copy ``net``'s variables into ``module`` by name; one error lists every missing,
-    unexpected or mis-shaped variable."""
+def _check_shapes(
+    net: OfficialNetwork, module: nn.Module, names: dict[str, tuple[str, str]]
+) -> None:
+    """Refuse ``net`` unless its variables are exactly those of ``module`` (built on the meta
+    device) by name and shape; one error lists every missing, unexpected or mis-shaped one."""
     params = dict(module.named_parameters())
     expected = {
         official: tuple(params[name].shape[i] for i in LAYOUTS[layout][1])
@@ -254,10 +256,32 @@ def _copy(net: OfficialNetwork, module: nn.Module, names: dict[str, tuple[str, s
     ]
     if problems:
         raise OfficialPickleError(
-            f"network {net.name} ({net.build_func_name}, {net.static_kwargs}) does not match "
-            f"the network its static_kwargs describe: {'; '.join(problems[:8])}"
+            f"{net.source}: network {net.name} ({net.build_func_name}, {net.static_kwargs}) "
+            f"does not match the network its static_kwargs describe: "
+            f"{'; '.join(problems[:8])}"
             + (f"; ... ({len(problems)} in all)" if len(problems) > 8 else "")
         )
+
+
+def _build(
+    cls: type[nn.Module],
+    kwargs: dict[str, Any],
+    net: OfficialNetwork,
+    variables: Callable[[Any], dict[str, tuple[str, str]]],
+) -> Any:
+    """``cls(**kwargs)`` holding ``net``'s variables (named by ``variables(module)``), copied by
+    name. The shapes are checked on a network built on the meta device first, so sizes a file
+    makes up allocate nothing; a refused value is named as the official option it came from."""
+    try:
+        with torch.device("meta"):
+            skeleton = cls(**kwargs)
+    except ValueError as err:
+        raise OfficialPickleError(
+            f"{net.source}: network {net.name} ({net.static_kwargs}) cannot be built here: {err}"
+        ) from None
+    names = variables(skeleton)
+    _check_shapes(net, skeleton, names)
+    module = cls(**kwargs)
     state = {
         name: torch.from_numpy(
             np.ascontiguousarray(LAYOUTS[layout][0](net.variables[official]), dtype=np.float32)
@@ -265,33 +289,32 @@ def _copy(net: OfficialNetwork, module: nn.Module, names: dict[str, tuple[str, s
         for official, (name, layout) in names.items()
     }
     module.load_state_dict(state)
+    return module
 
 
-def _build(cls: type[nn.Module], kwargs: dict[str, Any], net: OfficialNetwork) -> Any:
-    """``cls(**kwargs)``, a refused value named as the official option it came from."""
-    try:
-        return cls(**kwargs)
-    except ValueError as err:
+def _trained_lod(net: OfficialNetwork, num_stages: int) -> float:
+    """``net``'s ``lod``, refused (naming the file) unless it is in ``0 .. num_stages - 1``."""
+    lod = net.lod
+    if not 0.0 <= lod <= num_stages - 1:  # NaN too
         raise OfficialPickleError(
-            f"network {net.name} ({net.static_kwargs}) cannot be built here: {err}"
-        ) from None
+            f"{net.source}: network {net.name} has lod={lod}, outside 0..{num_stages - 1} of "
+            "its resolution (0 = full resolution); the file is damaged, download it again"
+        )
+    return lod
 
 
 def convert_generator(net: OfficialNetwork) -> Generator:
     """The project's Generator with the weights of an official ``G_paper`` network, carrying
     ``trained_stage`` / ``trained_alpha`` (from its ``lod``) and ``class_names``."""
-    G = _build(Generator, generator_kwargs(net), net)
-    _copy(net, G, generator_variables(G))
-    G.trained_stage, G.trained_alpha = stage_alpha(net.lod, G.num_stages)
+    G = _build(Generator, generator_kwargs(net), net, generator_variables)
+    G.trained_stage, G.trained_alpha = stage_alpha(_trained_lod(net, G.num_stages), G.num_stages)
     G.class_names = [str(c) for c in range(G.num_classes)]
     return G
 
 
 def convert_discriminator(net: OfficialNetwork) -> Discriminator:
     """The project's Discriminator with the weights of an official ``D_paper`` network."""
-    D = _build(Discriminator, discriminator_kwargs(net), net)
-    _copy(net, D, discriminator_variables(D))
-    return D
+    return _build(Discriminator, discriminator_kwargs(net), net, discriminator_variables)
 
 
 def load_official(

@@ -83,6 +83,7 @@ class OfficialNetwork:
         variables: Local variable name -> value, e.g. ``"4x4/Dense/weight"`` [in, out] or
             ``"8x8/Conv0/weight"`` [kh, kw, in, out] (TensorFlow layouts) and ``"lod"`` (0-d).
         build_module_src: The pickled ``networks.py`` source (never executed).
+        source: The file it was read from (named in every refusal of it).
     """
 
     name: str
@@ -90,6 +91,7 @@ class OfficialNetwork:
     static_kwargs: dict[str, Any]
     variables: dict[str, np.ndarray] = field(repr=False)
     build_module_src: str = field(default="", repr=False)
+    source: str = ""
 
     @property
     def lod(self) -> float:
@@ -176,6 +178,12 @@ def _network(obj: Any, index: int, path: Path) -> OfficialNetwork:
         value = np.asarray(value)
         if value.dtype.kind != "f":
             raise OfficialPickleError(f"{where}: variable {name} is {value.dtype}, not float")
+        if not np.isfinite(value).all():
+            raise OfficialPickleError(
+                f"{path}: network {state.get('name')} (item {index} of (G, D, Gs)): variable "
+                f"{name} holds NaN or inf; the file is damaged (download it again) or was saved "
+                "after its training diverged"
+            )
         values[name] = value
     return OfficialNetwork(
         name=str(state.get("name")),
@@ -183,6 +191,7 @@ def _network(obj: Any, index: int, path: Path) -> OfficialNetwork:
         static_kwargs=dict(kwargs),
         variables=values,
         build_module_src=str(state.get("build_module_src") or ""),
+        source=str(path),
     )
 
 
