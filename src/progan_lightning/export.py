@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from progan_lightning.faults import DamagedFile
-from progan_lightning.fs import atomic_write
+from progan_lightning.fs import atomic_write_all
 from progan_lightning.networks import Generator
 from progan_lightning.official import load_official_generator
 
@@ -103,12 +103,14 @@ def export_generator(
 
     Returns:
         The weights path and the JSON path.
+
+    Raises:
+        WriteError: a file could not be written; neither file was replaced.
     """
     if class_names is None:
         class_names = getattr(G, "class_names", None)
     class_names = check_class_names(class_names, getattr(G, "num_classes", 0))
     weights, arch = export_paths(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
     stage = G.num_stages - 1 if stage is None else int(stage)
     tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     identity = export_id(tensors)
@@ -126,8 +128,12 @@ def export_generator(
     if class_names:
         meta["class_names"] = class_names
     weights_meta = {"format": FORMAT, "export_id": identity}
-    atomic_write(weights, lambda p: save_file(tensors, str(p), metadata=weights_meta))
-    atomic_write(arch, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write_all(
+        {
+            weights: lambda p: save_file(tensors, str(p), metadata=weights_meta),
+            arch: lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"),
+        }
+    )
     return weights, arch
 
 

@@ -10,7 +10,7 @@ can tell the cases apart:
 | 1 | a crash (a bug: its traceback is shown) |
 | 2 | a user error (a bad value, path, file or command line): one message naming it and the fix |
 | 3 | :class:`Diverged`: a loss or gradient became non-finite; nothing of it was written |
-| 4 | :class:`WriteFailed`: a file could not be written (disk full, a size limit) |
+| 4 | :class:`WriteFailed`, :class:`WriteError`: a file could not be written (disk full, ...) |
 | 128 + N | :class:`Preempted` by signal N (143: SIGTERM, 130: SIGINT); ``last.ckpt`` written |
 
 A user error prints only its message; ``HYDRA_FULL_ERROR=1`` shows its traceback too.
@@ -18,6 +18,9 @@ A user error prints only its message; ``HYDRA_FULL_ERROR=1`` shows its traceback
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import signal
 from pathlib import Path
 
@@ -141,3 +144,56 @@ class WriteFailed(TrainingStopped):
                 f"ckpt_path={self.checkpoint}"
             )
         return f"could not write {self.path} ({self.reason}); {where}"
+
+
+WRITE_FIXES = {
+    errno.ENOSPC: "free some space on its disk",
+    errno.EDQUOT: "free some space (the disk quota is used up)",
+    errno.EFBIG: "raise the file size limit (ulimit -f) or write to another file system",
+    errno.EROFS: "write into a folder on a writable file system",
+    errno.EACCES: "write into a folder you may write to",
+    errno.EPERM: "write into a folder you may write to",
+}
+"""The fix of each cause of a failed write."""
+
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def os_error(error: BaseException) -> OSError | None:
+    """``error`` as an ``OSError``: itself, or one rebuilt from the ``(os error N)`` that
+    libraries written in Rust (safetensors) put in their messages; None for anything else."""
+    if isinstance(error, OSError):
+        return error
+    found = _RUST_OS_ERROR.search(str(error))
+    if found is None:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code))
+
+
+class WriteError(OSError):
+    """A command could not write a file (disk full, a file size limit, a read-only folder);
+    nothing half-written is left under its name. Commands end with :meth:`message` and exit
+    status 4 (:data:`WRITE_FAILED_EXIT_CODE`).
+
+    Args:
+        path: The file (or folder) that could not be written.
+        error: The operating system's error.
+        fix: What to do, when the cause's usual fix (:data:`WRITE_FIXES`) is not enough (a
+            setting that names another folder).
+    """
+
+    exit_code = WRITE_FAILED_EXIT_CODE
+
+    def __init__(self, path: str | Path, error: OSError, fix: str = ""):
+        super().__init__(error.errno, error.strerror or str(error), str(path))
+        self.fix = fix
+
+    def message(self) -> str:
+        """One line: the file, the cause and the fix."""
+        fix = WRITE_FIXES.get(self.errno or 0, "check the disk and the folder's permissions")
+        also = f"; {self.fix}" if self.fix else ""
+        return (
+            f"could not write {self.filename} ({self.strerror}); {fix}{also}, and run the "
+            "command again"
+        )

@@ -14,7 +14,17 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["FileLock", "Timeout", "atomic_write", "file_lock", "new_file_mode", "temp_path"]
+from progan_lightning.faults import WriteError, os_error
+
+__all__ = [
+    "FileLock",
+    "Timeout",
+    "atomic_write",
+    "atomic_write_all",
+    "file_lock",
+    "new_file_mode",
+    "temp_path",
+]
 
 
 def temp_path(path: str | Path) -> Path:
@@ -44,18 +54,42 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     touches a previous file of that name. The temp file is removed when ``write`` fails.
 
     The file gets the mode of any file the user creates (:func:`new_file_mode`), whatever
-    the writer chose: safetensors, for one, creates its files ``0o600``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
+    the writer chose: safetensors, for one, creates its files ``0o600``.
+
+    Raises:
+        WriteError: the file could not be written (disk full, a file size limit, a read-only
+            folder); it names ``path``.
+    """
+    return atomic_write_all({Path(path): write})[0]
+
+
+def atomic_write_all(writes: dict[Path, Callable[[Path], object]]) -> list[Path]:
+    """:func:`atomic_write` of several files that belong together: each is written to its
+    temp file first, and only when all are written are they renamed into place, so a failed
+    write leaves every previous file as it was (and no new one).
+
+    Raises:
+        WriteError: a file could not be written; it names that file.
+    """
+    temps: list[Path] = []
     try:
-        write(tmp)
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+        for path, write in writes.items():
+            current = path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temps.append(temp_path(path))
+            write(temps[-1])
+            os.chmod(temps[-1], new_file_mode())
+        for path, tmp in zip(writes, temps, strict=True):
+            current = path
+            os.replace(tmp, path)
+    except BaseException as error:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        cause = os_error(error)
+        if cause is None or isinstance(error, WriteError):
+            raise
+        raise WriteError(current, cause) from error
+    return list(writes)
 
 
 def file_lock(path: str | Path, timeout: float = -1) -> FileLock:

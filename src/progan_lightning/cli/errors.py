@@ -6,7 +6,8 @@ traceback around it; ``HYDRA_FULL_ERROR=1`` shows the traceback as well. Anythin
 bug) keeps its traceback. A user error is one of :data:`USER_ERRORS` (the library's refusals
 of a bad value, path or file are ``ValueError``, ``faults.UserError`` and the ``OSError``
 kinds below), a missing mandatory config value (``source=???``), or either of them raised
-while Hydra instantiates a config node.
+while Hydra instantiates a config node. A file that could not be written
+(:class:`~progan_lightning.faults.WriteError`) is one message and status 4.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, NoReturn, TypeVar
 from hydra.errors import InstantiationException
 from omegaconf.errors import MissingMandatoryValue
 
-from progan_lightning.faults import USER_ERROR_EXIT_CODE
+from progan_lightning.faults import USER_ERROR_EXIT_CODE, WRITE_FAILED_EXIT_CODE, WriteError
 
 USER_ERRORS = (
     ValueError,
@@ -37,6 +38,8 @@ def user_message(error: BaseException) -> str | None:
     """The one message of a user error, or None when ``error`` is not one (a bug)."""
     if isinstance(error, InstantiationException) and error.__cause__ is not None:
         return user_message(error.__cause__)
+    if isinstance(error, WriteError):
+        return error.message()
     if isinstance(error, MissingMandatoryValue):
         key = error.full_key or "a value"
         return f"{key} is not set (??? in the config); give it on the command line: {key}=..."
@@ -45,13 +48,20 @@ def user_message(error: BaseException) -> str | None:
     return None
 
 
-def exit_with(message: str) -> NoReturn:
-    """Print ``message`` as the one error line on stderr and exit with status 2."""
+def exit_status(error: BaseException) -> int:
+    """The exit status of a user error: 4 for a failed write, else 2."""
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:
+        return exit_status(error.__cause__)
+    return WRITE_FAILED_EXIT_CODE if isinstance(error, WriteError) else USER_ERROR_EXIT_CODE
+
+
+def exit_with(message: str, status: int = USER_ERROR_EXIT_CODE) -> NoReturn:
+    """Print ``message`` as the one error line on stderr and exit with ``status`` (2: a user
+    error)."""
     sys.stderr.write(
-        f"Error: {message}\n(exit status {USER_ERROR_EXIT_CODE}; set HYDRA_FULL_ERROR=1 for "
-        "the traceback)\n"
+        f"Error: {message}\n(exit status {status}; set HYDRA_FULL_ERROR=1 for the traceback)\n"
     )
-    sys.exit(USER_ERROR_EXIT_CODE)
+    sys.exit(status)
 
 
 def user_errors(command: F) -> F:
@@ -66,6 +76,6 @@ def user_errors(command: F) -> F:
             message = user_message(error)
             if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            exit_with(message)
+            exit_with(message, exit_status(error))
 
     return wrapper  # type: ignore[return-value]

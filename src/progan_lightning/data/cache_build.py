@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import io
 import json
 import logging
@@ -48,6 +49,7 @@ from progan_lightning.data.cache import (
 )
 from progan_lightning.data.files import SmallImageWarning, UnreadableImageError
 from progan_lightning.data.sources import ImageSource, listing
+from progan_lightning.faults import WRITE_FIXES, WriteError
 from progan_lightning.fs import file_lock
 from progan_lightning.schedule import check_resolution
 
@@ -148,8 +150,9 @@ def prepare_cache(
                     shutil.rmtree(stale, ignore_errors=True)
                 tmp = root / f"{key}.tmp-{os.getpid()}"
                 try:
-                    _build(tmp, source, settings, storage, num_workers, progress, strict)
-                    _publish(tmp, final, settings)
+                    with _writable(root, building=True):
+                        _build(tmp, source, settings, storage, num_workers, progress, strict)
+                        _publish(tmp, final, settings)
                 except BaseException:
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise
@@ -203,13 +206,28 @@ def _needs_build(
     return bool(problems)
 
 
+CACHE_DIR_FIX = (
+    "or set data.cache_dir (or the environment variable PROGAN_CACHE_DIR) to another folder"
+)
+
+
 @contextlib.contextmanager
-def _writable(root: Path) -> Iterator[None]:
-    """Turn an ``OSError`` from creating files in the cache root into one that names
-    ``data.cache_dir`` and the fix; the error keeps its type (``PermissionError``, ...)."""
+def _writable(root: Path, building: bool = False) -> Iterator[None]:
+    """Turn an ``OSError`` from writing into the cache root into one that names
+    ``data.cache_dir``: a :class:`WriteError` (exit status 4) for a full disk, a size limit or
+    a read-only folder; the same type otherwise (a file where a folder should be).
+    ``building``: around a build, which also reads the images: only errors of writes into
+    ``root`` are turned, the others pass as they are."""
     try:
         yield
     except OSError as error:
+        if isinstance(error, WriteError):
+            raise
+        where = Path(error.filename) if isinstance(error.filename, str | Path) else root
+        if error.errno in WRITE_FIXES and (not building or where.is_relative_to(root)):
+            raise WriteError(where, error, CACHE_DIR_FIX) from error
+        if building:
+            raise
         raise type(error)(
             f"data.cache_dir={root!s} cannot be written to ({type(error).__name__}: {error}); "
             "set data.cache_dir (or the environment variable PROGAN_CACHE_DIR) to a writable "
@@ -366,9 +384,7 @@ def _writelevels_of(
     bounds = [(start, min(start + chunk, num_files)) for start in range(0, num_files, chunk)]
     with contextlib.ExitStack() as stack:
         arrays = {
-            res: np.lib.format.open_memmap(
-                folder / f"{res}.npy", "w+", np.uint8, (num_files, channels, res, res)
-            )
+            res: _open_level(folder / f"{res}.npy", (num_files, channels, res, res))
             for res in levels
             if not storage.compressed(res)
         }
@@ -402,6 +418,21 @@ def _writelevels_of(
     for res, ends in offsets.items():
         np.save(folder / f"{res}.offsets.npy", np.asarray(ends, dtype=np.int64))
     return written, skipped, small, np.concatenate([np.empty(0, np.int64), *labels])
+
+
+def _open_level(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A new raw level ``path`` of ``shape`` (uint8), memory-mapped, its blocks reserved on
+    disk first where the file system can: a full disk then fails here with ``ENOSPC``, not
+    with a ``SIGBUS`` while the images are copied in."""
+    array = np.lib.format.open_memmap(path, "w+", np.uint8, shape)
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as handle:
+            try:
+                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+            except OSError as error:
+                if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+    return array
 
 
 def _problems_message(
