@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from progan_lightning.faults import DamagedFile
-from progan_lightning.fs import atomic_write_all
+from progan_lightning.fs import atomic_write_all, expand_path
 from progan_lightning.networks import Generator
 from progan_lightning.official import load_official_generator
 
@@ -37,7 +37,7 @@ FORMAT_VERSION = 1
 
 def export_paths(path: str | Path) -> tuple[Path, Path]:
     """The weights file and the architecture JSON of an export named by either of them."""
-    path = Path(path).expanduser()
+    path = expand_path(path)
     stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 

@@ -9,18 +9,20 @@ POSIX, ``msvcrt`` on Windows), released by the operating system if the holder di
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from progan_lightning.faults import WriteError, os_error
+from progan_lightning.faults import UserError, WriteError, os_error
 
 __all__ = [
     "FileLock",
     "Timeout",
     "atomic_write",
     "atomic_write_all",
+    "expand_path",
     "file_lock",
     "new_file_mode",
     "temp_path",
@@ -32,6 +34,30 @@ def temp_path(path: str | Path) -> Path:
     ``<dir>/.<name>.tmp-<pid>``."""
     path = Path(path)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+_UNSET_VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+def expand_path(value: str | os.PathLike[str], setting: str = "the path") -> Path:
+    """``value`` with ``~`` and ``$VARS`` (``${VARS}``) expanded, as a shell expands them.
+
+    Args:
+        value: A path setting's value.
+        setting: Its name, for the error message (``data.path``, ``PROGAN_LOG_DIR``).
+
+    Raises:
+        UserError: it names a variable that is not set (it would become a folder named
+            ``$NAME``).
+    """
+    expanded = os.path.expandvars(os.path.expanduser(os.fspath(value)))
+    unset = _UNSET_VARIABLE.search(expanded)
+    if unset:
+        raise UserError(
+            f"{setting}={os.fspath(value)} names the environment variable {unset.group(0)}, "
+            "which is not set; set it (in the shell or .env) or write the path out"
+        )
+    return Path(expanded).expanduser()
 
 
 def new_file_mode() -> int:

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from progan_lightning.checkpoint import generator_from_checkpoint, load_checkpoint
 from progan_lightning.export import load_generator
+from progan_lightning.fs import expand_path
 from progan_lightning.imaging import label_rows, make_grid, save_gif, save_png
 from progan_lightning.networks import seeded_latents, slerp
 from progan_lightning.official import example_latents
@@ -32,7 +33,7 @@ def load_any(
 ) -> nn.Module:
     """G_ema from an export (``.safetensors``/``.json``), an official ProGAN pickle (``.pkl``:
     its ``Gs``) or a training checkpoint (``.ckpt``)."""
-    path = Path(source).expanduser()
+    path = expand_path(source, "source")
     if path.suffix in (".safetensors", ".json", ".pkl"):
         return load_generator(path, device)
     checkpoint = load_checkpoint(path, allow_pickle=allow_pickle)
@@ -228,7 +229,7 @@ def generate(
             "import_example.py) or seeds=null (num_images latents from seed)"
         )
     classes = select_classes(G, class_)
-    out_dir = Path(out_dir)
+    out_dir = expand_path(out_dir, "out_dir")
     stage, alpha = stage_for(G, resolution)
     z = seeded_latents((num_images, G.z_dim), seed) if seeds is None else example_latents(G.z_dim)
     num_images, tag = len(z), f"seed{seed}" if seeds is None else "official"

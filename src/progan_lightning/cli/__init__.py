@@ -11,10 +11,17 @@
 | ``progan-evaluate`` | :mod:`progan_lightning.cli.evaluate` | metrics; the reals' floor |
 
 Every command reads ``.env`` (:mod:`progan_lightning.cli.env`): importing this package loads
-it, before any command composes its config. Nothing outside this package imports it (library
-code never imports an entry point).
+it, and checks the folders it names, before any command composes its config. Nothing outside
+this package imports it (library code never imports an entry point).
 """
 
+from progan_lightning.cli.config import check_path_variables
 from progan_lightning.cli.env import load_env
+from progan_lightning.cli.errors import exit_with
+from progan_lightning.faults import UserError
 
 load_env()
+try:
+    check_path_variables()
+except UserError as error:  # before any command composes its config
+    exit_with(str(error))

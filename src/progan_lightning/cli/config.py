@@ -4,19 +4,24 @@
 install) reads it in place; a built wheel carries a copy as ``progan_lightning/conf``
 (package data, see ``pyproject.toml``), so every command works after a plain install from
 any working directory. Users add their own config directory on top with ``--config-dir`` or
-``hydra.searchpath``. Importing this module also registers the resolver the configs use
-(``${auto_strategy:...}``), so every command and test that composes them has it.
+``hydra.searchpath``. Importing this module also registers the resolvers the configs use
+(``${auto_strategy:...}``, ``${env_path:...}``), so every command and test that composes them
+has them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from importlib import import_module
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
+
+from progan_lightning.faults import UserError
+from progan_lightning.fs import expand_path
 
 
 def config_dir() -> Path:
@@ -47,6 +52,43 @@ def auto_strategy(devices: Any, num_nodes: Any = 1) -> str:
 
 
 OmegaConf.register_new_resolver("auto_strategy", auto_strategy, replace=True)
+
+
+def env_path(name: str, default: Any = None) -> Any:
+    """The folder that environment variable ``name`` names (``~`` and ``$VARS`` expanded), or
+    ``default`` when it is unset or empty (``PROGAN_LOG_DIR=`` in ``.env`` is the default, not
+    the file system's root). The ``paths`` config takes its folders from it.
+
+    Raises:
+        UserError: the value names a file, or a variable that is not set.
+    """
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    path = expand_path(value, name)
+    if path.exists() and not path.is_dir():
+        raise UserError(
+            f"{name}={value} is a file, not a folder; set {name} (in .env or the shell) to a "
+            "folder, or leave it empty for the default"
+        )
+    return str(path)
+
+
+OmegaConf.register_new_resolver("env_path", env_path, replace=True)
+
+PATH_VARIABLES = ("PROGAN_ROOT", "PROGAN_CACHE_DIR", "PROGAN_LOG_DIR")
+"""The environment variables that name the ``paths`` config's folders."""
+
+
+def check_path_variables() -> None:
+    """Check :data:`PATH_VARIABLES` as :func:`env_path` reads them, before Hydra resolves
+    the run dir from them (a resolver's error there reaches the user as a traceback).
+
+    Raises:
+        UserError: a variable names a file, or a variable that is not set.
+    """
+    for name in PATH_VARIABLES:
+        env_path(name)
 
 
 def import_when_run(module: str, name: str) -> Any:

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
 from progan_lightning.data.sources import check_labels, check_load_args, listing, to_array
+from progan_lightning.fs import expand_path
 
 # Read with PIL's own decoders (a GIF gives its first frame).
 IMAGE_EXTENSIONS = (
@@ -124,7 +125,7 @@ class FolderSource:
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         labels: str = "none",
     ) -> None:
-        self.path = Path(path).expanduser()
+        self.path = expand_path(path, "data.path")
         self.background = parse_background(background)
         if fit not in FITS:
             raise ValueError(f"data.fit={fit!r} is not supported; use one of {FITS}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from progan_lightning.fs import expand_path
 from progan_lightning.imaging import to_uint8
 
 # torch-fidelity's Inception-v3 weights (the TF FID/IS network), as torchmetrics loads them.
@@ -48,7 +49,7 @@ def inception_network(
             f"(or drop {metric} with metrics=default)"
         )
     if weights_path is not None:
-        weights_path = Path(weights_path).expanduser()
+        weights_path = expand_path(weights_path, "PROGAN_INCEPTION_WEIGHTS")
         if not weights_path.is_file():
             raise InceptionSetupError(
                 f"{metric}: weights_path={weights_path} does not exist: {how}"

@@ -24,6 +24,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from progan_lightning.fs import expand_path
+
 BUILD_FUNCS = {"G": "G_paper", "D": "D_paper"}
 """The official build function of each kind of network this project converts."""
 
@@ -210,7 +212,7 @@ def read_official(path: str | Path) -> tuple[OfficialNetwork, OfficialNetwork, O
             ``tfutil.Network`` and numpy, or is not the official ``(G, D, Gs)`` of
             ``G_paper`` / ``D_paper`` networks; the message names what was found.
     """
-    path = Path(path).expanduser()
+    path = expand_path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: give the path of an official ProGAN pickle, e.g. "
