@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from progan_lightning.callbacks.metrics import SETTINGS
 from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.faults import DamagedFile
-from progan_lightning.generate import load_any, stage_for
+from progan_lightning.generate import load_any, resolve_device, stage_for
 from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
 from progan_lightning.metrics.offline import disjoint_subsets, index_batches, score_sets
 from progan_lightning.metrics.registry import prepare_metrics
@@ -32,9 +32,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     n, batch = int(cfg.num_images), int(cfg.metrics.get("batch_size", 64))
     if n < 2:
         raise ValueError(f"num_images={n} must be >= 2")
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    )
+    device = resolve_device(cfg.device)
     G = None if cfg.source == "reals" else load_any(cfg.source, device, cfg.allow_pickle)
     stage, alpha = stage_for(G, None) if G is not None else (None, 1.0)
     resolution = int(cfg.data.resolution) if G is None else 4 * 2**stage

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from progan_lightning.faults import DamagedFile
-from progan_lightning.fs import atomic_write_all, expand_path
+from progan_lightning.fs import atomic_write_all, expand_path, file_kind
 from progan_lightning.networks import Generator
 from progan_lightning.official import load_official_generator
 
@@ -191,6 +191,25 @@ def _shapes(weights: Path) -> tuple[dict[str, list[int]], str | None]:
         raise DamagedFile(
             weights, f"damaged: not a readable safetensors file ({error})", EXPORT_AGAIN
         ) from None
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Refuse a file that is not a zip archive (as every ``.ckpt`` of training is) before a
+    loader reads it, naming what it is (a pickle, an image, a safetensors file, ...).
+
+    Raises:
+        DamagedFile: it is another kind of file.
+    """
+    if not path.is_file():
+        return  # The loader names the missing file.
+    kind = file_kind(path)
+    if kind != "a zip archive":
+        fix = (
+            "for an export give its .safetensors (or .json)"
+            if kind == "a safetensors file"
+            else "give a .ckpt from the checkpoints/ folder of a progan-train run"
+        )
+        raise DamagedFile(path, f"is {kind}, not a training checkpoint (a zip archive)", fix)
 
 
 def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:

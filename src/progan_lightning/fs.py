@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_all",
     "expand_path",
+    "file_kind",
     "file_lock",
     "new_file_mode",
     "temp_path",
@@ -58,6 +59,42 @@ def expand_path(value: str | os.PathLike[str], setting: str = "the path") -> Pat
             "which is not set; set it (in the shell or .env) or write the path out"
         )
     return Path(expanded).expanduser()
+
+
+_SIGNATURES = (
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"RIFF", "a RIFF file (WebP image)"),
+    (b"\x1f\x8b", "a gzip file"),
+    (b"\x89HDF", "an HDF5 file (Keras)"),
+    (b"<", "an HTML or XML page (a download that returned a web page)"),
+    (b"{", "a JSON file"),
+)
+
+
+def file_kind(path: str | Path) -> str:
+    """What ``path`` holds, read from its first bytes: ``a zip archive`` (as ``torch.save``
+    writes), ``a pickle``, ``a safetensors file``, ``a PNG image``, ... or ``an unknown
+    kind of file``, ``an empty file``.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if not head:
+        return "an empty file"
+    # safetensors: an 8-byte little-endian header length, then the JSON header.
+    if head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 2**30:
+        return "a safetensors file"
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
+        return "a pickle"
+    return "an unknown kind of file"
 
 
 def new_file_mode() -> int:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from progan_lightning.checkpoint import generator_from_checkpoint, load_checkpoint
-from progan_lightning.export import load_generator
+from progan_lightning.export import check_checkpoint_file, load_generator
 from progan_lightning.fs import expand_path
 from progan_lightning.imaging import label_rows, make_grid, save_gif, save_png
 from progan_lightning.networks import seeded_latents, slerp
@@ -36,8 +36,43 @@ def load_any(
     path = expand_path(source, "source")
     if path.suffix in (".safetensors", ".json", ".pkl"):
         return load_generator(path, device)
+    check_checkpoint_file(path)
     checkpoint = load_checkpoint(path, allow_pickle=allow_pickle)
     return generator_from_checkpoint(checkpoint, device, source=path)
+
+
+def resolve_device(value: str, setting: str = "device") -> torch.device:
+    """The device that ``device=value`` names: ``auto`` is CUDA when a GPU is there, else
+    the CPU.
+
+    Raises:
+        ValueError: not a device name, or a GPU that this machine does not have; the message
+            names the value and what to use instead.
+    """
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"{setting}={value} is not a device; use auto, cpu, cuda or cuda:N (N: a GPU's index)"
+        ) from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"{setting}={value}, but there is no CUDA GPU here (torch {torch.__version__}, "
+                f"CUDA {torch.version.cuda or 'not built in'}); use {setting}=cpu or "
+                f"{setting}=auto"
+            )
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"{setting}={value}, but there are {count} GPUs (cuda:0..cuda:{count - 1}); "
+                f"use one of them or {setting}=auto"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{setting}={value}, but MPS is not available here; use {setting}=cpu")
+    return device
 
 
 def stage_for(G: nn.Module, resolution: int | None) -> tuple[int, float]:
@@ -109,7 +144,7 @@ def select_classes(G: nn.Module, class_: str | int | Sequence[str | int] | None)
         return []
     if class_ is None:
         return list(range(len(names)))
-    wanted = [class_] if isinstance(class_, str | int) else list(class_)
+    wanted = [class_] if isinstance(class_, str | int | float) else list(class_)
     if not wanted:
         raise ValueError("class=[] selects no class; give names or indices, or class=null (all)")
     indices: list[int] = []

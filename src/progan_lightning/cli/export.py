@@ -10,6 +10,8 @@ from pathlib import Path
 
 from progan_lightning.checkpoint import export_checkpoint
 from progan_lightning.cli.errors import user_errors
+from progan_lightning.export import check_checkpoint_file
+from progan_lightning.fs import expand_path
 
 
 @user_errors
@@ -20,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path, nargs="?", default=None)
     parser.add_argument("--allow-pickle", action="store_true", help="only for trusted files")
     args = parser.parse_args(argv)
+    check_checkpoint_file(expand_path(args.checkpoint, "checkpoint"))
     weights, arch = export_checkpoint(args.checkpoint, args.out, args.allow_pickle)
     print(f"wrote {weights} and {arch}")
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.errors import user_errors
-from progan_lightning.generate import check_settings, generate, load_any
+from progan_lightning.generate import check_settings, generate, load_any, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +26,7 @@ def main(cfg: DictConfig) -> None:
     check_settings(
         cfg.num_images, cfg.batch_size, cfg.interp.keyframes, cfg.interp.steps, cfg.interp.fps
     )
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(cfg.device)
     G = load_any(cfg.source, device, cfg.allow_pickle)
     result = generate(
         G,

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from progan_lightning.fs import expand_path
+from progan_lightning.fs import expand_path, file_kind
 
 BUILD_FUNCS = {"G": "G_paper", "D": "D_paper"}
 """The official build function of each kind of network this project converts."""
@@ -218,13 +218,15 @@ def read_official(path: str | Path) -> tuple[OfficialNetwork, OfficialNetwork, O
             f"{path} not found: give the path of an official ProGAN pickle, e.g. "
             "karras2018iclr-celebahq-1024x1024.pkl (links in the README)"
         )
+    kind = file_kind(path)
+    if kind != "a pickle":
+        torch_zip = " (as torch.save writes)" if kind == "a zip archive" else ""
+        raise OfficialPickleError(
+            f"{path} is {kind}{torch_zip}, not an official ProGAN pickle; give a training "
+            "checkpoint as .ckpt, an export as .safetensors, an official network as the .pkl "
+            "downloaded from the links in the README"
+        )
     with path.open("rb") as file:
-        if file.read(4) == b"PK\x03\x04":
-            raise OfficialPickleError(
-                f"{path} is a zip archive (as torch.save writes), not an official ProGAN "
-                "pickle; give a training checkpoint as .ckpt, an export as .safetensors"
-            )
-        file.seek(0)
         try:
             obj = _RestrictedUnpickler(file, path).load()
         except OfficialPickleError:
