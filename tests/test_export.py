@@ -58,7 +58,7 @@ def test_export_load_generate_reproduces_module(trained, tmp_path: Path):
     out = generate(from_export, tmp_path / "gen", num_images=5, seed=3, interp_keyframes=2)
     png = np.asarray(Image.open(out["images"][2])).reshape(8, 8, -1)  # grayscale: [8, 8]
     assert np.array_equal(png, to_uint8(expected[2:3])[0].permute(1, 2, 0).numpy())
-    assert Image.open(out["grid"]).size == (3 * 8, 2 * 8)
+    assert Image.open(out["grid"]).size == (3 * 128, 2 * 128)  # 8 px shown at 128
     assert Image.open(out["interp"]).n_frames == 2 * 12
 
     low = generate(from_export, tmp_path / "low", num_images=1, resolution=4, interp_keyframes=0)

@@ -151,7 +151,7 @@ def test_generate_writes_files_per_class_with_the_same_latents(tmp_path):
         for i, path in enumerate(files["images"]):
             assert np.array_equal(png(path), as_png(expected[i]))
         assert files["grid"].name == f"grid_{name}.png"
-        assert Image.open(files["grid"]).size == (2 * 8, 2 * 8)
+        assert Image.open(files["grid"]).size == (2 * 128, 2 * 128)  # 8 px shown at 128
         assert files["interp"].name == f"interp_{name}.gif"
         assert Image.open(files["interp"]).n_frames == 2 * 12
     assert len(out["images"]) == 9 and out["interp"] is None

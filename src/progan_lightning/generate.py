@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from progan_lightning.checkpoint import generator_from_checkpoint, load_checkpoint
 from progan_lightning.export import check_checkpoint_file, load_generator
 from progan_lightning.fs import expand_path
-from progan_lightning.imaging import label_rows, make_grid, save_gif, save_png
+from progan_lightning.imaging import label_rows, make_grid, save_gif, save_png, view_tile
 from progan_lightning.networks import seeded_latents, slerp
 from progan_lightning.official import example_latents
 
@@ -195,6 +195,59 @@ def render(
     return torch.cat(parts)
 
 
+LATENT_CHUNK = 1024
+"""Latents drawn (and images rendered) at once: memory is bounded by this, not by
+``num_images``. A multiple of 16, so that the chunks of one seed's stream are the latents of
+one draw (``torch.randn`` fills in blocks of 16); counts up to it are one draw."""
+
+GRID_IMAGES = 256
+"""Images in ``grid.png`` (the first ones): a 16 x 16 grid at most."""
+
+
+def latent_chunks(count: int, z_dim: int, seed: int, chunk: int | None = None) -> Iterator[Tensor]:
+    """The latents of :func:`~progan_lightning.networks.seeded_latents` ``((count, z_dim),
+    seed)``, drawn ``chunk`` rows at a time from one generator. [<= chunk, z_dim] each"""
+    chunk = chunk or LATENT_CHUNK
+    stream = torch.Generator().manual_seed(seed)
+    for start in range(0, count, chunk):
+        yield torch.randn((min(chunk, count - start), z_dim), generator=stream)
+
+
+class ImagePaths(Sequence[Path]):
+    """The paths of numbered images (``<folder>/<tag>_<i:04d>.png``), computed when asked
+    for: a billion images take no memory to list. ``a + b`` lists both.
+
+    Args:
+        parts: ``(folder, tag, count)`` of each run of images, in order.
+    """
+
+    def __init__(self, parts: list[tuple[Path, str, int]]) -> None:
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(count for _, _, count in self.parts)
+
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Path]: ...
+
+    def __getitem__(self, index: int | slice) -> Path | list[Path]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        for folder, tag, count in self.parts:
+            if 0 <= index < count:
+                return folder / f"{tag}_{index:04d}.png"
+            index -= count
+        raise IndexError("image index out of range")
+
+    def __add__(self, other: ImagePaths) -> ImagePaths:
+        return ImagePaths(self.parts + other.parts)
+
+
 def interpolation_latents(keyframes: int, steps: int, z_dim: int, seed: int) -> torch.Tensor:
     """Latents of a looping spherical interpolation through ``keyframes`` seeded latents,
     ``steps`` frames from one to the next. [keyframes * steps, z_dim]"""
@@ -234,10 +287,14 @@ def generate(
     Args:
         G: A generator (see :func:`load_any`).
         out_dir: Output folder.
-        num_images: Images to write (``seed<seed>_<i>.png``), per class for a conditional G.
+        num_images: Images to write (``seed<seed>_<i>.png``), per class for a conditional G;
+            drawn and rendered :data:`LATENT_CHUNK` at a time.
         seed: Seed of the latents.
         resolution: Render at this trained resolution (default: the last trained one).
-        grid: Also write ``grid.png`` of all images (and ``grid_<name>.png`` per class).
+        grid: Also write ``grid.png`` of the first :data:`GRID_IMAGES` images (and
+            ``grid_<name>.png`` per class). The grid and the animation show images smaller
+            than :data:`~progan_lightning.imaging.VIEW_TILE` upscaled (nearest) by a whole
+            factor; the image files keep G's resolution.
         interp_keyframes: Latents the animation passes through (0 = no ``interp.gif``).
         interp_steps: Frames between two keyframes.
         fps: Frames per second of the GIF.
@@ -248,9 +305,10 @@ def generate(
             ``seed``.
 
     Returns:
-        ``{"images": [paths], "grid": path | None, "interp": path | None, "classes":
-        {name: {"images": [paths], "grid": path | None, "interp": path | None}}}``
-        (``classes`` is empty for an unconditional G; then the top level holds its files).
+        ``{"images": paths, "grid": path | None, "interp": path | None, "classes":
+        {name: {"images": paths, "grid": path | None, "interp": path | None}}}``
+        (``classes`` is empty for an unconditional G; then the top level holds its files;
+        ``paths`` is an :class:`ImagePaths`, a sequence of the images' paths).
 
     Raises:
         ValueError: a count is out of range (see :func:`check_settings`), ``resolution``
@@ -266,38 +324,55 @@ def generate(
     classes = select_classes(G, class_)
     out_dir = expand_path(out_dir, "out_dir")
     stage, alpha = stage_for(G, resolution)
-    z = seeded_latents((num_images, G.z_dim), seed) if seeds is None else example_latents(G.z_dim)
-    num_images, tag = len(z), f"seed{seed}" if seeds is None else "official"
+    tag = f"seed{seed}" if seeds is None else "official"
+    if seeds is not None:
+        num_images = len(example_latents(G.z_dim))
+    tile = view_tile(4 * 2**stage)
     z_interp = None
     if interp_keyframes > 1:
         z_interp = interpolation_latents(interp_keyframes, interp_steps, G.z_dim, seed + 1)
 
     def write(label: int | None, folder: Path, suffix: str) -> tuple[dict[str, Any], Tensor]:
-        """Images, grid and animation of one class (or of an unconditional G); the images."""
+        """Images, grid and animation of one class (or of an unconditional G); the first
+        :data:`GRID_IMAGES` images (those of the grid)."""
 
         def labels(n: int) -> Tensor | None:
             return None if label is None else torch.full((n,), label, dtype=torch.long)
 
-        images = render(G, z, stage, alpha, batch_size, labels(len(z)))
-        paths = [
-            save_png(folder / f"{tag}_{i:04d}.png", make_grid(images[i : i + 1]))
-            for i in range(num_images)
-        ]
-        files: dict[str, Any] = {"images": paths, "grid": None, "interp": None}
+        shown = []
+        chunks = (
+            [example_latents(G.z_dim)]
+            if seeds is not None
+            else latent_chunks(num_images, G.z_dim, seed)
+        )
+        start = 0
+        for z in chunks:  # [chunk, z_dim]
+            images = render(G, z, stage, alpha, batch_size, labels(len(z)))
+            for i, image in enumerate(images, start):
+                save_png(folder / f"{tag}_{i:04d}.png", make_grid(image[None]))
+            shown.append(images[: max(0, GRID_IMAGES - start)])
+            start += len(z)
+        first = torch.cat(shown)
+        files: dict[str, Any] = {
+            "images": ImagePaths([(folder, tag, num_images)]),
+            "grid": None,
+            "interp": None,
+        }
         if grid:
-            files["grid"] = save_png(out_dir / f"grid{suffix}.png", make_grid(images))
+            files["grid"] = save_png(out_dir / f"grid{suffix}.png", make_grid(first, tile))
         if z_interp is not None:
             frames = render(G, z_interp, stage, alpha, batch_size, labels(len(z_interp)))
             files["interp"] = save_gif(
-                out_dir / f"interp{suffix}.gif", [make_grid(f[None]) for f in frames], fps
+                out_dir / f"interp{suffix}.gif", [make_grid(f[None], tile) for f in frames], fps
             )
-        return files, images
+        return files, first
 
     if not classes:
         return {**write(None, out_dir, "")[0], "classes": {}}
     names = class_names_of(G)
     tokens = file_tokens(names)
-    result: dict[str, Any] = {"images": [], "grid": None, "interp": None, "classes": {}}
+    result: dict[str, Any] = {"images": ImagePaths([]), "grid": None, "interp": None}
+    result["classes"] = {}
     rows = []
     for c in classes:
         files, images = write(c, out_dir / f"class{tokens[c]}", f"_{tokens[c]}")
@@ -305,6 +380,6 @@ def generate(
         result["images"] += files["images"]
         rows.append(images)
     if grid and class_ is None:  # One row per class, the same latent in each column.
-        overview = make_grid(torch.cat(rows), cols=num_images)
+        overview = make_grid(torch.cat(rows), tile, cols=len(rows[0]))
         result["grid"] = save_png(out_dir / "grid.png", label_rows(overview, names))
     return result

@@ -32,6 +32,18 @@ def to_float(images: np.ndarray | Tensor) -> Tensor:
     return images.float().div_(127.5).sub_(1.0)
 
 
+VIEW_TILE = 128
+"""The least size at which a picture made for viewing shows one image (a grid's tile, an
+animation's frame): smaller images are upscaled to it."""
+
+
+def view_tile(resolution: int, least: int = VIEW_TILE) -> int:
+    """The display size of an image of ``resolution`` px: upscaled by the smallest whole
+    factor that reaches ``least`` (nearest, so every pixel stays a sharp square); larger
+    images keep their size. ``make_grid(images, view_tile(res))`` draws it."""
+    return resolution * max(1, math.ceil(least / resolution))
+
+
 def make_grid(images: Tensor, tile: int | None = None, cols: int | None = None) -> np.ndarray:
     """Tile a batch into one picture, each image upscaled (nearest) to ``tile`` pixels.
 
