@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import run_command
+from helpers import FIXTURES, run_command
 from progan_lightning.data.sources import ShapesSource
 from progan_lightning.evaluate import fake_labels
 from progan_lightning.export import export_generator
@@ -83,3 +84,38 @@ def test_fake_labels_are_the_reals_and_need_the_same_classes():
     unlabelled = SimpleNamespace(class_names=[], labels=None)
     with pytest.raises(ValueError, match=r"the data has no labels; .* data\.labels=kind"):
         fake_labels(G, unlabelled, np.array([0]))
+
+
+def refused_evaluate(tmp_path: Path, *args: str) -> str:
+    """``progan-evaluate ARGS``: refused in one line with exit status 2; that line."""
+    proc = run_command("evaluate", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "fix"),
+    [
+        (["data.channels=1"], "data.channels=3"),  # an RGB generator on grayscale data
+        (["data.resolution=16"], "data.resolution=32"),  # above the data's resolution
+    ],
+)
+def test_a_generator_that_does_not_fit_the_data_names_the_setting(
+    tmp_path: Path, data: list[str], fix: str
+):
+    pickle = FIXTURES / "official-progan" / "tiny32.pkl"  # RGB, 32 x 32
+    args = [f"source={pickle}", "data=shapes", "data.resolution=32", *data]
+    line = refused_evaluate(tmp_path, *args, f"paths.cache_dir={tmp_path / 'cache'}")
+    assert fix in line and "prepare_cache" not in line
+    assert not (tmp_path / "cache").exists()  # refused before the data is prepared
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torch_fidelity") is not None, reason="torch-fidelity installed"
+)
+def test_fid_without_its_extra_names_the_install_command(tmp_path: Path):
+    args = ["metrics=fid", "data=shapes", "data.source.num_images=64", "num_images=16"]
+    line = refused_evaluate(tmp_path, *args, f"paths.cache_dir={tmp_path / 'cache'}")
+    assert 'pip install -e ".[fid]"' in line

@@ -36,6 +36,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     G = None if cfg.source == "reals" else load_any(cfg.source, device, cfg.allow_pickle)
     stage, alpha = stage_for(G, None) if G is not None else (None, 1.0)
     resolution = int(cfg.data.resolution) if G is None else 4 * 2**stage
+    if G is not None:
+        check_fits_data(G, resolution, cfg)
     datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     images = datamodule.images(resolution)  # uint8 [N, C, res, res]
@@ -70,6 +72,29 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     out.write_text(json.dumps(result, indent=2) + "\n")
     log.info(f"{json.dumps(result)} -> {out}")
     return values
+
+
+def check_fits_data(G: torch.nn.Module, resolution: int, cfg: DictConfig) -> None:
+    """Refuse, before the data is prepared, a generator whose images the data cannot be
+    compared with: other channels, or a resolution above ``data.resolution``.
+
+    Raises:
+        ValueError: naming ``source``, the setting and the value that fits.
+    """
+    channels = int(G.img_channels)
+    if channels != int(cfg.data.channels):
+        kind = {1: "grayscale", 3: "RGB"}.get(channels, f"{channels}-channel")
+        raise ValueError(
+            f"source={cfg.source} draws {kind} images ({channels} channels) but "
+            f"data.channels={cfg.data.channels}; score it on data of its channels: "
+            f"data.channels={channels}"
+        )
+    if resolution > int(cfg.data.resolution):
+        raise ValueError(
+            f"source={cfg.source} draws {resolution}x{resolution} images, above "
+            f"data.resolution={cfg.data.resolution}; score it at its resolution: "
+            f"data.resolution={resolution}"
+        )
 
 
 def class_accuracy(

@@ -22,6 +22,7 @@ from progan_lightning.data.sources import (
     check_labels,
     check_load_args,
     check_range,
+    check_seed,
     to_array,
 )
 
@@ -102,7 +103,7 @@ class DigitsSource:
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"data.source.num_images={num_images!r} must be an integer >= 1")
         self.num_images = num_images
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.labels = check_labels(labels, self.LABELS, "digits")
         self.height = check_range("height", height, self.HEIGHT, 0.0, 1.0)
         self.stroke = check_range("stroke", stroke, self.STROKE, 0.0, 0.3, closed=True)

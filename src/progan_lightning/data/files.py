@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import io
 import json
+import posixpath
 import warnings
 import zipfile
 from collections import Counter
@@ -36,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
 from progan_lightning.data.sources import check_labels, check_load_args, listing, to_array
-from progan_lightning.fs import expand_path
+from progan_lightning.fs import expand_path, file_kind
 
 # Read with PIL's own decoders (a GIF gives its first frame).
 IMAGE_EXTENSIONS = (
@@ -149,8 +150,14 @@ class FolderSource:
             )
         self.is_zip = self.path.is_file() and zipfile.is_zipfile(self.path)
         if not self.path.is_dir() and not self.is_zip:
+            kind = file_kind(self.path)
+            if kind == "a zip archive" or _suffix(self.path.name) == ".zip":
+                raise ValueError(
+                    f"data.path={self.path!s} is a damaged .zip ({_zip_problem(self.path)}); "
+                    "download or pack it again"
+                )
             raise ValueError(
-                f"data.path={self.path!s} is a file, not a folder or a .zip; "
+                f"data.path={self.path!s} is {kind}, not a folder or a .zip; "
                 f"set data.path to a folder (or .zip) of images ({accepted})"
             )
         self._zip: zipfile.ZipFile | None = None
@@ -285,11 +292,12 @@ class FolderSource:
         return class_names, labels
 
     def _list_folder(self) -> list[str]:
-        """Every file under the folder, as POSIX paths relative to it."""
+        """Every file under the folder, as POSIX paths relative to it; a symbolic link whose
+        target is gone too (it is then counted with the unreadable files)."""
         return [
             file.relative_to(self.path).as_posix()
             for file in self.path.rglob("*")
-            if file.is_file()
+            if file.is_file() or (file.is_symlink() and not file.exists())
         ]
 
     def _list_zip(self) -> list[str]:
@@ -330,7 +338,8 @@ class FolderSource:
             digest.update(f"zip\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
         else:
             for name in self.files:
-                stat = (self.path / name).stat()
+                file = self.path / name
+                stat = file.stat() if file.exists() else file.lstat()  # a dangling link
                 total_bytes += stat.st_size
                 digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         fingerprint = {
@@ -440,6 +449,8 @@ def _parse_labels_json(data: Any, where: str) -> tuple[dict[str, Any], list[str]
     ]
     if bad:
         raise wrong(f"{len(bad)} label(s) not a [path, class_index] pair: {listing(bad)}")
+    # "./a.png", "sub/../a.png" and "a.png" name one file.
+    pairs = [[posixpath.normpath(name), label] for name, label in pairs]
     entries = dict(pairs)
     if len(entries) != len(pairs):
         twice = sorted(name for name, count in Counter(p[0] for p in pairs).items() if count > 1)
@@ -453,6 +464,15 @@ def _parse_labels_json(data: Any, where: str) -> tuple[dict[str, Any], list[str]
     ):
         raise wrong(f'"class_names" must be a list of distinct strings, got {class_names!r}')
     return entries, class_names
+
+
+def _zip_problem(path: Path) -> str:
+    """Why ``zipfile`` cannot open ``path``, for a message."""
+    try:
+        with zipfile.ZipFile(path):
+            return "it opens, but is not a zip archive Python reads"
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
 
 
 def _suffix(name: str) -> str:

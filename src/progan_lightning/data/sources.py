@@ -98,6 +98,20 @@ def check_every_class_drawn(source: ImageSource, labels: str, name: str) -> None
     )
 
 
+def check_seed(seed: object) -> int:
+    """``data.source.seed`` as an int.
+
+    Raises:
+        ValueError: not an integer >= 0 (numpy's generators take no negative seed).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(
+            f"data.source.seed={seed!r} is not a seed; use an integer >= 0 (e.g. "
+            "data.source.seed=1)"
+        )
+    return seed
+
+
 def listing(items: Sequence[str], limit: int = 10) -> str:
     """The first ``limit`` of ``items`` for a message, and how many more there are."""
     more = f"; and {len(items) - limit} more" if len(items) > limit else ""
@@ -157,7 +171,7 @@ class ShapesSource:
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"data.source.num_images={num_images!r} must be an integer >= 1")
         self.num_images = num_images
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.labels = check_labels(labels, self.LABELS, "shapes")
         self.kinds = self._check_kinds(kinds)
         self.shapes_per_image = check_range(

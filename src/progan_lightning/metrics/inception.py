@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from progan_lightning.faults import UserError
 from progan_lightning.fs import expand_path
 from progan_lightning.imaging import to_uint8
 
@@ -17,8 +18,9 @@ WEIGHTS_URL = (
 )
 
 
-class InceptionSetupError(RuntimeError):
-    """A metric that needs Inception (FID, IS) cannot run: a missing package or weights."""
+class InceptionSetupError(UserError):
+    """A metric that needs Inception (FID, IS) cannot run: a missing package or weights (a
+    user error: one message, exit status 2)."""
 
 
 def inception_network(
