@@ -265,7 +265,7 @@ def refuse_lock_files(monkeypatch: pytest.MonkeyPatch) -> None:
         def __init__(self, path: Path) -> None:
             self.path = path
 
-        def acquire(self) -> None:
+        def acquire(self, timeout: float | None = None) -> None:
             raise PermissionError(13, "Permission denied", str(self.path))
 
         def release(self) -> None:  # pragma: no cover - never acquired

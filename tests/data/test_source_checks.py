@@ -4,12 +4,16 @@ file they leave out."""
 from __future__ import annotations
 
 import json
+import logging
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from progan_lightning.data import cache_build
 from progan_lightning.data.cache import read_manifest
 from progan_lightning.data.cache_build import BadImagesWarning, prepare_cache
 from progan_lightning.data.digits import DigitsSource
@@ -71,3 +75,26 @@ def test_a_dangling_symlink_is_counted_with_the_unreadable_files(tmp_path: Path)
         cache = prepare_cache(FolderSource(folder), 8, 3, tmp_path / "cache", progress=False)
     manifest = read_manifest(cache)
     assert manifest["num_images"] == 4 and manifest["num_skipped"] == 1
+
+
+def test_a_build_that_waits_for_anothers_lock_says_for_whom(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    lock_file = tmp_path / "key.lock"
+    hold = (
+        "import sys, time; from pathlib import Path; from progan_lightning.data import "
+        "cache_build\nwith cache_build._locked(Path(sys.argv[1])):\n"
+        "    print('held', flush=True); time.sleep(2)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(lock_file)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with caplog.at_level(logging.INFO), cache_build._locked(lock_file):
+            pass
+    finally:
+        holder.wait(timeout=60)
+    waits = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert len(waits) == 1 and f"process {holder.pid} on " in waits[0], caplog.text
+    assert str(lock_file.parent) in waits[0]

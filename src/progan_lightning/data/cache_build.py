@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import time
 import warnings
 from collections import deque
@@ -50,7 +51,7 @@ from progan_lightning.data.cache import (
 from progan_lightning.data.files import SmallImageWarning, UnreadableImageError
 from progan_lightning.data.sources import ImageSource, listing
 from progan_lightning.faults import WRITE_FIXES, WriteError
-from progan_lightning.fs import expand_path, file_lock
+from progan_lightning.fs import Timeout, expand_path, file_lock
 from progan_lightning.schedule import check_resolution
 
 log = logging.getLogger(__name__)
@@ -237,13 +238,29 @@ def _writable(root: Path, building: bool = False) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _locked(lock_file: Path) -> Iterator[None]:
-    """Hold an exclusive inter-process lock on ``lock_file`` (see ``fs.py``)."""
+    """Hold an exclusive inter-process lock on ``lock_file`` (see ``fs.py``); while another
+    process holds it, say once whom this one waits for (the holder writes its process id and
+    host beside the lock: ``<lock>.holder``)."""
     lock = file_lock(lock_file)
+    holder = lock_file.with_name(f"{lock_file.name}.holder")
     with _writable(lock_file.parent):
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            try:
+                who = holder.read_text().strip() or "another process"
+            except OSError:
+                who = "another process"
+            log.info(
+                f"waiting for {who}, which prepares a data cache in {lock_file.parent} "
+                f"(lock {lock_file.name}); this one goes on when that one is done"
+            )
+            lock.acquire()
+        holder.write_text(f"process {os.getpid()} on {socket.gethostname()}\n")
     try:
         yield
     finally:
+        holder.unlink(missing_ok=True)
         lock.release()
 
 
