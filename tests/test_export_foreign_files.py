@@ -200,7 +200,7 @@ def test_evaluate_refuses_a_generator_that_draws_non_finite_images(tmp_path: Pat
             if name.startswith("to_rgb"):
                 p.fill_(3e38)  # finite, but their sums overflow to inf
     weights, _ = export_generator(G, tmp_path / "overflow.safetensors")
-    overrides = ["data.resolution=8", "data.source.num_images=16", "num_images=4"]
+    overrides = ["data=shapes", "data.resolution=8", "data.source.num_images=16", "num_images=4"]
     overrides += ["metrics=swd", "device=cpu", f"source={weights}"]
     overrides += [f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path}"]
     GlobalHydra.instance().clear()
