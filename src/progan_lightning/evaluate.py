@@ -86,14 +86,15 @@ def check_fits_data(G: torch.nn.Module, resolution: int, cfg: DictConfig) -> Non
         kind = {1: "grayscale", 3: "RGB"}.get(channels, f"{channels}-channel")
         raise ValueError(
             f"source={cfg.source} draws {kind} images ({channels} channels) but "
-            f"data.channels={cfg.data.channels}; score it on data of its channels: "
-            f"data.channels={channels}"
+            f"data.channels={cfg.data.channels}; score it on the data it was trained on: its "
+            f"run's experiment=/data= overrides (experiment=quickstart for the quickstart's), "
+            f"or data.channels={channels}"
         )
     if resolution > int(cfg.data.resolution):
         raise ValueError(
             f"source={cfg.source} draws {resolution}x{resolution} images, above "
-            f"data.resolution={cfg.data.resolution}; score it at its resolution: "
-            f"data.resolution={resolution}"
+            f"data.resolution={cfg.data.resolution}; score it on the data it was trained on: "
+            f"its run's experiment=/data= overrides, or data.resolution={resolution}"
         )
 
 
