@@ -22,6 +22,7 @@ __all__ = [
     "Timeout",
     "atomic_write",
     "atomic_write_all",
+    "check_folder",
     "expand_path",
     "file_kind",
     "file_lock",
@@ -59,6 +60,25 @@ def expand_path(value: str | os.PathLike[str], setting: str = "the path") -> Pat
             "which is not set; set it (in the shell or .env) or write the path out"
         )
     return Path(expanded).expanduser()
+
+
+def check_folder(path: str | Path, setting: str) -> Path:
+    """``path``, refused when it (or the nearest part of it that exists) is a file: it must
+    be a folder, or become one.
+
+    Raises:
+        UserError: naming ``setting`` and the file.
+    """
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        what = (
+            "is a file, not a folder"
+            if existing == path
+            else f"cannot be a folder: {existing} is a file"
+        )
+        raise UserError(f"{setting}={path} {what}; set {setting} to a folder")
+    return path
 
 
 _SIGNATURES = (

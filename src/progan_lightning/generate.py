@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from progan_lightning.checkpoint import generator_from_checkpoint, load_checkpoint
 from progan_lightning.export import check_checkpoint_file, load_generator
-from progan_lightning.fs import expand_path
+from progan_lightning.fs import check_folder, expand_path
 from progan_lightning.imaging import label_rows, make_grid, save_gif, save_png, view_tile
 from progan_lightning.networks import seeded_latents, slerp
 from progan_lightning.official import example_latents
@@ -322,7 +322,7 @@ def generate(
             "import_example.py) or seeds=null (num_images latents from seed)"
         )
     classes = select_classes(G, class_)
-    out_dir = expand_path(out_dir, "out_dir")
+    out_dir = check_folder(expand_path(out_dir, "out_dir"), "out_dir")
     stage, alpha = stage_for(G, resolution)
     tag = f"seed{seed}" if seeds is None else "official"
     if seeds is not None:

@@ -97,3 +97,18 @@ def test_tilde_and_variables_are_expanded_in_path_settings(
 
     generate_main(cfg)
     assert (tmp_path / "gen" / "grid.png").is_file() and not Path("~").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [("generate", "out_dir"), ("prepare", "data.cache_dir"), ("evaluate", "data.cache_dir")],
+)
+def test_a_file_as_a_folder_setting_is_refused_naming_it(tmp_path: Path, name: str, setting: str):
+    (tmp_path / "notes.txt").write_text("a file")
+    for value in ("notes.txt", "notes.txt/sub"):
+        args = [f"source={PICKLE}"] if name == "generate" else ["data.source.num_images=16"]
+        out = command(name, tmp_path, *args, f"{setting}={tmp_path / value}")
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert f"{setting}={tmp_path / value}" in out.stderr and "is a file" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert (tmp_path / "notes.txt").read_text() == "a file"

@@ -17,7 +17,7 @@ from progan_lightning.data import cache_build
 from progan_lightning.data.cache import EncodedLevel, Storage, load_level, read_manifest
 from progan_lightning.data.cache_build import box_downsample, prepare_cache
 from progan_lightning.data.sources import ShapesSource
-from progan_lightning.faults import DamagedFile, WriteError
+from progan_lightning.faults import DamagedFile, UserError, WriteError
 
 
 class FailingShapes(ShapesSource):
@@ -287,7 +287,9 @@ def test_read_only_cache_dir_names_the_setting(
 
 def test_cache_dir_that_cannot_be_created_names_the_setting(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("a file where the cache folder should go")
-    with pytest.raises(OSError, match=r"data.cache_dir=.*file.*PROGAN_CACHE_DIR"):
+    with pytest.raises(
+        UserError, match=r"data.cache_dir=.*file/cache cannot be a folder: .*file is a file"
+    ):
         prepare_cache(ShapesSource(4), 8, 3, tmp_path / "file" / "cache", progress=False)
 
 

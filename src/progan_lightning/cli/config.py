@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import ListConfig, OmegaConf
 
 from progan_lightning.faults import UserError
-from progan_lightning.fs import expand_path
+from progan_lightning.fs import check_folder, expand_path
 
 
 def config_dir() -> Path:
@@ -65,13 +65,12 @@ def env_path(name: str, default: Any = None) -> Any:
     value = os.environ.get(name, "").strip()
     if not value:
         return default
-    path = expand_path(value, name)
-    if path.exists() and not path.is_dir():
+    try:
+        return str(check_folder(expand_path(value, name), name))
+    except UserError as error:
         raise UserError(
-            f"{name}={value} is a file, not a folder; set {name} (in .env or the shell) to a "
-            "folder, or leave it empty for the default"
-        )
-    return str(path)
+            f"{error}, in .env or the shell, or leave it empty for the default"
+        ) from None
 
 
 OmegaConf.register_new_resolver("env_path", env_path, replace=True)

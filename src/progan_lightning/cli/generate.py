@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.errors import user_errors
+from progan_lightning.fs import check_folder, expand_path
 from progan_lightning.generate import check_settings, generate, load_any, resolve_device
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ def main(cfg: DictConfig) -> None:
     check_settings(
         cfg.num_images, cfg.batch_size, cfg.interp.keyframes, cfg.interp.steps, cfg.interp.fps
     )
+    check_folder(expand_path(cfg.out_dir, "out_dir"), "out_dir")
     device = resolve_device(cfg.device)
     G = load_any(cfg.source, device, cfg.allow_pickle)
     result = generate(

@@ -51,7 +51,7 @@ from progan_lightning.data.cache import (
 from progan_lightning.data.files import SmallImageWarning, UnreadableImageError
 from progan_lightning.data.sources import ImageSource, listing
 from progan_lightning.faults import WRITE_FIXES, WriteError
-from progan_lightning.fs import Timeout, expand_path, file_lock
+from progan_lightning.fs import Timeout, check_folder, expand_path, file_lock
 from progan_lightning.schedule import check_resolution
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def prepare_cache(
     check_resolution(resolution, "data.resolution")
     if channels not in (1, 3):
         raise ValueError(f"data.channels={channels} is not supported; use 3 (RGB) or 1")
-    root = expand_path(cache_root, "data.cache_dir")
+    root = check_folder(expand_path(cache_root, "data.cache_dir"), "data.cache_dir")
     with _writable(root):
         root.mkdir(parents=True, exist_ok=True)
     key, settings = cache_key(source, resolution, channels, storage)
