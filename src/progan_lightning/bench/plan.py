@@ -11,7 +11,7 @@ from progan_lightning.instantiate import instantiate
 from progan_lightning.schedule import GrowthSchedule, check_resolution
 from progan_lightning.train import plan_growth
 
-PARTS = ("stages", "eqlr", "memory", "data", "projection")
+PARTS = ("stages", "memory", "data", "projection")
 """What ``bench.parts`` may list."""
 
 
