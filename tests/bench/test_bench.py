@@ -269,6 +269,9 @@ def test_bench_data_part_against_the_step(compose_bench, tmp_path: Path) -> None
         assert row["loader_img_s"] > 0 and row["decode_img_s"] > 0
     text = notes.read_text()
     assert "<!-- bench:data-cpu-8 -->" in text and "### CPU: data loading" in text
+    # The files by their folder's name (no machine path); the command without its outputs.
+    assert "cpu, 12 files from bench-files-12x8, cache levels up to 8." in text
+    assert "bench.notes=" not in text and "bench.out=" not in text
     ratio = results["data"][0]["loader_img_s"] / steps[4]
     assert f"| {ratio:.0f}x |" in text
     # The data part alone: the step columns are dashes.

@@ -23,9 +23,14 @@ def update_notes(path: Path, kind: str, section: str) -> None:
     path.write_text(text)
 
 
+OUTPUTS = ("bench.out=", "bench.notes=")
+"""Overrides that say where the results go, not what was measured: left out of the command."""
+
+
 def command_line() -> str:
-    """The command that reproduces this run."""
+    """The command that reproduces this run's figures (without its output files)."""
     overrides = (
         list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else sys.argv[1:]
     )
-    return " ".join(["python -m progan_lightning.bench", *overrides])
+    kept = [o for o in overrides if not o.startswith(OUTPUTS)]
+    return " ".join(["python -m progan_lightning.bench", *kept])
