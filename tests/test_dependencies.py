@@ -65,7 +65,9 @@ def test_the_walk_sees_imports_inside_functions(tmp_path: Path):
 
 
 def test_a_bare_pytest_needs_no_xdist_and_the_readme_runs_what_ci_runs():
-    addopts = project()["tool"]["pytest"]["ini_options"]["addopts"].split()
+    options = project()["tool"]["pytest"]["ini_options"]
+    assert options["testpaths"] == ["tests"]  # benchmarks/tests runs by its own command
+    addopts = options["addopts"].split()
     xdist = ("-n", "--numprocesses", "--maxprocesses", "--dist")
     assert not [o for o in addopts if o.split("=")[0] in xdist]
     readme = (REPO / "README.md").read_text()
