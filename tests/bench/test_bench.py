@@ -241,6 +241,8 @@ def test_bench_memory_part_on_cpu_is_computed_and_labelled(
         run(auto)
     with pytest.raises(ValueError, match="bench.parts"):
         run(compose_bench(*TINY_BENCH, "bench.parts=[speed]"))
+    with pytest.raises(ValueError, match="python -m benchmarks.eqlr"):
+        run(compose_bench(*TINY_BENCH, "bench.parts=[stages,eqlr]"))
 
 
 def test_utilization_is_against_the_step_compute_dtype() -> None:
