@@ -1,0 +1,73 @@
+"""Resume by folder: the command line completed with the run's recorded overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from progan_lightning.cli.resume import complete_argv, with_recorded_overrides
+
+RECORDED = ["data=folder", "data.path=/data/faces", "data.resolution=16", "growth.total_kimg=60"]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    """A run dir whose record holds :data:`RECORDED`."""
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in RECORDED))
+    return tmp_path
+
+
+def test_a_resume_composes_the_recorded_overrides_first_then_the_new_ones(run: Path):
+    given = ["ckpt_path=last", f"hydra.run.dir={run}", "growth.total_kimg=65", "logger=many"]
+    recorded_first = [o for o in RECORDED if not o.startswith("growth.total_kimg")]
+    assert with_recorded_overrides(given) == [*recorded_first, *given]
+
+
+def test_resume_is_short_for_the_last_checkpoint_of_a_folder(run: Path):
+    assert with_recorded_overrides([f"resume={run}", "growth.total_kimg=65"]) == [
+        *RECORDED[:3],
+        "ckpt_path=last",
+        f"hydra.run.dir={run}",
+        "growth.total_kimg=65",
+    ]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["hydra.run.dir={run}", "seed=1"],  # a fresh run (refused later: the folder holds one)
+        ["ckpt_path=last", "seed=1"],  # no folder named
+        ["ckpt_path=null", "hydra.run.dir={run}"],
+        ["ckpt_path=last", "hydra.run.dir=${{paths.log_dir}}/run"],  # an interpolation
+    ],
+)
+def test_other_command_lines_are_left_as_they_are(run: Path, given: list[str]):
+    given = [o.format(run=run) for o in given]
+    assert with_recorded_overrides(given) == given
+
+
+def test_a_folder_without_a_record_adds_nothing(tmp_path: Path):
+    given = ["ckpt_path=last", f"hydra.run.dir={tmp_path}"]
+    assert with_recorded_overrides(given) == given
+
+
+def test_the_ranks_of_a_multi_process_run_complete_the_same_line(run: Path):
+    """Lightning's ranks re-run rank 0's (completed) command line, with the run dir quoted
+    and its own settings after it: completing it again changes nothing."""
+    completed = complete_argv(["-cn", "train", "ckpt_path=last", f"hydra.run.dir={run}"])
+    assert completed == ["-cn", "train", *RECORDED, "ckpt_path=last", f"hydra.run.dir={run}"]
+    rank = [*completed, f'hydra.run.dir="{run}"', "hydra.job.name=train_ddp_process_1"]
+    assert complete_argv(rank) == rank
+
+
+def test_a_multirun_is_left_as_it_is(run: Path):
+    argv = ["-m", "ckpt_path=last", f"hydra.run.dir={run}", "seed=0,1"]
+    assert complete_argv(argv) == argv
+
+
+def test_a_damaged_record_is_refused_naming_it(run: Path):
+    (run / ".hydra" / "overrides.yaml").write_text("data: folder\n")
+    with pytest.raises(ValueError, match=r"overrides.yaml is not a list of overrides"):
+        with_recorded_overrides(["ckpt_path=last", f"hydra.run.dir={run}"])
