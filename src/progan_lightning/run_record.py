@@ -78,8 +78,11 @@ def recorded_overrides(run_dir: str | Path) -> list[str] | None:
     try:
         overrides = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
         raise ValueError(
-            f"{path} is not readable YAML ({error}); restore it from a copy"
+            f"{path} is not readable YAML ({problem}{where}); restore it from a copy"
         ) from None
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ValueError(

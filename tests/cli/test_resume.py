@@ -71,3 +71,11 @@ def test_a_damaged_record_is_refused_naming_it(run: Path):
     (run / ".hydra" / "overrides.yaml").write_text("data: folder\n")
     with pytest.raises(ValueError, match=r"overrides.yaml is not a list of overrides"):
         with_recorded_overrides(["ckpt_path=last", f"hydra.run.dir={run}"])
+
+
+def test_an_unreadable_record_is_refused_in_one_line(run: Path):
+    (run / ".hydra" / "overrides.yaml").write_text("- [data=folder\n")
+    message = r"overrides.yaml is not readable YAML \(.* at line \d+\)"
+    with pytest.raises(ValueError, match=message) as error:
+        with_recorded_overrides(["ckpt_path=last", f"hydra.run.dir={run}"])
+    assert "\n" not in str(error.value)

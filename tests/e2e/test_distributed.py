@@ -44,7 +44,7 @@ def test_indivisible_batch_fails_before_launching(make_cfg):
 @pytest.mark.slow
 def test_multirun_runs_each_job_in_its_own_dir(tmp_path: Path):
     sweep = tmp_path / "sweep"
-    run_train(
+    result = run_train(
         [
             "-m",
             "seed=1,2",
@@ -57,9 +57,11 @@ def test_multirun_runs_each_job_in_its_own_dir(tmp_path: Path):
         ],
         tmp_path,
     )
+    assert f"Sweep folder: {sweep}" in result.stdout + result.stderr
     for job in ("0", "1"):
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
         assert "seed=" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
+        assert not (sweep / job / ".run.owner").exists()  # each job's lock given back
 
 
 def test_slurm_launcher_config_follows_the_trainer(make_cfg):

@@ -16,13 +16,13 @@ from PIL import Image
 
 from helpers import REPO, TINY_CLI, run_python, run_train
 
-# The tiny run on a folder of PNGs with the CSV logger: every override the resume must read
-# back from the folder (the schedule's length comes last, so a resume can extend it).
+# The tiny run on a folder of PNGs with every logger (W&B disabled): every override the resume
+# must read back from the folder (the schedule's length comes last, so a resume can extend it).
 FOLDER_CLI = [
     *(o for o in TINY_CLI if not o.startswith(("data.", "logger="))),
     "data=folder",
     "data.resolution=16",
-    "logger=csv",
+    "logger=many",
 ]
 
 
@@ -63,6 +63,7 @@ def test_a_run_resumes_and_extends_from_its_folder_alone(tmp_path: Path):
     before = record_hashes(run)
     assert ".hydra/config.yaml" in before and ".hydra/run.yaml" in before
     assert max(kimg_rows(run)) == pytest.approx(0.064)
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
     # A resume whose networks differ is refused naming the setting; nothing is written.
     refused = run_python(
@@ -93,13 +94,15 @@ def test_a_run_resumes_and_extends_from_its_folder_alone(tmp_path: Path):
     )
     assert "Previous log files" not in resumed.stdout + resumed.stderr
     after = record_hashes(run)
-    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/run.yaml"):
-        assert after[name] == before[name], name
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/run.yaml", "wandb/run-id"):
+        assert after[name] == before[name], name  # the record, and the W&B run resumed
     (entry,) = yaml.safe_load((run / ".hydra" / "resumes.yaml").read_text())
     assert entry["overrides"] == ["ckpt_path=last", "growth.total_kimg=0.128"]
     assert {"started", "versions"} <= set(entry)
     kimg = kimg_rows(run)
     assert min(kimg) < 0.032 and max(kimg) == pytest.approx(0.128)  # every row from the start
+    # TensorBoard: the resume's events beside the first run's, in the same folder.
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
 
 
 @pytest.mark.slow
