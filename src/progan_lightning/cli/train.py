@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from progan_lightning.cli.config import CONFIG_DIR, import_when_run
 from progan_lightning.cli.errors import exit_with, user_errors
 from progan_lightning.cli.resume import complete_argv
+from progan_lightning.cli.run_dir import launched_rank
 from progan_lightning.faults import Diverged, TrainingStopped
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,9 @@ def task(cfg: DictConfig) -> float | None:
     train = import_when_run("progan_lightning.train", "train")
 
     name = cfg.get("optimized_metric")
-    log.info(f"Run folder: {cfg.paths.output_dir}")
+    first = launched_rank() == 0  # the other ranks of a multi-process run say nothing here
+    if first:
+        log.info(f"Run folder: {cfg.paths.output_dir}")
     try:
         metrics, _ = train(cfg)
     except TrainingStopped as err:
@@ -63,7 +66,7 @@ def task(cfg: DictConfig) -> float | None:
             return math.nan if name else None
         sys.exit(err.exit_code)
     export = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("export_path")
-    if export and Path(export).is_file():
+    if first and export and Path(export).is_file():
         log.info(f"Generator: {export}")
     return objective(metrics, name, cfg.data.resolution)
 
