@@ -34,11 +34,10 @@ def test_ddp_sim_two_ranks_stay_in_lockstep_across_stages(tmp_path: Path):
     classes = json.loads((out / "generator.json").read_text())["class_names"]
     assert classes == [str(digit) for digit in range(10)]
 
-    # Resumed by its folder alone: every rank composes the recorded overrides (the labels,
-    # the tiny networks) and they stay in lockstep; only rank 0 speaks.
-    resumed = run_train(
-        ["ckpt_path=last", f"hydra.run.dir={out}", "growth.total_kimg=0.352"], tmp_path
-    )
+    # Resumed by its folder alone (resume=RUN: ckpt_path=last hydra.run.dir=RUN): every rank
+    # composes the recorded overrides (the labels, the tiny networks) and they stay in
+    # lockstep; only rank 0 speaks.
+    resumed = run_train([f"resume={out}", "growth.total_kimg=0.352"], tmp_path)
     assert (resumed.stdout + resumed.stderr).count(f"Run folder: {out}") == 1
     rank0 = (out / "consistency" / "rank0.jsonl").read_text().splitlines()
     assert rank0 == (out / "consistency" / "rank1.jsonl").read_text().splitlines()

@@ -34,6 +34,8 @@ from progan_lightning.run_lock import (
     release_run_dir,
 )
 
+log = logging.getLogger(__name__)
+
 
 def launched_rank() -> int:
     """This process's rank in a multi-process launch, read as Lightning reads it (``RANK``,
@@ -84,7 +86,7 @@ class RunDirCheck(Callback):
             check_fresh_sweep_dir(str(config.hydra.sweep.dir), config.get("ckpt_path"))
         except UserError as error:
             exit_with(str(error))
-        logging.getLogger(__name__).info(f"Sweep folder: {config.hydra.sweep.dir}")
+        log.info(f"Sweep folder: {config.hydra.sweep.dir}")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if self.enabled and self.trains and multirun_job(config) and launched_rank() == 0:
