@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from progan_lightning.cli.resume import complete_argv, with_recorded_overrides
 
@@ -62,9 +63,25 @@ def test_the_ranks_of_a_multi_process_run_complete_the_same_line(run: Path):
     assert complete_argv(rank) == rank
 
 
-def test_a_multirun_is_left_as_it_is(run: Path):
-    argv = ["-m", "ckpt_path=last", f"hydra.run.dir={run}", "seed=0,1"]
-    assert complete_argv(argv) == argv
+def test_a_multirun_resumes_with_its_sweeps_overrides(run: Path):
+    """Hydra's sweeper keeps the sweep's config in ``multirun.yaml``: its overrides (the sweep
+    lists included) come first, so every job runs again in its own folder."""
+    sweep = {"hydra": {"overrides": {"task": ["seed=0,1", "data.resolution=16"]}}, "seed": 0}
+    (run / "multirun.yaml").write_text(yaml.safe_dump(sweep))
+    argv = ["-m", "ckpt_path=last", f"hydra.sweep.dir={run}", "growth.total_kimg=1"]
+    assert complete_argv(argv) == ["-m", "seed=0,1", "data.resolution=16", *argv[1:]]
+    assert complete_argv(["-m", f"resume={run}"]) == [
+        "-m",
+        "seed=0,1",
+        "data.resolution=16",
+        "ckpt_path=last",
+        f"hydra.sweep.dir={run}",
+    ]
+    # A run's record is not a sweep's, and a sweep's is not a run's.
+    assert complete_argv(["ckpt_path=last", f"hydra.run.dir={run}"])[:1] == RECORDED[:1]
+    (run / "multirun.yaml").write_text("hydra: {}\n")
+    with pytest.raises(ValueError, match=r"multirun.yaml holds no list of overrides"):
+        complete_argv(argv)
 
 
 def test_a_damaged_record_is_refused_naming_it(run: Path):

@@ -4,8 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers import DDP_CLI, run_train
+from progan_lightning.checkpoint import load_checkpoint
 from progan_lightning.train import train
 
 
@@ -71,6 +73,18 @@ def test_multirun_runs_each_job_in_its_own_dir(tmp_path: Path):
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
         assert "seed=" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
         assert not (sweep / job / ".run.owner").exists()  # each job's lock given back
+
+    # The sweep resumes by its folder: its overrides (seed=1,2 among them) come from the
+    # sweep's multirun.yaml, and each job extends its own run.
+    run_train(
+        ["-m", "ckpt_path=last", f"hydra.sweep.dir={sweep}", "growth.total_kimg=0.128"], tmp_path
+    )
+    for job, seed in (("0", 1), ("1", 2)):
+        checkpoint = load_checkpoint(sweep / job / "checkpoints" / "last.ckpt")
+        assert checkpoint["progress"]["cur_nimg"] == 128
+        (entry,) = yaml.safe_load((sweep / job / ".hydra" / "resumes.yaml").read_text())
+        assert "growth.total_kimg=0.128" in entry["overrides"]
+        assert f"seed={seed}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
 
 
 def test_slurm_launcher_config_follows_the_trainer(make_cfg):
