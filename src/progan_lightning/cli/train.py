@@ -9,19 +9,19 @@ import logging
 import math
 import sys
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR, import_when_run
+from progan_lightning.cli.command import command
+from progan_lightning.cli.config import import_when_run
 from progan_lightning.cli.errors import user_errors
 from progan_lightning.faults import Diverged, TrainingStopped
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@command("train")
 @user_errors
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers.
