@@ -19,6 +19,7 @@ from typing import Any
 
 import hydra
 from hydra._internal import utils as hydra_utils
+from omegaconf import DictConfig
 
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.errors import command_line_message, exit_with, full_error
@@ -26,17 +27,20 @@ from progan_lightning.cli.errors import command_line_message, exit_with, full_er
 TaskFunction = Callable[..., Any]
 
 
-def command(config_name: str) -> Callable[[TaskFunction], Callable[[], Any]]:
+def command(config_name: str) -> Callable[[TaskFunction], Callable[..., Any]]:
     """Decorate a command's task function: ``@command("train")`` runs it as ``hydra.main``
-    on ``conf/train.yaml``, with Hydra's command-line errors as one line and status 2."""
+    on ``conf/train.yaml``, with Hydra's command-line errors as one line and status 2.
+    As with ``hydra.main``, ``main(cfg)`` runs the body on a composed config."""
 
-    def decorate(task: TaskFunction) -> Callable[[], Any]:
+    def decorate(task: TaskFunction) -> Callable[..., Any]:
         main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(
             task
         )
 
         @functools.wraps(task)
-        def entry() -> Any:
+        def entry(cfg: DictConfig | None = None) -> Any:
+            if cfg is not None:
+                return main(cfg)
             with command_line_errors(config_name, sys.argv[1:]):
                 return main()
 
