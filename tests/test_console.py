@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from helpers import REPO, TINY
+from helpers import REPO, TINY, TINY_CLI, run_python
 from progan_lightning.console import format_duration
 from progan_lightning.schedule import GrowthSchedule
 
@@ -123,3 +124,52 @@ def test_a_short_tick_at_a_phase_end_does_not_set_the_rate(monkeypatch):
     speed.tick_end(1100, 8)
     assert speed.sec_per_img == {8: pytest.approx(16 / 1100)}  # not 0.06
     assert speed.last == (pytest.approx(6.0), 100)  # the tick line still shows its own tick
+
+
+def test_the_run_log_holds_the_console_and_the_console_holds_no_noise(tmp_path: Path):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    gen = np.random.default_rng(0)
+    for i in range(64):
+        Image.fromarray(gen.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    (images / "broken.png").write_bytes(b"not an image")
+    run = tmp_path / "run"
+    result = run_python(
+        [
+            str(REPO / "train.py"),
+            *[o for o in TINY_CLI if not o.startswith(("data.resolution", "data.source"))],
+            "data=folder",
+            f"data.path={images}",
+            "data.resolution=8",
+            "data.prepare_workers=0",
+            f"hydra.run.dir={run}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        ],
+        cwd=tmp_path,
+    )
+    console = result.stdout + result.stderr
+    assert result.returncode == 0, console[-3000:]
+    log = (run / "train.log").read_text()
+    ticks = [line for line in log.splitlines() if re.search(r"\btick \d+  kimg ", line)]
+    assert len(ticks) == 6, log  # 192 images (stable4, fade8, stable8) in ticks of 32
+    bad = [line for line in log.splitlines() if "could not be read" in line]
+    assert len(bad) == 1 and "broken.png" in bad[0] and "[WARNING]" in bad[0], log
+    assert "first estimate:" in log and "training on cpu" in log and "schedule: 0.192 kimg" in log
+    # The console: the same lines, plain, and none of the libraries' noise.
+    assert sum(bool(re.search(r"^tick \d+  kimg ", line)) for line in console.splitlines()) == 6
+    assert re.search(r"^WARNING: 1 image files could not be read", console, re.M), console
+    for noise in (
+        "GPU available",
+        "TPU available",
+        "Tip:",
+        "litlogger",
+        "FLOPs",
+        "is deprecated",
+        "UserWarning",
+        ".py:",  # a warning's source path
+        "INFO",
+    ):
+        assert noise not in console, (noise, console)
+    assert len([line for line in console.splitlines() if "prepare data:" in line]) == 1

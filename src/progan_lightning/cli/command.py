@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.errors import command_line_message, exit_with, full_error
+from progan_lightning.console import route_to_log
 
 TaskFunction = Callable[..., Any]
 
@@ -41,6 +42,7 @@ def command(config_name: str) -> Callable[[TaskFunction], Callable[..., Any]]:
         def entry(cfg: DictConfig | None = None) -> Any:
             if cfg is not None:
                 return main(cfg)
+            route_to_log()
             with command_line_errors(config_name, sys.argv[1:]):
                 return main()
 
