@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import REPO, TINY, TINY_CLI, run_python
 from progan_lightning.console import format_duration
@@ -173,3 +176,73 @@ def test_the_run_log_holds_the_console_and_the_console_holds_no_noise(tmp_path: 
     ):
         assert noise not in console, (noise, console)
     assert len([line for line in console.splitlines() if "prepare data:" in line]) == 1
+
+
+class Module(SimpleNamespace):
+    """What the progress callbacks read of the LightningModule."""
+
+    @property
+    def cur_nimg(self) -> int:
+        return self.progress.cur_nimg
+
+
+def test_a_cpu_run_of_a_gpu_schedule_says_so_with_a_first_estimate(monkeypatch, caplog):
+    from progan_lightning.callbacks import progress
+    from progan_lightning.callbacks.growth import ProgressiveGrowth
+    from progan_lightning.progress import Progress
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    # The official schedule to 128x128 (600 + 600 kimg per resolution, 12000 kimg in all).
+    growth = ProgressiveGrowth(
+        start_resolution=4,
+        final_resolution=128,
+        stable_kimg=600,
+        fade_kimg=600,
+        batch_size=16,
+        total_kimg=12000,
+    )
+    at = Progress(cur_nimg=0, schedule=growth.schedule)
+    module = Module(
+        device=torch.device("cpu"), progress=at, resolution=4, phase_name="stable4", alpha=1.0
+    )
+    trainer = SimpleNamespace(callbacks=[], is_global_zero=True, current_epoch=0)
+    bar = progress.TickLog(tick_seconds=60, first_estimate_seconds=10, cpu_warning_hours=12)
+    bar.forecast.started = 0.0
+    bar.on_train_epoch_start(trainer, module)
+    with caplog.at_level(logging.INFO):
+        for second in range(1, 200):  # 100 img/s at 4x4 on the CPU
+            now[0] = float(second)
+            at.cur_nimg = 100 * second
+            bar.on_train_batch_end(trainer, module, None, None, second)
+    lines = [r.getMessage() for r in caplog.records]
+    first = [line for line in lines if line.startswith("first estimate:")]
+    assert len(first) == 1 and "100.0 img/s at 4x4" in first[0] and "to 12000 kimg" in first[0]
+    warning = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning) == 1 and "sized for GPUs" in warning[0].getMessage()
+    assert "growth.total_kimg=N" in warning[0].getMessage()
+    eta = re.search(r"first estimate is (\S+) to 12000 kimg", warning[0].getMessage())
+    assert eta and eta.group(1).endswith("h") and "d" in eta.group(1)  # days
+    # Between ticks a line at least every tick_seconds: at 60, 120 and 180 s.
+    between = [line for line in lines if "(tick 0 under way)" in line]
+    assert len(between) == 3 and between[0].startswith("kimg 6.0  res 4  stable4")
+
+
+def test_a_gpu_or_a_short_run_gets_no_cpu_warning(monkeypatch, caplog):
+    from progan_lightning.callbacks import progress
+    from progan_lightning.progress import Progress
+    from progan_lightning.schedule import GrowthSchedule
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    at = Progress(cur_nimg=0, schedule=GrowthSchedule(4, 32, 30, 30, 16))
+    module = Module(device=torch.device("cpu"), progress=at, resolution=4)
+    trainer = SimpleNamespace(callbacks=[], is_global_zero=True)
+    forecast = progress.Forecast(progress.StageSpeed(), first_estimate_seconds=10)
+    forecast.started = 0.0
+    forecast.speed.tick_start(0)
+    now[0], at.cur_nimg = 10.0, 1000
+    with caplog.at_level(logging.INFO):
+        forecast.check(trainer, module)
+    assert any(r.getMessage().startswith("first estimate:") for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
