@@ -54,3 +54,13 @@ def test_the_floor_commands_differ_only_in_patches_and_real_sets():
     assert default.metrics.swd.nhoods_per_image == 32 and default.seed == 123
     assert quoted.metrics.swd.nhoods_per_image == 128 and quoted.seed == 0
     assert quoted.data.resolution == 32 and quoted.num_images == 2048  # the quickstart's digits
+
+
+def test_evaluate_class_accuracy_settings_are_the_ones_quickstart_md_names():
+    # quickstart.md: progan-evaluate uses the script's classifier settings (1500 steps, seed 0)
+    # but 256 samples per class.
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose("evaluate", ["source=reals"])
+    GlobalHydra.instance().clear()
+    assert dict(cfg.class_accuracy) == {"steps": 1500, "per_class": 256, "seed": 0}
