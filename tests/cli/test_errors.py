@@ -24,6 +24,11 @@ def test_a_bad_value_prints_one_message_and_exits_2(tmp_path: Path):
     assert run.returncode == USER_ERROR_EXIT_CODE == 2, run.stderr[-2000:]
     assert "Error: data.resolution=48 is not a power of two" in run.stderr
     assert "Traceback" not in run.stderr
+    # The run's log file holds the error too.
+    assert (
+        "[ERROR] - data.resolution=48 is not a power of two"
+        in (tmp_path / "train.log").read_text()
+    )
 
 
 @pytest.mark.slow
