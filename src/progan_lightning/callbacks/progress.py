@@ -149,7 +149,7 @@ class Forecast:
             log.info(
                 f"schedule: {schedule.total_nimg / 1000:g} kimg in {len(schedule.phases)} "
                 f"phases, {first}x{first} to {last}x{last}; a first estimate of its time "
-                f"follows in {format_duration(self.first_estimate_seconds)}"
+                f"follows within {format_duration(self.first_estimate_seconds)}"
             )
 
     def check(
