@@ -99,6 +99,8 @@ def test_user_errors_wraps_only_user_errors(monkeypatch, capsys):
         ("generate", ["source=g.safetensors", "sed=3"], "did you mean seed"),
         ("evaluate", ["growth.stabel_kimg=3"], "did you mean growth.stable_kimg"),
         ("bench", ["experiment=nope"], "choose one of celebahq, celebahq_v1, cifar10"),
+        ("train", ["data.path=/my/faces"], "a setting of data=folder, not of the data config"),
+        ("train", ["xyz=1"], "xyz is not a setting of this command (`--cfg job`"),
     ],
 )
 def test_a_command_line_typo_is_one_line_with_the_fix_and_exit_2(name, args, expected):

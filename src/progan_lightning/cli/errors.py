@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from hydra.errors import (
@@ -29,9 +30,10 @@ from hydra.errors import (
     MissingConfigException,
     OverrideParseException,
 )
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
 
+from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.faults import USER_ERROR_EXIT_CODE
 
 USER_ERRORS = (
@@ -117,10 +119,17 @@ def command_line_message(error: BaseException, config_name: str, argv: list[str]
     ):
         key = error.__cause__.full_key
         if key:
+            group, _, rest = key.partition(".")
+            options = [f"{group}={option}" for option in options_holding(group, rest)]
+            if options:
+                return (
+                    f"{key} is a setting of {' and '.join(options)}, not of the {group} "
+                    f"config chosen; add {options[0]} to the command line"
+                )
             close = close_keys(key, _composed_keys(config_name, argv, key))
-            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
             return (
-                f"{key} is not a setting of this command; {hint}(`--cfg job` prints every "
+                f"{key} is not a setting of this command{hint} (`--cfg job` prints every "
                 f"setting; +{key}=VALUE adds a new one)"
             )
     return None
@@ -142,7 +151,7 @@ def _unparsed_message(override: str, argv: list[str]) -> str:
         )
     key, value = override.split("=", 1)
     home = (
-        f" (or let the shell expand it: {key}=$HOME{value[1:]})" if value.startswith("~") else ""
+        f" (or let the shell expand it: {key}=$HOME{value[1:]})" if value.startswith("~/") else ""
     )
     return (
         f"cannot read the override {override}: quote a value holding ~, a space, non-ASCII "
@@ -151,13 +160,29 @@ def _unparsed_message(override: str, argv: list[str]) -> str:
     )
 
 
+def options_holding(group: str, key: str) -> list[str]:
+    """The options of config group ``group`` (``data``: ``folder``, ...) whose file sets
+    ``key`` (dotted, under the group), e.g. ``path`` for ``data.path``."""
+    folder = Path(CONFIG_DIR) / group
+    found = []
+    for file in sorted(folder.glob("*.yaml")) if key and folder.is_dir() else []:
+        node: Any = OmegaConf.load(file)
+        for part in key.split("."):
+            if not isinstance(node, DictConfig) or part not in list(node.keys()):  # ??? too
+                break
+            node = node._get_node(part)
+        else:
+            found.append(file.stem)
+    return found
+
+
 def close_keys(key: str, keys: list[str], n: int = 3) -> list[str]:
     """Up to ``n`` of ``keys`` (dotted) close in spelling to ``key``, the closest first:
     those as deep as ``key`` (``data.resolution`` for ``data.resolutoin``) where any is."""
     depth = key.count(".")
     same_depth = [k for k in keys if k.count(".") == depth]
-    return difflib.get_close_matches(key, same_depth, n=n, cutoff=0.6) or (
-        difflib.get_close_matches(key, keys, n=n, cutoff=0.6)
+    return difflib.get_close_matches(key, same_depth, n=n, cutoff=0.8) or (
+        difflib.get_close_matches(key, keys, n=n, cutoff=0.8)
     )
 
 
