@@ -101,6 +101,7 @@ def test_user_errors_wraps_only_user_errors(monkeypatch, capsys):
         ("bench", ["experiment=nope"], "choose one of celebahq, celebahq_v1, cifar10"),
         ("train", ["data.path=/my/faces"], "a setting of data=folder, not of the data config"),
         ("train", ["xyz=1"], "xyz is not a setting of this command (`--cfg job`"),
+        ("train", ["data=folder", "data.path=/a,b"], "quote the value as one string ('data.path="),
     ],
 )
 def test_a_command_line_typo_is_one_line_with_the_fix_and_exit_2(name, args, expected):

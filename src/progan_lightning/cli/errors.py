@@ -19,6 +19,7 @@ import difflib
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,6 +115,13 @@ def command_line_message(error: BaseException, config_name: str, argv: list[str]
                 f"{group}={option} is not a config of {group}; choose one of "
                 f"{', '.join(sorted(error.options))}"
             )
+    ambiguous = re.match(r"Ambiguous value for argument '(.+?)'\n", str(error))
+    if isinstance(error, ConfigCompositionException) and ambiguous:
+        key, _, value = ambiguous.group(1).partition("=")
+        return (
+            f"{key}={value}: a comma makes a sweep; quote the value as one string "
+            f"('{key}=\"{value}\"'), give a list ({key}=[{value}]) or sweep with -m"
+        )
     if isinstance(error, ConfigCompositionException) and isinstance(
         error.__cause__, ConfigKeyError | ConfigAttributeError
     ):
