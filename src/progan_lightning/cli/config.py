@@ -10,13 +10,14 @@ any working directory. Users add their own config directory on top with ``--conf
 
 from __future__ import annotations
 
-import logging
 from importlib import import_module
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
+
+from progan_lightning.console import route_to_log
 
 
 def config_dir() -> Path:
@@ -54,15 +55,11 @@ def import_when_run(module: str, name: str) -> Any:
     ``--cfg`` and a refused command line answer without loading torch and Lightning (seconds
     on a small CPU).
 
-    Lightning sets up its own console loggers on import only when the root logger has no
-    handlers; Hydra has set those up by now, so they are hidden during the import. Lightning's
-    lines (the ticks among them) then print once, plainly, as when it is imported before
-    Hydra runs (else once by its handler and once by Hydra's).
+    Lightning's lines (the ticks among them) and Python warnings then go through the
+    handlers Hydra set up: the console and the run's log file
+    (:func:`progan_lightning.console.route_to_log`).
     """
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    root.handlers.clear()
     try:
         return getattr(import_module(module), name)
     finally:
-        root.handlers[:] = handlers
+        route_to_log()

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.command import command
 from progan_lightning.cli.errors import user_errors
 from progan_lightning.generate import check_settings, generate, load_any
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
+@command("generate")
 @user_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (``conf/generate.yaml``)."""

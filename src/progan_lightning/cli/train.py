@@ -11,12 +11,12 @@ import math
 import sys
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR, import_when_run
+from progan_lightning.cli.command import command
+from progan_lightning.cli.config import import_when_run
 from progan_lightning.cli.errors import exit_with, user_errors
 from progan_lightning.cli.resume import complete_argv
 from progan_lightning.cli.run_dir import launched_rank
@@ -41,7 +41,7 @@ def main(cfg: DictConfig | None = None) -> float | None:
     return task()
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@command("train")
 @user_errors
 def task(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers.
