@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import torch
 
-from helpers import REPO, TINY
+from helpers import REPO, TINY, TINY_CLI, run_python
 from progan_lightning.console import format_duration
 from progan_lightning.schedule import GrowthSchedule
 
@@ -123,3 +127,122 @@ def test_a_short_tick_at_a_phase_end_does_not_set_the_rate(monkeypatch):
     speed.tick_end(1100, 8)
     assert speed.sec_per_img == {8: pytest.approx(16 / 1100)}  # not 0.06
     assert speed.last == (pytest.approx(6.0), 100)  # the tick line still shows its own tick
+
+
+def test_the_run_log_holds_the_console_and_the_console_holds_no_noise(tmp_path: Path):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    gen = np.random.default_rng(0)
+    for i in range(64):
+        Image.fromarray(gen.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    (images / "broken.png").write_bytes(b"not an image")
+    run = tmp_path / "run"
+    result = run_python(
+        [
+            str(REPO / "train.py"),
+            *[o for o in TINY_CLI if not o.startswith(("data.resolution", "data.source"))],
+            "data=folder",
+            f"data.path={images}",
+            "data.resolution=8",
+            "data.prepare_workers=0",
+            f"hydra.run.dir={run}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        ],
+        cwd=tmp_path,
+    )
+    console = result.stdout + result.stderr
+    assert result.returncode == 0, console[-3000:]
+    log = (run / "train.log").read_text()
+    ticks = [line for line in log.splitlines() if re.search(r"\btick \d+  kimg ", line)]
+    assert len(ticks) == 6, log  # 192 images (stable4, fade8, stable8) in ticks of 32
+    bad = [line for line in log.splitlines() if "could not be read" in line]
+    assert len(bad) == 1 and "broken.png" in bad[0] and "[WARNING]" in bad[0], log
+    assert "first estimate:" in log and "training on cpu" in log and "schedule: 0.192 kimg" in log
+    # The console: the same lines, plain, and none of the libraries' noise.
+    assert sum(bool(re.search(r"^tick \d+  kimg ", line)) for line in console.splitlines()) == 6
+    assert re.search(r"^WARNING: 1 image files could not be read", console, re.M), console
+    for noise in (
+        "GPU available",
+        "TPU available",
+        "Tip:",
+        "litlogger",
+        "FLOPs",
+        "is deprecated",
+        "UserWarning",
+        ".py:",  # a warning's source path
+        "INFO",
+    ):
+        assert noise not in console, (noise, console)
+    assert len([line for line in console.splitlines() if "prepare data:" in line]) == 1
+
+
+class Module(SimpleNamespace):
+    """What the progress callbacks read of the LightningModule."""
+
+    @property
+    def cur_nimg(self) -> int:
+        return self.progress.cur_nimg
+
+
+def test_a_cpu_run_of_a_gpu_schedule_says_so_with_a_first_estimate(monkeypatch, caplog):
+    from progan_lightning.callbacks import progress
+    from progan_lightning.callbacks.growth import ProgressiveGrowth
+    from progan_lightning.progress import Progress
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    # The official schedule to 128x128 (600 + 600 kimg per resolution, 12000 kimg in all).
+    growth = ProgressiveGrowth(
+        start_resolution=4,
+        final_resolution=128,
+        stable_kimg=600,
+        fade_kimg=600,
+        batch_size=16,
+        total_kimg=12000,
+    )
+    at = Progress(cur_nimg=0, schedule=growth.schedule)
+    module = Module(
+        device=torch.device("cpu"), progress=at, resolution=4, phase_name="stable4", alpha=1.0
+    )
+    trainer = SimpleNamespace(callbacks=[], is_global_zero=True, current_epoch=0)
+    bar = progress.TickLog(tick_seconds=60, first_estimate_seconds=10, cpu_warning_hours=12)
+    bar.forecast.started = 0.0
+    bar.on_train_epoch_start(trainer, module)
+    with caplog.at_level(logging.INFO):
+        for second in range(1, 200):  # 100 img/s at 4x4 on the CPU
+            now[0] = float(second)
+            at.cur_nimg = 100 * second
+            bar.on_train_batch_end(trainer, module, None, None, second)
+    lines = [r.getMessage() for r in caplog.records]
+    first = [line for line in lines if line.startswith("first estimate:")]
+    assert len(first) == 1 and "100.0 img/s at 4x4" in first[0] and "to 12000 kimg" in first[0]
+    warning = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning) == 1 and "sized for GPUs" in warning[0].getMessage()
+    assert "growth.total_kimg=N" in warning[0].getMessage()
+    eta = re.search(r"first estimate is (\S+) to 12000 kimg", warning[0].getMessage())
+    assert eta and eta.group(1).endswith("h") and "d" in eta.group(1)  # days
+    # Between ticks a line at least every tick_seconds: at 60, 120 and 180 s.
+    between = [line for line in lines if "(tick 0 under way)" in line]
+    assert len(between) == 3 and between[0].startswith("kimg 6.0  res 4  stable4")
+
+
+def test_a_gpu_or_a_short_run_gets_no_cpu_warning(monkeypatch, caplog):
+    from progan_lightning.callbacks import progress
+    from progan_lightning.progress import Progress
+    from progan_lightning.schedule import GrowthSchedule
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    at = Progress(cur_nimg=0, schedule=GrowthSchedule(4, 32, 30, 30, 16))
+    module = Module(device=torch.device("cpu"), progress=at, resolution=4)
+    trainer = SimpleNamespace(callbacks=[], is_global_zero=True)
+    forecast = progress.Forecast(progress.StageSpeed(), first_estimate_seconds=10)
+    forecast.started = 0.0
+    forecast.speed.tick_start(0)
+    now[0], at.cur_nimg = 10.0, 1000
+    with caplog.at_level(logging.INFO):
+        forecast.check(trainer, module)
+    assert any(r.getMessage().startswith("first estimate:") for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -97,3 +97,25 @@ def test_library_code_never_imports_a_command():
         if not name.startswith(f"{NAME}.cli") and not name.endswith("__main__")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_package_never_imports_the_studies():
+    """``benchmarks/`` (a checkout's studies, not installed) may import the package, never the
+    other way round."""
+    offenders = {
+        name: sorted(found)
+        for name, path in modules().items()
+        if (found := {i for i in imported_names(path) if i.split(".")[0] == "benchmarks"})
+    }
+    assert offenders == {}
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module name ``path`` imports (absolute imports, function-level ones too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found

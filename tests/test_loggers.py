@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import time
 from pathlib import Path
 
@@ -93,3 +94,38 @@ def test_other_loggers_run(logger, make_cfg, monkeypatch, tmp_path: Path):
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
     if logger == "many":
         assert (tmp_path / "csv" / "metrics.csv").is_file()
+
+
+def test_the_csv_logger_appends_on_a_resume_and_widens_its_header(tmp_path: Path):
+    """A second logger in the same folder (a resume) keeps the first one's rows; a key first
+    logged by the second widens the header of every row."""
+    from progan_lightning.loggers import CSVLogger
+
+    first = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    first.log_metrics({"progress/kimg": 0.032, "loss/D": 1.0}, step=0)
+    first.save()
+    second = CSVLogger(save_dir=tmp_path, name="csv", version="")
+    second.log_metrics({"progress/kimg": 0.064, "loss/D": 0.5}, step=1)
+    second.save()
+    second.log_metrics({"progress/kimg": 0.096, "metrics/swd_avg": 9.0}, step=2)
+    second.save()
+    with open(tmp_path / "csv" / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [r["progress/kimg"] for r in rows] == ["0.032", "0.064", "0.096"]
+    assert rows[0]["loss/D"] == "1.0" and rows[0]["metrics/swd_avg"] == ""
+    assert rows[2]["metrics/swd_avg"] == "9.0"
+
+
+def test_wandb_resumes_the_run_whose_id_the_run_dir_keeps(make_cfg, tmp_path: Path):
+    from progan_lightning.loggers import WANDB_ID_NAME, instantiate_loggers, save_wandb_id
+
+    cfg = make_cfg("logger=wandb")
+    first = wandb_kwargs(cfg)
+    assert first["resume"] == "allow" and len(first["id"]) == 8
+    assert wandb_kwargs(cfg)["id"] != first["id"]  # a fresh run dir: a new run each time
+    loggers = instantiate_loggers(cfg)
+    save_wandb_id(cfg, loggers)
+    kept = (tmp_path / WANDB_ID_NAME).read_text().strip()
+    assert kept == loggers[0].version
+    assert wandb_kwargs(cfg)["id"] == kept  # a resume logs into the same W&B run
+    assert instantiate_loggers(cfg)[0].version == kept

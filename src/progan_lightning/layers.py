@@ -99,8 +99,8 @@ class EqualizedConv2d(nn.Module):
     The scale is applied to the weight (:func:`scale_weight`): it costs one weight-sized
     multiply per call whatever the batch and resolution and keeps the bias fused into the
     convolution. Scaling the output or the input instead was slower over the model's
-    convolutions as a whole (``python -m progan_lightning.bench "bench.parts=[eqlr]"``,
-    docs/benchmarks.md).
+    convolutions as a whole (``python -m benchmarks.eqlr`` from a checkout,
+    benchmarks/results.md).
 
     Args:
         in_channels: Number of input channels.
@@ -173,7 +173,7 @@ class EqualizedLinear(nn.Module):
     ``fan_in = in_features``; the output equals ``linear(x, weight * scale) + bias``. It is
     computed as ``bias + scale * linear(x, weight)`` (:func:`scale_output`): for these layers
     (batch below ``in_features``) the output is smaller than the weight, and the output form
-    measured 10-40% faster forward + backward on the CPU (docs/benchmarks.md).
+    measured 10-40% faster forward + backward on the CPU (benchmarks/results.md).
 
     Args:
         in_features: Size of each input sample.

@@ -1,10 +1,17 @@
-"""Loggers and the W&B run's lifecycle: build, set up, upload the generator, finish."""
+"""Loggers and the W&B run's lifecycle: build, set up, upload the generator, finish.
+
+A resumed run logs on into the same histories: the CSV logger appends to ``metrics.csv``
+(:class:`CSVLogger`), TensorBoard writes a new event file into the same folder, and W&B
+resumes the run whose id the run dir keeps (``wandb/run-id``).
+"""
 
 from __future__ import annotations
 
+import csv
 import logging
 import netrc
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,13 +22,45 @@ import lightning as L
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from progan_lightning.export import export_generator, export_paths
+from progan_lightning.fs import atomic_write
 from progan_lightning.instantiate import instantiate
 from progan_lightning.run_lock import EXPORT_NAME
+from progan_lightning.run_record import resolved_config
+
+# Where a run dir keeps its W&B run id, so that a resume logs into the same W&B run.
+WANDB_ID_NAME = "wandb/run-id"
+
+
+class AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer that appends to an existing ``metrics.csv`` (a resumed run)
+    instead of deleting it; its header is read first, so a key first logged by the resume
+    rewrites the file with the wider header and every earlier row."""
+
+    def _check_log_dir_exists(self) -> None:
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            self.metrics_keys = list(next(csv.reader(file), []))
+
+
+class CSVLogger(LightningCSVLogger):
+    """Lightning's ``CSVLogger`` whose ``metrics.csv`` keeps the rows of earlier runs of the
+    same run dir: a resume appends (:class:`AppendingWriter`)."""
+
+    @property
+    def experiment(self) -> AppendingWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +76,22 @@ def wandb_has_key() -> bool:
         return False
 
 
+def wandb_run_id(cfg: DictConfig) -> str:
+    """The run dir's W&B run id: the one it keeps (a resume), else a new one."""
+    path = Path(cfg.paths.output_dir) / WANDB_ID_NAME
+    kept = path.read_text().strip() if path.is_file() else ""
+    return kept or secrets.token_hex(4)
+
+
 def wandb_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    """Extra ``wandb.init`` arguments: the resolved config, offline mode without an API key
-    (unless ``WANDB_MODE`` says otherwise) and, in a multirun, one group per sweep."""
-    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    config.pop("hydra", None)
-    kwargs: dict[str, Any] = {"config": config}
+    """Extra ``wandb.init`` arguments: the resolved config, the run dir's run id (resumed if
+    W&B has it), offline mode without an API key (unless ``WANDB_MODE`` says otherwise) and,
+    in a multirun, one group per sweep."""
+    kwargs: dict[str, Any] = {
+        "config": resolved_config(cfg),
+        "id": wandb_run_id(cfg),
+        "resume": "allow",
+    }
     if not os.environ.get("WANDB_MODE") and not wandb_has_key():
         log.info("W&B: no API key found, logging offline (sync later with `wandb sync`)")
         kwargs["mode"] = "offline"
@@ -69,6 +118,14 @@ def instantiate_loggers(cfg: DictConfig) -> list[Logger]:
         else:
             loggers.append(instantiate(c))
     return loggers
+
+
+def save_wandb_id(cfg: DictConfig, loggers: list[Logger]) -> None:
+    """Keep the W&B run id in the run dir (once) so that a resume logs into the same run."""
+    path = Path(cfg.paths.output_dir) / WANDB_ID_NAME
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and not path.is_file():
+            atomic_write(path, lambda tmp, run_id=logger.version: tmp.write_text(f"{run_id}\n"))
 
 
 @rank_zero_only
@@ -114,8 +171,7 @@ def finish_wandb() -> None:
 @rank_zero_only
 def log_hyperparameters(cfg: DictConfig, loggers: list[Logger]) -> None:
     """Send the resolved config to every logger."""
-    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    resolved.pop("hydra", None)
+    resolved = resolved_config(cfg)
     for logger in loggers:
         logger.log_hyperparams(resolved)
 

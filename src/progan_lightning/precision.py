@@ -66,7 +66,7 @@ def cpu_has_native_bf16(capabilities: dict[str, Any] | None = None) -> bool:
 
     Without them oneDNN emulates bf16 in float32 registers: 3.6x slower than float32 on an
     AVX2 CPU, where with them the quickstart's 32x32 step is 1.45x faster
-    (docs/benchmarks.md, "Speed switches").
+    (benchmarks/results.md, "Speed switches on the CPU").
 
     Args:
         capabilities: The CPU's feature flags (:func:`cpu_capabilities` when None).
@@ -83,7 +83,7 @@ def resolve_precision(
 
     On CUDA ``auto`` stays ``fp32``: convolutions already take the TF32 tensor-core path there
     (``backend.float32_matmul_precision``), and bf16 autocast scored no better than fp32
-    (docs/benchmarks.md, "bf16 against fp32").
+    (benchmarks/results.md, "bf16 against fp32").
 
     Args:
         setting: ``model.precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``).

@@ -1,9 +1,15 @@
 """One training run per run dir: an inter-process lock held for the whole run, and the
 refusal of a fresh run in a folder that already holds one (or of a fresh sweep in a sweep dir
-whose job dirs do)."""
+whose job dirs do).
+
+The command takes the lock the moment Hydra hands it the run dir (``cli/run_dir.py``) and holds
+it until the process exits (:func:`acquire_run_dir`); :func:`run_dir_lock` around training then
+finds it held. A run started from Python takes it there.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import time
@@ -12,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from progan_lightning.faults import UserError
-from progan_lightning.fs import Timeout, file_lock
+from progan_lightning.fs import FileLock, Timeout, atomic_write, file_lock
+from progan_lightning.run_record import RECORD_DIR, RUN_NAME
 
 LOCK_NAME = ".run.lock"
 OWNER_NAME = ".run.owner"
@@ -82,10 +89,29 @@ def check_fresh_run_dir(
         raise held_error(run_dir, found)
 
 
+def check_not_a_training_run(run_dir: str | Path, command: str) -> None:
+    """Refuse ``run_dir`` to a command that does not train (``command``: its task name) when
+    it holds a training run: checkpoints, an export or a run record.
+
+    Raises:
+        UserError: ``run_dir`` holds a training run.
+    """
+    run_dir = Path(run_dir).expanduser()
+    record = run_dir / RECORD_DIR / RUN_NAME
+    found = run_files(run_dir) + [p for p in [record] if p.is_file()]
+    if found:
+        shown = ", ".join(str(p) for p in found[:3]) + (" ..." if len(found) > 3 else "")
+        raise UserError(
+            f"hydra.run.dir={run_dir} holds a training run ({shown}); progan-{command} never "
+            "writes into one: leave hydra.run.dir unset (a new dated folder) or give it another "
+            "folder"
+        )
+
+
 def in_use_error(run_dir: Path) -> UserError:
     """The refusal of a run dir that another process holds."""
     owner = run_dir / OWNER_NAME
-    who = owner.read_text().strip() if owner.is_file() else "another process"
+    who = (owner.read_text().strip() if owner.is_file() else "") or "another process"
     return UserError(
         f"the run dir {run_dir} is in use by {who}: one run per run dir. Wait for that run "
         "to end (or stop it), or give this one its own hydra.run.dir"
@@ -109,9 +135,64 @@ def check_not_in_use(run_dir: str | Path) -> None:
     lock.release()
 
 
+# The run dirs this process holds, by resolved path: taken once, released at exit.
+_held: dict[Path, FileLock] = {}
+
+
+def _key(run_dir: str | Path) -> Path:
+    return Path(run_dir).expanduser().resolve()
+
+
+def holds_run_dir(run_dir: str | Path) -> bool:
+    """Whether this process holds ``run_dir``'s lock."""
+    return _key(run_dir) in _held
+
+
+def acquire_run_dir(run_dir: str | Path) -> None:
+    """Take ``<run_dir>/.run.lock`` (and name this process in ``.run.owner``) until
+    :func:`release_run_dir` or the process's exit; nothing if this process holds it already.
+
+    Taking it is one atomic step (``flock``), so of two processes racing for one run dir
+    exactly one gets it. The operating system releases it if the holder dies.
+
+    Raises:
+        UserError: Another process holds the lock.
+    """
+    key = _key(run_dir)
+    if key in _held:
+        return
+    key.mkdir(parents=True, exist_ok=True)
+    lock = file_lock(key / LOCK_NAME, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise in_use_error(Path(run_dir)) from None
+    if not _held:
+        atexit.register(release_all)
+    _held[key] = lock
+    since = time.strftime("%Y-%m-%d %H:%M:%S")
+    who = f"pid {os.getpid()} on {socket.gethostname()} (since {since})\n"
+    atomic_write(key / OWNER_NAME, lambda tmp: tmp.write_text(who))
+
+
+def release_run_dir(run_dir: str | Path) -> None:
+    """Release ``run_dir``'s lock if this process holds it (its owner file removed first)."""
+    lock = _held.pop(_key(run_dir), None)
+    if lock is not None:
+        (_key(run_dir) / OWNER_NAME).unlink(missing_ok=True)
+        lock.release()
+
+
+def release_all() -> None:
+    """Release every run dir this process holds (at exit)."""
+    for key in list(_held):
+        release_run_dir(key)
+
+
 @contextmanager
 def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
-    """Hold ``<run_dir>/.run.lock`` while the body runs.
+    """Hold ``<run_dir>/.run.lock`` while the body runs (the command's hold, taken when Hydra
+    handed the run dir over, goes on to the process's exit).
 
     A second process that tries the same run dir (two jobs given one ``hydra.run.dir``, a
     resume started while the run is still alive) fails at once, naming the process that
@@ -121,17 +202,11 @@ def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
     Raises:
         UserError: Another process holds the lock.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock, owner = file_lock(run_dir / LOCK_NAME, timeout=0), run_dir / OWNER_NAME
+    if holds_run_dir(run_dir):
+        yield
+        return
+    acquire_run_dir(run_dir)
     try:
-        lock.acquire()
-    except Timeout:
-        raise in_use_error(run_dir) from None
-    try:
-        since = time.strftime("%Y-%m-%d %H:%M:%S")
-        owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} (since {since})\n")
         yield
     finally:
-        owner.unlink(missing_ok=True)
-        lock.release()
+        release_run_dir(run_dir)

@@ -22,12 +22,13 @@ from progan_lightning.callbacks.checkpoint import SafeCheckpoint
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.checkpoint import check_resume, find_last_checkpoint
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
-from progan_lightning.faults import Diverged, Preempted
+from progan_lightning.faults import Diverged, Preempted, WriteFailed
 from progan_lightning.instantiate import instantiate, instantiate_dict
 from progan_lightning.loggers import (
     finish_wandb,
     instantiate_loggers,
     log_hyperparameters,
+    save_wandb_id,
     setup_wandb,
     upload_generator,
 )
@@ -36,6 +37,7 @@ from progan_lightning.networks import num_features
 from progan_lightning.official.finetune import init_from_official
 from progan_lightning.precision import float32_matmul_precision, resolve_precision
 from progan_lightning.run_lock import check_fresh_run_dir, run_dir_lock
+from progan_lightning.run_record import task_overrides, write_record
 from progan_lightning.schedule import GrowthSchedule, check_resolution
 
 log = logging.getLogger(__name__)
@@ -281,6 +283,8 @@ def fit(run: Run) -> dict[str, Any]:
     lock = run_dir_lock(cfg.paths.output_dir) if trainer.is_global_zero else nullcontext()
     try:
         with lock:
+            if trainer.is_global_zero:
+                record(run)
             log_hyperparameters(cfg, run.loggers)
             setup_wandb(run.loggers)
             trainer.fit(model=model, datamodule=run.datamodule, ckpt_path=run.plan.ckpt_path)
@@ -293,6 +297,23 @@ def fit(run: Run) -> dict[str, Any]:
     finally:
         finish_wandb()
     return {k: v.item() if hasattr(v, "item") else v for k, v in trainer.callback_metrics.items()}
+
+
+def record(run: Run) -> None:
+    """Write the run's record (and its W&B run id) into the run dir: once the run is accepted
+    and its lock held (see ``run_record.py``).
+
+    Raises:
+        WriteFailed: The record could not be written (nothing half-written is left).
+    """
+    cfg, folder = run.cfg, run.cfg.paths.output_dir
+    try:
+        write_record(folder, cfg, task_overrides(cfg), resume=run.plan.ckpt_path is not None)
+        save_wandb_id(cfg, run.loggers)
+    except OSError as error:
+        path = error.filename or Path(folder) / ".hydra"
+        latest = newest_checkpoint(checkpoint_dir(cfg))
+        raise WriteFailed(path, error.strerror or str(error), latest) from error
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:

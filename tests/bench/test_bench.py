@@ -16,16 +16,14 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from progan_lightning.bench.eqlr import EQLR_FORMS
 from progan_lightning.bench.flops import FlopCounter, count_flops
-from progan_lightning.bench.memory import SavedTensorMeter, max_batches, step_memory
-from progan_lightning.bench.notes import notes_path, project_root, update_notes
+from progan_lightning.bench.memory import MetaValues, SavedTensorMeter, max_batches, step_memory
 from progan_lightning.bench.plan import device_schedules
 from progan_lightning.bench.projection import Rate, project, total_hours
+from progan_lightning.bench.report import update_notes
 from progan_lightning.bench.run import run
 from progan_lightning.bench.timing import peak_reference
 from progan_lightning.cli.config import CONFIG_DIR
-from progan_lightning.layers import EqualizedConv2d, EqualizedLinear
 from progan_lightning.schedule import GrowthSchedule
 
 TINY_BENCH = [
@@ -169,42 +167,6 @@ def test_bench_uses_the_growth_batch_and_checks_resolutions(compose_bench) -> No
         run(bad)
 
 
-@pytest.mark.parametrize(
-    "layer",
-    [EqualizedConv2d(5, 4, 3), EqualizedConv2d(5, 4, 1, bias=False), EqualizedLinear(6, 3)],
-    ids=["conv", "conv1x1-no-bias", "linear"],
-)
-def test_eqlr_forms_compute_the_same_outputs_and_gradients(layer) -> None:
-    # The benchmark compares like with like: every form is the same function.
-    x = torch.randn((2, 5, 6, 6) if isinstance(layer, EqualizedConv2d) else (2, 6))
-    w = torch.randn_like(layer.weight)
-    b = None if layer.bias is None else torch.randn_like(layer.bias)
-    results = []
-    for form in EQLR_FORMS.values():
-        inputs = [t.clone().requires_grad_(True) for t in (x, w, *([b] if b is not None else []))]
-        out = form(layer.op, inputs[0], inputs[1], inputs[2] if b is not None else None, 0.3)
-        out.square().sum().backward()
-        results.append([out, *(t.grad for t in inputs)])
-    for other in results[1:]:
-        for a, b_ in zip(results[0], other, strict=True):
-            torch.testing.assert_close(b_, a)
-
-
-def test_bench_eqlr_part(compose_bench, tmp_path: Path) -> None:
-    cfg, _, notes = tiny_with_files(
-        compose_bench, tmp_path, "bench.parts=[eqlr]", "bench.resolutions=[8]"
-    )
-    rows = run(cfg)["eqlr"]
-    layers = {r["layer"] for r in rows}
-    # G: dense, 4x4 conv, 8x8 convs, toRGB; D: fromRGB, convs, dense layers.
-    assert {"Linear 16->256", "Conv2d 8->3 1x1", "Conv2d 3->8 1x1", "Conv2d 8->8 3x3"} <= layers
-    assert all(r[f"{form}_ms"] > 0 for r in rows for form in EQLR_FORMS)
-    # One G + D forward at 8x8 runs 5 equalized layers in G and 6 in D.
-    assert sum(r["uses"] for r in rows) == 11
-    assert json.loads((tmp_path / "bench.eqlr.json").read_text()) == json.loads(json.dumps(rows))
-    assert "<!-- bench:eqlr-cpu -->" in notes.read_text()
-
-
 def test_saved_tensor_meter_counts_each_storage_until_backward() -> None:
     x = torch.randn(1000, requires_grad=True)
     with SavedTensorMeter(exclude=[x]) as meter:
@@ -235,6 +197,14 @@ def test_activation_memory_is_per_image_and_the_same_on_meta(compose_bench) -> N
     # The meta trace (no arithmetic) saves exactly what the CPU saves.
     meta = hydra.utils.instantiate(cfg.model).to("meta")
     assert step_memory(meta, 8, 4) == (b4, state)
+
+
+def test_meta_values_answer_host_reads_of_meta_tensors_only() -> None:
+    with MetaValues():
+        assert torch.zeros(3, device="meta").sum().item() == 1
+        assert bool(torch.isfinite(torch.full((2,), float("nan"), device="meta")).all())
+        assert torch.zeros(3).sum().item() == 0  # real values are read as they are
+        assert not bool(torch.isfinite(torch.tensor([float("nan")])).all())
 
 
 def test_max_batches_fit_their_budget() -> None:
@@ -271,6 +241,8 @@ def test_bench_memory_part_on_cpu_is_computed_and_labelled(
         run(auto)
     with pytest.raises(ValueError, match="bench.parts"):
         run(compose_bench(*TINY_BENCH, "bench.parts=[speed]"))
+    with pytest.raises(ValueError, match="python -m benchmarks.eqlr"):
+        run(compose_bench(*TINY_BENCH, "bench.parts=[stages,eqlr]"))
 
 
 def test_utilization_is_against_the_step_compute_dtype() -> None:
@@ -299,6 +271,9 @@ def test_bench_data_part_against_the_step(compose_bench, tmp_path: Path) -> None
         assert row["loader_img_s"] > 0 and row["decode_img_s"] > 0
     text = notes.read_text()
     assert "<!-- bench:data-cpu-8 -->" in text and "### CPU: data loading" in text
+    # The files by their folder's name (no machine path); the command without its outputs.
+    assert "cpu, 12 files from bench-files-12x8, cache levels up to 8." in text
+    assert "bench.notes=" not in text and "bench.out=" not in text
     ratio = results["data"][0]["loader_img_s"] / steps[4]
     assert f"| {ratio:.0f}x |" in text
     # The data part alone: the step columns are dashes.
@@ -394,13 +369,6 @@ def test_projection_follows_the_preset_of_each_device_count(compose_bench) -> No
         assert schedule.total_nimg == 12_000_000
 
 
-def test_relative_notes_go_to_the_checkout(tmp_path: Path, monkeypatch) -> None:
-    assert (project_root() / "pyproject.toml").is_file()  # tests run from a checkout
-    monkeypatch.chdir(tmp_path)
-    assert notes_path("docs/benchmarks.md") == project_root() / "docs" / "benchmarks.md"
-    assert notes_path(str(tmp_path / "n.md")) == tmp_path / "n.md"
-
-
 def test_module_entry_point_composes_the_bench_config() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "progan_lightning.bench", "--cfg", "job", "bench.devices=[2]"],
@@ -409,3 +377,31 @@ def test_module_entry_point_composes_the_bench_config() -> None:
         check=True,
     )
     assert "devices:\n  - 2" in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_from_an_empty_folder_writes_nothing_unless_asked(tmp_path: Path) -> None:
+    empty, run_dir = tmp_path / "empty", tmp_path / "run"
+    empty.mkdir()
+    docs = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+    before = docs.read_bytes() if docs.exists() else None
+    command = [
+        sys.executable,
+        "-m",
+        "progan_lightning.bench",
+        *TINY_BENCH,
+        "bench.resolutions=[4]",
+    ]
+    subprocess.run([*command, f"hydra.run.dir={run_dir}"], cwd=empty, check=True)
+    assert list(empty.iterdir()) == []
+    assert not list(run_dir.glob("*.json")) and not list(run_dir.glob("*.md"))
+    assert (docs.read_bytes() if docs.exists() else None) == before  # not the checkout's either
+
+    # Named outputs are written, relative ones from the working directory.
+    subprocess.run(
+        [*command, f"hydra.run.dir={run_dir}", "bench.out=b.json", "bench.notes=n.md"],
+        cwd=empty,
+        check=True,
+    )
+    assert sorted(p.name for p in empty.iterdir()) == ["b.json", "n.md"]
+    assert "<!-- bench:cpu -->" in (empty / "n.md").read_text()

@@ -24,6 +24,11 @@ def test_a_bad_value_prints_one_message_and_exits_2(tmp_path: Path):
     assert run.returncode == USER_ERROR_EXIT_CODE == 2, run.stderr[-2000:]
     assert "Error: data.resolution=48 is not a power of two" in run.stderr
     assert "Traceback" not in run.stderr
+    # The run's log file holds the error too.
+    assert (
+        "[ERROR] - data.resolution=48 is not a power of two"
+        in (tmp_path / "train.log").read_text()
+    )
 
 
 @pytest.mark.slow
@@ -81,3 +86,34 @@ def test_user_errors_wraps_only_user_errors(monkeypatch, capsys):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(FileNotFoundError):
         refuse(FileNotFoundError)
+
+
+# Hydra's own refusals of a command line, before any command body runs (no torch import).
+@pytest.mark.parametrize(
+    ("name", "args", "expected"),
+    [
+        ("train", ["data.path=~/faces"], "'data.path=\"~/faces\"'"),
+        ("train", ["data.path=~/faces"], "data.path=$HOME/faces"),
+        ("prepare", ["data=folder", "data.path=/my", "faces"], "'data.path=\"/my faces\"'"),
+        ("train", ["data.resolutoin=8"], "did you mean data.resolution"),
+        ("generate", ["source=g.safetensors", "sed=3"], "did you mean seed"),
+        ("evaluate", ["growth.stabel_kimg=3"], "did you mean growth.stable_kimg"),
+        ("bench", ["experiment=nope"], "choose one of celebahq, celebahq_v1, cifar10"),
+        ("train", ["data.path=/my/faces"], "a setting of data=folder, not of the data config"),
+        ("train", ["xyz=1"], "xyz is not a setting of this command (`--cfg job`"),
+        ("train", ["data=folder", "data.path=/a,b"], "quote the value as one string ('data.path="),
+    ],
+)
+def test_a_command_line_typo_is_one_line_with_the_fix_and_exit_2(name, args, expected):
+    run = command(name, *args)
+    assert run.returncode == USER_ERROR_EXIT_CODE, run.stderr[-2000:]
+    first, *rest = run.stderr.splitlines()
+    assert first.startswith("Error: ") and expected in first, run.stderr
+    assert rest == ["(exit status 2; set HYDRA_FULL_ERROR=1 for the traceback)"]
+    for jargon in ("Lexer", "EQUAL", "not in struct", "Traceback", "search path"):
+        assert jargon not in run.stderr
+
+
+def test_a_command_line_typo_keeps_hydras_traceback_when_asked():
+    run = command("train", "data.resolutoin=8", env={"HYDRA_FULL_ERROR": "1"})
+    assert run.returncode == 1 and "Traceback" in run.stderr and "resolutoin" in run.stderr

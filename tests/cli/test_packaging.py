@@ -7,6 +7,7 @@ import site
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,29 @@ def test_the_wheel_lists_every_package_of_the_tree():
     packages = set(listed["packages"]) - {"progan_lightning.conf"}
     assert packages == set(find_packages(REPO / "src"))
     assert listed["package-dir"]["progan_lightning.conf"] == "conf"
+
+
+PRODUCT_BENCH = {
+    "data",
+    "flops",
+    "memory",
+    "plan",
+    "projection",
+    "report",
+    "run",
+    "stages",
+    "step",
+    "timing",
+}
+"""The modules of ``progan-bench``: the measurements a user runs, and nothing of the studies."""
+
+
+def test_the_studies_live_outside_the_package():
+    studies = {p.stem for p in (REPO / "benchmarks").glob("*.py")} - {"__init__"}
+    assert {"peer", "legibility", "photos", "eqlr", "notes"} <= studies
+    bench = {p.stem for p in (REPO / "src" / "progan_lightning" / "bench").glob("*.py")}
+    assert bench == {"__init__", "__main__", *PRODUCT_BENCH}
+    assert "benchmarks" not in find_packages(REPO / "src")
 
 
 def test_the_licence_and_python_versions_match_the_package_metadata():
@@ -118,6 +142,11 @@ def test_a_plain_wheel_install_runs_every_command_from_anywhere(tmp_path: Path):
         timeout=600,
     )
     wheel = next(dist.glob("progan_lightning-*.whl"))
+    # The product only: the studies of benchmarks/ stay in the checkout.
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not [name for name in names if name.startswith("benchmarks/")]
+    bench = {Path(n).stem for n in names if n.startswith("progan_lightning/bench/")}
+    assert bench == {"__init__", "__main__", *PRODUCT_BENCH}
     # A fresh environment that reuses the installed dependencies, without the checkout.
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

@@ -4,8 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers import DDP_CLI, run_train
+from progan_lightning.checkpoint import load_checkpoint
 from progan_lightning.train import train
 
 
@@ -34,6 +36,15 @@ def test_ddp_sim_two_ranks_stay_in_lockstep_across_stages(tmp_path: Path):
     classes = json.loads((out / "generator.json").read_text())["class_names"]
     assert classes == [str(digit) for digit in range(10)]
 
+    # Resumed by its folder alone (resume=RUN: ckpt_path=last hydra.run.dir=RUN): every rank
+    # composes the recorded overrides (the labels, the tiny networks) and they stay in
+    # lockstep; only rank 0 speaks.
+    resumed = run_train([f"resume={out}", "growth.total_kimg=0.352"], tmp_path)
+    assert (resumed.stdout + resumed.stderr).count(f"Run folder: {out}") == 1
+    rank0 = (out / "consistency" / "rank0.jsonl").read_text().splitlines()
+    assert rank0 == (out / "consistency" / "rank1.jsonl").read_text().splitlines()
+    assert [json.loads(line)["nimg"] for line in rank0[:-1]] == [336, 352]
+
 
 def test_indivisible_batch_fails_before_launching(make_cfg):
     cfg = make_cfg("trainer=ddp_sim", "growth.batch_size=15")
@@ -44,7 +55,7 @@ def test_indivisible_batch_fails_before_launching(make_cfg):
 @pytest.mark.slow
 def test_multirun_runs_each_job_in_its_own_dir(tmp_path: Path):
     sweep = tmp_path / "sweep"
-    run_train(
+    result = run_train(
         [
             "-m",
             "seed=1,2",
@@ -57,9 +68,23 @@ def test_multirun_runs_each_job_in_its_own_dir(tmp_path: Path):
         ],
         tmp_path,
     )
+    assert f"Sweep folder: {sweep}" in result.stdout + result.stderr
     for job in ("0", "1"):
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
         assert "seed=" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
+        assert not (sweep / job / ".run.owner").exists()  # each job's lock given back
+
+    # The sweep resumes by its folder: its overrides (seed=1,2 among them) come from the
+    # sweep's multirun.yaml, and each job extends its own run.
+    run_train(
+        ["-m", "ckpt_path=last", f"hydra.sweep.dir={sweep}", "growth.total_kimg=0.128"], tmp_path
+    )
+    for job, seed in (("0", 1), ("1", 2)):
+        checkpoint = load_checkpoint(sweep / job / "checkpoints" / "last.ckpt")
+        assert checkpoint["progress"]["cur_nimg"] == 128
+        (entry,) = yaml.safe_load((sweep / job / ".hydra" / "resumes.yaml").read_text())
+        assert "growth.total_kimg=0.128" in entry["overrides"]
+        assert f"seed={seed}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
 
 
 def test_slurm_launcher_config_follows_the_trainer(make_cfg):

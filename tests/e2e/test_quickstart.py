@@ -1,7 +1,7 @@
 """The quickstart (`python train.py`) and its conditional version: what they compose to, and
 that they train across every stage change they have; the quickstart refuses resolutions its
 settings do not suit, naming experiment=folder. Their quality and wall time are measured, not
-tested (``python -m progan_lightning.bench.legibility``)."""
+tested (``python -m benchmarks.legibility``)."""
 
 from __future__ import annotations
 

@@ -57,3 +57,17 @@ def test_confident_share_counts_the_images_read_clearly_as_some_class():
 
 def test_the_held_out_images_are_every_tenth():
     assert np.flatnonzero(held_out_mask(25)).tolist() == [0, 10, 20]
+
+
+def test_the_classifier_training_shows_its_progress(monkeypatch, caplog):
+    from progan_lightning import console
+
+    clock = iter(range(0, 10_000, 4))  # 4 s per reading: a line every third step
+    monkeypatch.setattr(console.time, "perf_counter", lambda: float(next(clock)))
+    labels = torch.arange(30) % 3
+    images = ((painted(labels) + 1) * 127.5).round().to(torch.uint8).numpy()
+    with caplog.at_level("INFO", logger="progan_lightning.console"):
+        train_classifier(images, labels.numpy(), 3, steps=9, batch_size=8)
+    lines = [r.getMessage() for r in caplog.records if "reference classifier" in r.getMessage()]
+    assert [line.split(":")[1].split()[0] for line in lines] == ["3/9", "6/9", "9/9"]
+    assert "ETA" in lines[0]

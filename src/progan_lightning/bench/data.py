@@ -222,7 +222,8 @@ def data_section(
     ]
     lowest = f"lowest loader/step ratio {min(ratios):.0f}x" if ratios else "step not timed"
     source = datamodule.source
-    files = getattr(source, "path", type(source).__name__)
+    # The folder's name, not its path: the notes may be published, the machine's paths not.
+    files = Path(source.path).name if hasattr(source, "path") else type(source).__name__
     text = [
         f"### {device.type.upper()}: data loading",
         "",

@@ -23,6 +23,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from progan_lightning.bench.step import fake_reals, make_train_step, set_stage
 from progan_lightning.module import ProGAN
@@ -155,6 +156,26 @@ def _storage_key(tensor: Tensor) -> int:
     return tensor.untyped_storage()._cdata
 
 
+class MetaValues(TorchDispatchMode):
+    """Host reads of ``meta`` tensors (``.item()``, ``bool()``) answer 1 / True.
+
+    A ``meta`` tensor holds shapes, not values, so the step's own checks that read one back
+    (its loss and gradients are finite) cannot run on it; under this mode they read a finite
+    step, and the traced step runs exactly the code of a real one.
+    """
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        if func is torch.ops.aten._local_scalar_dense.default and args[0].is_meta:
+            return True if args[0].dtype == torch.bool else 1
+        return func(*args, **(kwargs or {}))
+
+
 def step_memory(module: ProGAN, resolution: int, batch: int) -> tuple[int, int]:
     """Bytes of one training step at ``batch`` images, on the module's device.
 
@@ -166,7 +187,7 @@ def step_memory(module: ProGAN, resolution: int, batch: int) -> tuple[int, int]:
     set_stage(module, resolution, 1.0)
     module.zero_grad(set_to_none=True)
     step = make_train_step(module, fake_reals(module, resolution, batch, module.device))
-    with SavedTensorMeter(exclude=module.parameters()) as meter:
+    with SavedTensorMeter(exclude=module.parameters()) as meter, MetaValues():
         step()
     trained = [p for p in module.parameters() if p.grad is not None]
     state = sum(p.numel() * p.element_size() for p in [*module.parameters(), *trained * 3])

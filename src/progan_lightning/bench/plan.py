@@ -11,7 +11,7 @@ from progan_lightning.instantiate import instantiate
 from progan_lightning.schedule import GrowthSchedule, check_resolution
 from progan_lightning.train import plan_growth
 
-PARTS = ("stages", "eqlr", "memory", "data", "projection")
+PARTS = ("stages", "memory", "data", "projection")
 """What ``bench.parts`` may list."""
 
 
@@ -25,7 +25,11 @@ def check_bench(bench: DictConfig) -> list[str]:
     parts = [bench.parts] if isinstance(bench.parts, str) else list(bench.parts)
     unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
-        raise ValueError(f"bench.parts={parts}; use a non-empty list of {', '.join(PARTS)}")
+        study = " (the eqlr study runs from a checkout: python -m benchmarks.eqlr)"
+        raise ValueError(
+            f"bench.parts={parts}; use a non-empty list of {', '.join(PARTS)}"
+            + (study if "eqlr" in unknown else "")
+        )
     if "memory" in parts and not (0 <= bench.memory_reserve < 1 and bench.memory_budgets_gb):
         raise ValueError(
             f"bench.memory_budgets_gb={bench.memory_budgets_gb} / bench.memory_reserve="

@@ -1,4 +1,5 @@
-"""``run(cfg)``: the parts of ``bench.parts`` in turn, their JSON files and notes sections."""
+"""``run(cfg)``: the parts of ``bench.parts`` in turn; their JSON files and markdown sections
+written only where ``bench.out`` and ``bench.notes`` name a file."""
 
 from __future__ import annotations
 
@@ -8,20 +9,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
 from progan_lightning.bench.data import data_section
-from progan_lightning.bench.eqlr import eqlr_compare, format_eqlr_section
 from progan_lightning.bench.memory import (
     computed_memory_table,
     format_memory_section,
     measured_memory_table,
 )
-from progan_lightning.bench.notes import command_line, notes_path, update_notes
 from progan_lightning.bench.plan import check_bench, device_schedules, stage_batches
 from progan_lightning.bench.projection import Rate, format_projection, project
+from progan_lightning.bench.report import command_line, update_notes
 from progan_lightning.bench.stages import (
     FADE_ALPHA,
     format_section,
@@ -30,7 +29,6 @@ from progan_lightning.bench.stages import (
     measure_stages,
 )
 from progan_lightning.bench.timing import device_name, pick_device
-from progan_lightning.module import ProGAN
 from progan_lightning.precision import float32_matmul_precision
 from progan_lightning.schedule import GrowthSchedule
 
@@ -70,15 +68,17 @@ def projection_part(
 
 
 def run(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
-    """Run the parts of ``bench.parts``; write their JSON files and notes sections.
+    """Run the parts of ``bench.parts``; write their JSON files and markdown sections only
+    where the user asked (``bench.out``, ``bench.notes``: relative paths are taken from the
+    working directory), and nothing else.
 
     Args:
         cfg: The composed ``bench`` config (``train`` plus the ``bench`` keys).
 
     Returns:
-        The rows of each part that ran: ``stages`` (one per resolution), ``eqlr`` (one per
-        layer shape), ``memory`` (one per resolution), ``data`` (one per resolution),
-        ``projection`` (one per device count and phase).
+        The rows of each part that ran: ``stages`` (one per resolution), ``memory`` (one per
+        resolution), ``data`` (one per resolution), ``projection`` (one per device count and
+        phase).
     """
     bench = cfg.bench
     parts = check_bench(bench)
@@ -102,11 +102,6 @@ def run(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
             results["stages"] = measure_stages(cfg, device, batches)
             log.info("\n%s", format_table(results["stages"]))
             sections[device.type] = format_section(results["stages"], command)
-        if "eqlr" in parts:
-            module: ProGAN = hydra.utils.instantiate(cfg.model).to(device)
-            results["eqlr"] = eqlr_compare(module, batches, bench)
-            sections[f"eqlr-{device.type}"] = format_eqlr_section(results["eqlr"], device, command)
-            del module
         if "memory" in parts:
             if device.type == "cuda":
                 results["memory"] = measured_memory_table(cfg, batches, device)
@@ -137,7 +132,7 @@ def run(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
             path.write_text(json.dumps(rows, indent=2) + "\n")
             log.info("Wrote %s", path)
     if bench.notes:
-        notes = notes_path(str(bench.notes))
+        notes = Path(str(bench.notes)).expanduser()
         for kind, section in sections.items():
             update_notes(notes, kind, section)
         log.info("Updated %s", notes)

@@ -1,5 +1,13 @@
 """Timing: repeated calls timed into medians and spreads, and the dense matmul peak.
 
+The clock is ``torch.utils.benchmark``'s (:func:`torch.utils.benchmark.timer`: it waits for
+the accelerator's queued work, then reads the wall clock). The repeats are laid out here, not
+by its ``Timer``: ``Timer.timeit`` runs its own untimed warm-up before every measurement
+(at least two more calls: three training steps for each timed one when a step outlasts
+``bench.min_repeat_s``), and ``Timer.blocked_autorange`` picks its own number of blocks,
+whereas the reported spread is over exactly ``bench.repeats`` repeats of at least
+``bench.min_repeat_s`` each, after ``bench.warmup`` untimed calls.
+
 The peak is the reference of the utilization column: step FLOPs / median step time / the
 peak of the step's compute dtype, timed in the same run.
 """
@@ -10,13 +18,14 @@ import logging
 import math
 import platform
 import statistics
-import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from torch.utils.benchmark import timer
 
 log = logging.getLogger(__name__)
 
@@ -91,21 +100,19 @@ def time_calls(
     Returns:
         Seconds per call for each repeat, and the calls per repeat.
     """
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    once = time.perf_counter() - start
-    calls = max(1, math.ceil(min_repeat_s / max(once, 1e-9)))
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
+    with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
+        for _ in range(warmup):
             fn()
-        sync(device)
-        seconds.append((time.perf_counter() - start) / calls)
+        start = timer()
+        fn()
+        once = timer() - start
+        calls = max(1, math.ceil(min_repeat_s / max(once, 1e-9)))
+        seconds = []
+        for _ in range(repeats):
+            start = timer()
+            for _ in range(calls):
+                fn()
+            seconds.append((timer() - start) / calls)
     return seconds, calls
 
 

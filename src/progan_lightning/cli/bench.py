@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR, import_when_run
+from progan_lightning.cli.command import command
+from progan_lightning.cli.config import import_when_run
 from progan_lightning.cli.errors import user_errors
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
+@command("bench")
 @user_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point of the benchmark (``conf/bench.yaml``)."""

@@ -11,7 +11,6 @@ has them.
 
 from __future__ import annotations
 
-import logging
 import os
 from importlib import import_module
 from importlib.resources import files
@@ -20,6 +19,7 @@ from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
 
+from progan_lightning.console import route_to_log
 from progan_lightning.faults import UserError
 from progan_lightning.fs import check_folder, expand_path
 
@@ -95,15 +95,11 @@ def import_when_run(module: str, name: str) -> Any:
     ``--cfg`` and a refused command line answer without loading torch and Lightning (seconds
     on a small CPU).
 
-    Lightning sets up its own console loggers on import only when the root logger has no
-    handlers; Hydra has set those up by now, so they are hidden during the import. Lightning's
-    lines (the ticks among them) then print once, plainly, as when it is imported before
-    Hydra runs (else once by its handler and once by Hydra's).
+    Lightning's lines (the ticks among them) and Python warnings then go through the
+    handlers Hydra set up: the console and the run's log file
+    (:func:`progan_lightning.console.route_to_log`).
     """
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    root.handlers.clear()
     try:
         return getattr(import_module(module), name)
     finally:
-        root.handlers[:] = handlers
+        route_to_log()

@@ -7,14 +7,14 @@ themselves (the floor).
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR, import_when_run
+from progan_lightning.cli.command import command
+from progan_lightning.cli.config import import_when_run
 from progan_lightning.cli.errors import user_errors
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@command("evaluate")
 @user_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (``conf/evaluate.yaml``)."""

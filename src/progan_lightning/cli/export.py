@@ -17,9 +17,21 @@ from progan_lightning.fs import expand_path
 @user_errors
 def main(argv: list[str] | None = None) -> None:
     """Command line: export G_ema of a checkpoint."""
-    parser = argparse.ArgumentParser(description="Export G_ema of a training checkpoint.")
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("out", type=Path, nargs="?", default=None)
+    parser = argparse.ArgumentParser(
+        prog="progan-export",
+        description="progan-export: write G_ema of a training checkpoint as a weights-only\n"
+        "export (.safetensors + .json) that progan-generate, progan-evaluate and\n"
+        "progan_lightning.load_generator read. A finished run has one already\n"
+        "(generator.safetensors in its folder); this is for any other checkpoint.",
+        epilog="Examples:\n"
+        "  progan-export outputs/quickstart/runs/RUN/checkpoints/last.ckpt\n"
+        "  progan-export RUN/checkpoints/last.ckpt g_last.safetensors",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("checkpoint", type=Path, help="a training checkpoint (.ckpt)")
+    parser.add_argument(
+        "out", type=Path, nargs="?", default=None, help="default: <checkpoint>.safetensors"
+    )
     parser.add_argument("--allow-pickle", action="store_true", help="only for trusted files")
     args = parser.parse_args(argv)
     check_checkpoint_file(expand_path(args.checkpoint, "checkpoint"))

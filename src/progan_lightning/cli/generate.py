@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.command import command
 from progan_lightning.cli.errors import user_errors
 from progan_lightning.fs import check_folder, expand_path
 from progan_lightning.generate import check_settings, generate, load_any, resolve_device
@@ -19,7 +18,7 @@ from progan_lightning.generate import check_settings, generate, load_any, resolv
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
+@command("generate")
 @user_errors
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (``conf/generate.yaml``)."""

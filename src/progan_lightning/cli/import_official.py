@@ -21,8 +21,15 @@ from progan_lightning.official import load_official_generator
 def main(argv: list[str] | None = None) -> None:
     """Command line: export ``Gs`` of an official pickle."""
     parser = argparse.ArgumentParser(
-        description="Convert the generator (Gs) of an official ProGAN pickle into a "
-        "progan-lightning export (.safetensors + .json). Nothing in the pickle is run."
+        prog="progan-import",
+        description="progan-import: convert the generator (Gs) of an official ProGAN pickle\n"
+        "into a progan-lightning export (.safetensors + .json) that progan-generate,\n"
+        "progan-evaluate and progan_lightning.load_generator read. Nothing in the pickle\n"
+        "is run.",
+        epilog="Examples:\n"
+        "  progan-import karras2018iclr-celebahq-1024x1024.pkl\n"
+        "  progan-import karras2018iclr-celebahq-1024x1024.pkl celebahq.safetensors",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("pickle", type=Path, help="official network pickle (.pkl)")
     parser.add_argument(

@@ -15,10 +15,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR, import_when_run
+from progan_lightning.cli.command import command
+from progan_lightning.cli.config import import_when_run
 from progan_lightning.cli.errors import user_errors
 from progan_lightning.data.cache import MANIFEST, cache_problems, read_manifest
 
@@ -56,7 +56,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     return {**manifest, "path": str(path), "bytes": size}
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
+@command("prepare")
 @user_errors
 def main(cfg: DictConfig) -> None:
     prepare(cfg)

@@ -1,26 +1,40 @@
-"""A Hydra callback that checks the run dir of ``progan-train`` before Hydra writes into it.
+"""A Hydra callback that takes the run dir of ``progan-train`` the moment Hydra hands it over.
 
-Hydra writes ``<run dir>/.hydra/config.yaml`` before the task function runs, so a check in
-``train()`` comes too late to leave a finished run (or a live one) untouched. This callback
-runs at ``on_run_start``, before that write, and refuses (one message, exit status 2) a
-fresh run in a folder that holds a run, and a run dir that another process trains in; at
-``on_multirun_start`` (before any job writes its ``.hydra/``) it refuses a fresh sweep in a
-sweep dir whose job dirs hold runs, or one that another process trains in.
-``train()`` checks the same again for runs started from Python or in a multirun.
+At ``on_run_start``, before anything is written, it refuses (one message, exit status 2) a
+fresh run in a folder that holds a run, then takes the run dir's lock for the rest of the
+process (one atomic step: of two runs racing for one folder, one gets it and the other is
+refused naming it). A multirun job takes its job dir at ``on_job_start``, and gives it back at
+``on_job_end``; ``on_multirun_start`` (before any job starts) refuses a fresh sweep in a sweep
+dir whose job dirs hold runs, or one that another process trains in. ``train()`` checks the
+folder again and holds the same lock, for runs started from Python.
+
+The commands that do not train (``trains: false``) take no lock; they refuse a run dir that
+holds a training run: they never write into one.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from progan_lightning.cli.errors import exit_with
 from progan_lightning.faults import UserError
-from progan_lightning.run_lock import check_fresh_run_dir, check_fresh_sweep_dir, check_not_in_use
+from progan_lightning.run_lock import (
+    acquire_run_dir,
+    check_fresh_run_dir,
+    check_fresh_sweep_dir,
+    check_not_a_training_run,
+    release_run_dir,
+)
+
+log = logging.getLogger(__name__)
 
 
 def launched_rank() -> int:
@@ -34,15 +48,18 @@ def launched_rank() -> int:
 
 
 class RunDirCheck(Callback):
-    """Refuse a run dir before anything is written to it (``hydra.callbacks.run_dir``).
+    """Check and take a run dir before anything is written to it (``hydra.callbacks.run_dir``).
 
     Args:
-        enabled: Off for the commands that compose ``train.yaml`` without training
-            (``progan-evaluate``, ``progan-prepare``).
+        enabled: Off: no check at all.
+        trains: Whether the command trains in its run dir (``progan-train``); the others
+            (``progan-evaluate``, ``-generate``, ``-prepare``, the benchmark) refuse a
+            training run's folder instead.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, trains: bool = True) -> None:
         self.enabled = enabled
+        self.trains = trains
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Other ranks of a multi-process run re-enter the command while rank 0 trains.
@@ -53,16 +70,36 @@ class RunDirCheck(Callback):
         HydraConfig.instance().set_config(config)
         run_dir = str(config.hydra.run.dir)
         try:
-            check_not_in_use(run_dir)
+            if not self.trains:
+                check_not_a_training_run(run_dir, config.get("task_name", "the command"))
+                return
             check_fresh_run_dir(run_dir, config.get("ckpt_path"))
+            acquire_run_dir(run_dir)
         except UserError as error:  # Hydra turns a callback's exception into a warning.
             exit_with(str(error))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not self.enabled or launched_rank() != 0:
+        if not self.enabled or not self.trains or launched_rank() != 0:
             return
         HydraConfig.instance().set_config(config)  # as in on_run_start
         try:
             check_fresh_sweep_dir(str(config.hydra.sweep.dir), config.get("ckpt_path"))
         except UserError as error:
             exit_with(str(error))
+        log.info(f"Sweep folder: {config.hydra.sweep.dir}")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.enabled and self.trains and multirun_job(config) and launched_rank() == 0:
+            try:
+                acquire_run_dir(config.hydra.runtime.output_dir)
+            except UserError as error:
+                exit_with(str(error))
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if self.enabled and self.trains and multirun_job(config):
+            release_run_dir(config.hydra.runtime.output_dir)
+
+
+def multirun_job(config: DictConfig) -> bool:
+    """Whether ``config`` is a job of a multirun (a single run took its run dir at start)."""
+    return config.hydra.mode == RunMode.MULTIRUN

@@ -1,6 +1,7 @@
 """``progan-train`` / ``python train.py``: train a progressive GAN.
 
 progan-train [experiment=NAME] [group=option ...] [key=value ...]
+progan-train ckpt_path=last hydra.run.dir=RUN [key=value ...]   (or resume=RUN [key=value ...])
 """
 
 from __future__ import annotations
@@ -8,22 +9,41 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from progan_lightning.cli.config import CONFIG_DIR, import_when_run
-from progan_lightning.cli.errors import user_errors
+from progan_lightning.cli.command import command
+from progan_lightning.cli.config import import_when_run
+from progan_lightning.cli.errors import exit_with, user_errors
+from progan_lightning.cli.resume import complete_argv
+from progan_lightning.cli.run_dir import launched_rank
 from progan_lightning.faults import Diverged, TrainingStopped
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig | None = None) -> float | None:
+    """The command: the command line completed for a resume by folder (the run's recorded
+    overrides first, :mod:`progan_lightning.cli.resume`), then Hydra's run of :func:`task`.
+
+    Args:
+        cfg: A composed config to run as it is (from Python), as Hydra's main takes one.
+    """
+    if cfg is not None:
+        return task(cfg)
+    try:
+        sys.argv[1:] = complete_argv(sys.argv[1:])
+    except ValueError as error:
+        exit_with(str(error))
+    return task()
+
+
+@command("train")
 @user_errors
-def main(cfg: DictConfig) -> float | None:
+def task(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` for sweepers.
 
     A run that diverged or was pre-empted logs one line and exits with the status of
@@ -34,6 +54,9 @@ def main(cfg: DictConfig) -> float | None:
     train = import_when_run("progan_lightning.train", "train")
 
     name = cfg.get("optimized_metric")
+    first = launched_rank() == 0  # the other ranks of a multi-process run say nothing here
+    if first:
+        log.info(f"Run folder: {cfg.paths.output_dir}")
     try:
         metrics, _ = train(cfg)
     except TrainingStopped as err:
@@ -42,6 +65,9 @@ def main(cfg: DictConfig) -> float | None:
         if isinstance(err, Diverged) and multirun:
             return math.nan if name else None
         sys.exit(err.exit_code)
+    export = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("export_path")
+    if first and export and Path(export).is_file():
+        log.info(f"Generator: {export}")
     return objective(metrics, name, cfg.data.resolution)
 
 

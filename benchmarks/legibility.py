@@ -1,6 +1,6 @@
 """What a person sees: how many of a generator's samples read clearly, beside SWD.
 
-    python -m progan_lightning.bench.legibility RUN_DIR [RUN_DIR ...] [--out table.md]
+    python -m benchmarks.legibility RUN_DIR [RUN_DIR ...] [--out table.md]
 
 For each run (a training run dir holding ``generator.safetensors``, or an export inside one)
 the run's data is composed again from its ``.hydra/overrides.yaml`` with class labels

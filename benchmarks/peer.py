@@ -1,8 +1,8 @@
 """Side by side with the simplest PyPI port, ``pro-gan-pth`` 3.4, under one recipe.
 
     pip install --no-deps pro-gan-pth==3.4   # without its 2021 pins (torch 1.10, torchvision)
-    python -m progan_lightning.bench.peer DIR --out OUT [--seeds 1 2 3] [override ...]
-    python -m progan_lightning.bench.peer --report OUT
+    python -m benchmarks.peer DIR --out OUT [--seeds 1 2 3] [override ...]
+    python -m benchmarks.peer --report OUT
 
 Both trainers get the recipe of ``python train.py data=folder data.path=DIR`` (the quickstart's
 widths, phases, batch, learning rates, D's rate ratio and EMA half-life; fp32 unless an

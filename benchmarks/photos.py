@@ -1,16 +1,15 @@
 """A folder of small colour photo crops: a held-out data set of another kind than the built-in
 shapes, made offline from the colour photographs that scikit-image ships in its wheel.
 
-    python -m progan_lightning.bench.photos DIR [--count 6000] [--resolution 32] [--seed 0]
-                                                [--by-photo]
+    python -m benchmarks.photos DIR [--count 6000] [--resolution 32] [--seed 0] [--by-photo]
 
 Each image is a square crop of random side (a quarter to the whole of the photo's shorter
 side) at a random place of a random photo, flipped left-right half the time, box-filtered
 down to ``resolution`` (Pillow's ``reduce`` then a Lanczos resize). scikit-image is needed
-only here (``pip install scikit-image``); the images are written as PNG, so training and the
-peer comparison read them as any user folder. ``--by-photo`` writes each crop into a folder
-named for its photo (``DIR/astronaut/000000.png`` ...): eight classes for a conditional run,
-``data=folder data.labels=folders``.
+only here (``pip install -r benchmarks/requirements.txt``); the images are written as PNG, so
+training and the peer comparison read them as any user folder. ``--by-photo`` writes each
+crop into a folder named for its photo (``DIR/astronaut/000000.png`` ...): eight classes for a
+conditional run, ``data=folder data.labels=folders``.
 """
 
 from __future__ import annotations
@@ -44,7 +43,8 @@ def load_photos() -> list[Image.Image]:
         import skimage
     except ModuleNotFoundError as err:
         raise ModuleNotFoundError(
-            "the photo crops are cut from scikit-image's bundled photos: pip install scikit-image"
+            "the photo crops are cut from scikit-image's bundled photos: "
+            "pip install -r benchmarks/requirements.txt"
         ) from err
     folder = Path(skimage.__file__).parent / "data"
     return [Image.open(folder / name).convert("RGB") for name in PHOTOS]
@@ -82,7 +82,7 @@ def write_crops(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m progan_lightning.bench.photos DIR``."""
+    """Command line: ``python -m benchmarks.photos DIR``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder to write the PNG crops into")
     parser.add_argument("--count", type=int, default=6000)

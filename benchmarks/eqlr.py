@@ -1,25 +1,43 @@
 """Equalized-lr forms: the three ways of applying the equalized-lr constant, timed forward +
-backward on every layer shape of the model (the ``eqlr`` part)."""
+backward on every layer shape of the model (the design study behind ``layers.py``'s choice).
+
+    python -m benchmarks.eqlr [progan-bench overrides ...]
+
+The model, batches and timing settings are ``progan-bench``'s (``conf/bench.yaml``). The
+markdown section goes into ``benchmarks/results.md`` of this checkout (``bench.notes=PATH``
+picks another file), the rows into ``bench.out`` when it names a file.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 from collections.abc import Callable
 from datetime import date
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from torch import Tensor, nn
 
+from benchmarks.notes import notes_path
+from progan_lightning.bench.plan import stage_batches
+from progan_lightning.bench.report import command_line, update_notes
 from progan_lightning.bench.step import set_stage
-from progan_lightning.bench.timing import device_name, time_calls
+from progan_lightning.bench.timing import device_name, pick_device, time_calls
+from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.cli.errors import user_errors
 from progan_lightning.layers import EqualizedConv2d, EqualizedLinear, scale_output, scale_weight
 from progan_lightning.module import ProGAN
 
 log = logging.getLogger(__name__)
+
+RESULTS = "benchmarks/results.md"
+"""Where the study's section goes, relative to the checkout."""
 
 
 def _scale_input(op: Callable, x: Tensor, w: Tensor, b: Tensor | None, c: float) -> Tensor:
@@ -137,3 +155,46 @@ def format_eqlr_section(rows: list[dict[str, Any]], device: torch.device, comman
     cells = " | ".join(f"**{totals[f]:.1f}**" for f in forms)
     lines.append(f"| all | sum of ms x uses | | | {cells} |")
     return "\n".join(lines) + "\n"
+
+
+def run_study(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Time the forms on the composed ``bench`` config's model; write the rows to
+    ``bench.out`` and the section to ``bench.notes`` where they name a file.
+
+    Returns:
+        The rows of :func:`eqlr_compare`.
+    """
+    bench = cfg.bench
+    device = pick_device(str(bench.device))
+    threads = torch.get_num_threads()
+    if bench.threads is not None:
+        torch.set_num_threads(int(bench.threads))
+    try:
+        module: ProGAN = hydra.utils.instantiate(cfg.model).to(device)
+        rows = eqlr_compare(module, stage_batches(cfg), bench)
+    finally:
+        torch.set_num_threads(threads)
+    section = format_eqlr_section(
+        rows, device, command_line().replace("progan_lightning.bench", "benchmarks.eqlr")
+    )
+    log.info("\n%s", section)
+    if bench.out:
+        out = Path(str(bench.out))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=2) + "\n")
+    if bench.notes:
+        update_notes(Path(str(bench.notes)), f"eqlr-{device.type}", section)
+    return rows
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
+@user_errors
+def main(cfg: DictConfig) -> None:
+    """``python -m benchmarks.eqlr``: the study, its section into ``benchmarks/results.md``."""
+    with open_dict(cfg):
+        cfg.bench.notes = str(notes_path(cfg.bench.notes or RESULTS))
+    run_study(cfg)
+
+
+if __name__ == "__main__":
+    main()

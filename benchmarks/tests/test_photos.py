@@ -1,4 +1,4 @@
-"""The photo crops of ``python -m progan_lightning.bench.photos``: flat, or a folder per photo
+"""The photo crops of ``python -m benchmarks.photos``: flat, or a folder per photo
 (a labelled data set for ``data=folder data.labels=folders``). Synthetic photos stand in for
 scikit-image's (not a test dependency)."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from progan_lightning.bench import photos
+from benchmarks import photos
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""Where the notes go and what they say was run: the marked sections of ``docs/benchmarks.md``."""
+"""The markdown a benchmark run writes where the user asks (``bench.notes``): marked sections,
+each replaced in place, and the command that reproduces them."""
 
 from __future__ import annotations
 
@@ -6,18 +7,6 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-
-
-def project_root() -> Path:
-    """The checkout this package runs from, else (an installed wheel) the working directory."""
-    checkout = Path(__file__).resolve().parents[3]
-    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
-
-
-def notes_path(setting: str) -> Path:
-    """``bench.notes`` as a path; a relative one is taken from :func:`project_root`."""
-    path = Path(setting).expanduser()
-    return path if path.is_absolute() else project_root() / path
 
 
 def update_notes(path: Path, kind: str, section: str) -> None:
@@ -34,9 +23,14 @@ def update_notes(path: Path, kind: str, section: str) -> None:
     path.write_text(text)
 
 
+OUTPUTS = ("bench.out=", "bench.notes=")
+"""Overrides that say where the results go, not what was measured: left out of the command."""
+
+
 def command_line() -> str:
-    """The command that reproduces this run."""
+    """The command that reproduces this run's figures (without its output files)."""
     overrides = (
         list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else sys.argv[1:]
     )
-    return " ".join(["python -m progan_lightning.bench", *overrides])
+    kept = [o for o in overrides if not o.startswith(OUTPUTS)]
+    return " ".join(["python -m progan_lightning.bench", *kept])

@@ -1,4 +1,4 @@
-"""The legibility measurement (``python -m progan_lightning.bench.legibility``) on tiny runs:
+"""The legibility measurement (``python -m benchmarks.legibility``) on tiny runs:
 an unconditional and a conditional generator, each in a run dir as training leaves it."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from progan_lightning.bench import legibility
-from progan_lightning.bench.legibility import main, measure, table
+from benchmarks import legibility
+from benchmarks.legibility import main, measure, table
 from progan_lightning.export import export_generator
 from progan_lightning.networks import Generator
 

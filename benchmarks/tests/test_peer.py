@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from progan_lightning.bench import peer
+from benchmarks import peer
 
 pytest.importorskip("pro_gan_pytorch", reason="pip install --no-deps pro-gan-pth==3.4")
 

@@ -1,0 +1,1 @@
+"""Studies of the project, run from a checkout (not installed); see README.md here."""

@@ -1,0 +1,113 @@
+"""Resume by folder: ``progan-train ckpt_path=last hydra.run.dir=RUN [key=value ...]`` (or
+``resume=RUN [key=value ...]``) composes the run's recorded overrides
+(``RUN/.hydra/overrides.yaml``, see :mod:`progan_lightning.run_record`) first, then the new
+ones; a new override of a recorded key replaces it. A multirun, ``progan-train -m
+ckpt_path=last hydra.sweep.dir=SWEEP`` (or ``-m resume=SWEEP``), takes the sweep's overrides
+(its sweep lists included) from the ``multirun.yaml`` that Hydra's sweeper keeps in the sweep
+dir, so every job runs again in its own folder and resumes there.
+
+Hydra composes the config from the command line before the task runs, so the command line is
+completed here, before Hydra parses it. Completing it twice gives the same line (every
+recorded key is then on it already): the ranks of a multi-process run, which re-run the
+completed command, compose exactly what rank 0 composed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from hydra._internal.utils import get_args_parser
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+
+from progan_lightning.run_record import recorded_overrides
+
+RESUME_KEY = "resume"
+SWEEP_RECORD = "multirun.yaml"
+
+
+def sweep_overrides(sweep_dir: str | Path) -> list[str] | None:
+    """The overrides a sweep was started with (``hydra.overrides.task`` of the
+    ``multirun.yaml`` that Hydra's sweeper writes into ``sweep_dir``), or None without one.
+
+    Raises:
+        ValueError: The file holds no list of overrides.
+    """
+    path = Path(sweep_dir).expanduser() / SWEEP_RECORD
+    if not path.is_file():
+        return None
+    try:
+        overrides = yaml.safe_load(path.read_text())["hydra"]["overrides"]["task"]
+    except (yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError):
+        overrides = None
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ValueError(
+            f"{path} holds no list of overrides (hydra.overrides.task); give the sweep's "
+            "overrides on the command line, or restore the file from a copy"
+        )
+    return overrides
+
+
+def override_key(override: str) -> str:
+    """The key (or config group) an override sets: ``data`` for ``data=folder`` and
+    ``+data=folder``, ``a.b`` for ``a.b=1`` and ``~a.b``."""
+    parsed = OverridesParser.create().parse_override(override)
+    return (
+        parsed.key_or_group
+        if parsed.package is None
+        else f"{parsed.key_or_group}@{parsed.package}"
+    )
+
+
+def _value(overrides: list[str], key: str) -> str | None:
+    parser = OverridesParser.create()
+    found = None
+    for override in overrides:
+        parsed = parser.parse_override(override)
+        if parsed.key_or_group == key and not parsed.is_delete():
+            value = parsed.value()
+            found = None if value is None else str(value)
+    return found
+
+
+def with_recorded_overrides(overrides: list[str], multirun: bool = False) -> list[str]:
+    """``overrides`` completed for a resume by folder: ``resume=RUN`` spelt out as
+    ``ckpt_path=last hydra.run.dir=RUN`` (``hydra.sweep.dir`` in a multirun); when they set
+    ``ckpt_path`` and the folder (a path, not an interpolation) and that folder holds a
+    record, its recorded overrides come first, less those whose key the new ones set.
+    Anything else is returned as it is (Hydra reports an override it cannot parse).
+
+    Raises:
+        ValueError: The folder's record is not a list of overrides.
+    """
+    folder_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    try:
+        expanded: list[str] = []
+        for override in overrides:
+            if override_key(override) == RESUME_KEY:
+                folder = _value([override], RESUME_KEY)
+                expanded += ["ckpt_path=last", f"{folder_key}={folder}"]
+            else:
+                expanded.append(override)
+        folder = _value(expanded, folder_key)
+        if not _value(expanded, "ckpt_path") or not folder or "${" in folder:
+            return expanded
+        recorded = (sweep_overrides(folder) if multirun else recorded_overrides(folder)) or []
+        given = {override_key(o) for o in expanded}
+        kept = [o for o in recorded if override_key(o) not in given]
+    except HydraException:
+        return overrides
+    return [*kept, *expanded]
+
+
+def complete_argv(argv: list[str]) -> list[str]:
+    """A command line (without the program) with its overrides completed by
+    :func:`with_recorded_overrides`: its flags first, then the overrides."""
+    args, unknown = get_args_parser().parse_known_args(argv)
+    if not args.overrides or unknown:
+        return argv
+    flags = list(argv)
+    for override in args.overrides:
+        flags.remove(override)
+    return [*flags, *with_recorded_overrides(args.overrides, args.multirun)]

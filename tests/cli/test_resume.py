@@ -1,0 +1,98 @@
+"""Resume by folder: the command line completed with the run's recorded overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from progan_lightning.cli.resume import complete_argv, with_recorded_overrides
+
+RECORDED = ["data=folder", "data.path=/data/faces", "data.resolution=16", "growth.total_kimg=60"]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    """A run dir whose record holds :data:`RECORDED`."""
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in RECORDED))
+    return tmp_path
+
+
+def test_a_resume_composes_the_recorded_overrides_first_then_the_new_ones(run: Path):
+    given = ["ckpt_path=last", f"hydra.run.dir={run}", "growth.total_kimg=65", "logger=many"]
+    recorded_first = [o for o in RECORDED if not o.startswith("growth.total_kimg")]
+    assert with_recorded_overrides(given) == [*recorded_first, *given]
+
+
+def test_resume_is_short_for_the_last_checkpoint_of_a_folder(run: Path):
+    assert with_recorded_overrides([f"resume={run}", "growth.total_kimg=65"]) == [
+        *RECORDED[:3],
+        "ckpt_path=last",
+        f"hydra.run.dir={run}",
+        "growth.total_kimg=65",
+    ]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["hydra.run.dir={run}", "seed=1"],  # a fresh run (refused later: the folder holds one)
+        ["ckpt_path=last", "seed=1"],  # no folder named
+        ["ckpt_path=null", "hydra.run.dir={run}"],
+        ["ckpt_path=last", "hydra.run.dir=${{paths.log_dir}}/run"],  # an interpolation
+    ],
+)
+def test_other_command_lines_are_left_as_they_are(run: Path, given: list[str]):
+    given = [o.format(run=run) for o in given]
+    assert with_recorded_overrides(given) == given
+
+
+def test_a_folder_without_a_record_adds_nothing(tmp_path: Path):
+    given = ["ckpt_path=last", f"hydra.run.dir={tmp_path}"]
+    assert with_recorded_overrides(given) == given
+
+
+def test_the_ranks_of_a_multi_process_run_complete_the_same_line(run: Path):
+    """Lightning's ranks re-run rank 0's (completed) command line, with the run dir quoted
+    and its own settings after it: completing it again changes nothing."""
+    completed = complete_argv(["-cn", "train", "ckpt_path=last", f"hydra.run.dir={run}"])
+    assert completed == ["-cn", "train", *RECORDED, "ckpt_path=last", f"hydra.run.dir={run}"]
+    rank = [*completed, f'hydra.run.dir="{run}"', "hydra.job.name=train_ddp_process_1"]
+    assert complete_argv(rank) == rank
+
+
+def test_a_multirun_resumes_with_its_sweeps_overrides(run: Path):
+    """Hydra's sweeper keeps the sweep's config in ``multirun.yaml``: its overrides (the sweep
+    lists included) come first, so every job runs again in its own folder."""
+    sweep = {"hydra": {"overrides": {"task": ["seed=0,1", "data.resolution=16"]}}, "seed": 0}
+    (run / "multirun.yaml").write_text(yaml.safe_dump(sweep))
+    argv = ["-m", "ckpt_path=last", f"hydra.sweep.dir={run}", "growth.total_kimg=1"]
+    assert complete_argv(argv) == ["-m", "seed=0,1", "data.resolution=16", *argv[1:]]
+    assert complete_argv(["-m", f"resume={run}"]) == [
+        "-m",
+        "seed=0,1",
+        "data.resolution=16",
+        "ckpt_path=last",
+        f"hydra.sweep.dir={run}",
+    ]
+    # A run's record is not a sweep's, and a sweep's is not a run's.
+    assert complete_argv(["ckpt_path=last", f"hydra.run.dir={run}"])[:1] == RECORDED[:1]
+    (run / "multirun.yaml").write_text("hydra: {}\n")
+    with pytest.raises(ValueError, match=r"multirun.yaml holds no list of overrides"):
+        complete_argv(argv)
+
+
+def test_a_damaged_record_is_refused_naming_it(run: Path):
+    (run / ".hydra" / "overrides.yaml").write_text("data: folder\n")
+    with pytest.raises(ValueError, match=r"overrides.yaml is not a list of overrides"):
+        with_recorded_overrides(["ckpt_path=last", f"hydra.run.dir={run}"])
+
+
+def test_an_unreadable_record_is_refused_in_one_line(run: Path):
+    (run / ".hydra" / "overrides.yaml").write_text("- [data=folder\n")
+    message = r"overrides.yaml is not readable YAML \(.* at line \d+\)"
+    with pytest.raises(ValueError, match=message) as error:
+        with_recorded_overrides(["ckpt_path=last", f"hydra.run.dir={run}"])
+    assert "\n" not in str(error.value)
