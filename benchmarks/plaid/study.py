@@ -1,7 +1,7 @@
 """One training run of the plaid study, scored per SWD level and by its spectrum.
 
     python benchmarks/plaid/study.py DATA --out OUT --trainer project|peer --seed 1 \
-        [--label NAME] [--floor] [override ...]
+        [--peer-variant NAME ...] [--label NAME] [--floor] [override ...]
     python benchmarks/plaid/study.py --report OUT
 
 Trains one trainer on the folder ``DATA`` with the peer comparison's recipe and Hydra
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     images = peer.real_images(cfg)
     reference, held_out = disjoint_subsets(len(images), args.num_images, 2, 0)
     device = peer._device()
-    label = args.label or " ".join(args.overrides) or "recipe"
+    label = args.label or " ".join(args.overrides + [f"peer:{v}" for v in args.peer_variant])
+    label = label or "recipe"
     slug = peer._slug(f"{label}-{args.trainer}-seed{args.seed}")
     records = []
     if args.floor:
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         run_dir = out / "runs" / slug
         sample, seconds = peer.train_project(args.data, args.overrides, args.seed, run_dir)
     else:
-        sample, seconds = peer.train_peer(cfg, images, args.seed, device)
+        variants = tuple(args.peer_variant)
+        sample, seconds = peer.train_peer(cfg, images, args.seed, device, variants)
     fakes = samples(sample, int(cfg.model.G.z_dim), args.num_images)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "samples" / f"{slug}.npz", images=fakes)
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="outputs/plaid")
     parser.add_argument("--trainer", choices=["project", "peer"], default="project")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--peer-variant", nargs="*", default=[], choices=list(peer.PEER_VARIANTS))
     parser.add_argument("--label", default=None)
     parser.add_argument("--num-images", type=int, default=2048)
     parser.add_argument("--floor", action="store_true")
