@@ -103,3 +103,22 @@ def test_spectrum_scores_and_report(tmp_path: Path) -> None:
     assert "| project | recipe | 1 | 20.0 | 25.0 | 15.0 | 0 | 1.00 | 60.0 |" in study.report(
         tmp_path
     )
+
+
+def test_nearest_upsampled_half_resolution_content_peaks_on_the_axes_near_nyquist() -> None:
+    # The flat-colour set's own images, 2x2-averaged and nearest-upsampled back (the blocky
+    # image of the real fade at alpha 0): peaks the reals lack at (0.469, 0) and (0, 0.469).
+    from progan_lightning.imaging import to_float, to_uint8
+    from progan_lightning.layers import fade_reals
+
+    shapes = ShapesSource(256, seed=0, shape_size=(0.3, 0.7))
+    images = np.stack([flat_shapes.flat_image(shapes, i, 32) for i in range(256)])
+    images = images.transpose(0, 3, 1, 2)  # [N, 3, 32, 32]
+    reals, others = images[:128], images[128:]
+    blocky = to_uint8(fade_reals(to_float(others), 0.0)).numpy()
+    scores = study.spectrum_scores(reals, blocky)
+    assert sorted(tuple(p[:2]) for p in scores["top_peaks"][:2]) == [
+        (0.0, 0.46875),
+        (0.46875, 0.0),
+    ]
+    assert study.spectrum_scores(reals, others)["peaks"] == 0
