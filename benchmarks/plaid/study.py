@@ -98,17 +98,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(out: str | Path) -> str:
-    """``OUT/results.jsonl`` as a markdown table, one row per run."""
+    """``OUT/results.jsonl`` as a markdown table, one row per run, with each run's distance
+    above the floor (its swd_avg minus the floor's, when a floor was scored)."""
+    records = [json.loads(line) for line in Path(out, "results.jsonl").read_text().splitlines()]
+    floors = [r["swd_avg"] for r in records if r["trainer"] == "floor"]
     lines = [
-        "| trainer | label | seed | swd_avg | swd_32 | swd_16 | peaks the reals lack "
-        "| power at 0.5 cycles/px, fakes / reals | wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| trainer | label | seed | swd_avg | swd_32 | swd_16 | above floor | peaks "
+        "| strongest peak | 0.5 ring | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for line in Path(out, "results.jsonl").read_text().splitlines():
-        r = json.loads(line)
+    for r in records:
+        above = f"{r['swd_avg'] - floors[0]:.1f}" if floors and r["trainer"] != "floor" else ""
         cells = [r["trainer"], r["label"], str(r["seed"])]
         cells += [f"{r[k]:.1f}" for k in ("swd_avg", "swd_32", "swd_16")]
-        cells += [str(r["peaks"]), f"{r['ring_0.5_ratio']:.2f}", str(r.get("seconds", ""))]
+        top = r["top_peaks"][0] if r["top_peaks"] else None
+        strongest = f"({top[0]:.3f}, {top[1]:.3f}): {top[2]:.1f}x" if top else ""
+        cells += [above, str(r["peaks"]), strongest, f"{r['ring_0.5_ratio']:.2f}"]
+        cells += [str(r.get("seconds", ""))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

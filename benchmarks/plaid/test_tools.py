@@ -99,10 +99,15 @@ def test_spectrum_scores_and_report(tmp_path: Path) -> None:
     assert scores == {"peaks": 0, "top_peaks": [], "ring_0.5_ratio": 1.0}
     record = {"label": "recipe", "trainer": "project", "seed": 1, "swd_avg": 20.0}
     record |= {"swd_32": 25.0, "swd_16": 15.0, **scores, "seconds": 60.0}
+    floor = {**record, "trainer": "floor", "label": "reals vs reals", "swd_avg": 11.5}
+    lines = [json.dumps(floor), json.dumps(record)]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
+    table = study.report(tmp_path)
+    assert "| project | recipe | 1 | 20.0 | 25.0 | 15.0 | 8.5 | 0 |  | 1.00 | 60.0 |" in table
+    assert "| floor | reals vs reals | 1 | 11.5 | 25.0 | 15.0 |  | 0 |  | 1.00 | 60.0 |" in table
+    record |= {"peaks": 1, "top_peaks": [[0.46875, 0.0, 9.51]]}
     (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n")
-    assert "| project | recipe | 1 | 20.0 | 25.0 | 15.0 | 0 | 1.00 | 60.0 |" in study.report(
-        tmp_path
-    )
+    assert "| 15.0 |  | 1 | (0.469, 0.000): 9.5x | 1.00 | 60.0 |" in study.report(tmp_path)
 
 
 def test_nearest_upsampled_half_resolution_content_peaks_on_the_axes_near_nyquist() -> None:
