@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from progan_lightning.bench.peer import recipe
+from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.layers import MinibatchStddev, PixelNorm, fade_reals
 
 
@@ -60,8 +62,14 @@ def test_minibatch_stddev_and_its_gradient_are_the_official_layer(n: int, group_
 
 
 def test_the_folder_recipe_normalizes_with_the_official_epsilon(tmp_path: Path) -> None:
-    # The recipe of python train.py data=folder (fp32), as the peer comparison runs it.
-    cfg = recipe(tmp_path, [], tmp_path)
+    # The recipe of python train.py data=folder in fp32 (the peer comparison's recipe).
+    overrides = ["data=folder", f"data.path={tmp_path}", "data.resolution=32"]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+            cfg = compose("train", overrides=[*overrides, "model/precision=fp32"])
+    finally:
+        GlobalHydra.instance().clear()
     G = instantiate(cfg.model.G)
     norms = [m for m in G.modules() if isinstance(m, PixelNorm)]
     assert len(norms) == G.num_stages + 1  # one per block (used twice), and the latent's
