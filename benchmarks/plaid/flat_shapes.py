@@ -1,6 +1,6 @@
 """A flat-colour data set: shapes in a few colours with sharp edges on white, as PNG files.
 
-    python benchmarks/plaid/flat_shapes.py OUT [--count 5000] [--resolution 32] [--seed 0]
+    python -m benchmarks.plaid.flat_shapes OUT [--count 5000] [--resolution 32] [--seed 0]
 
 Each image is a white background with 1 to 3 shapes (the built-in shapes source's circles,
 ellipses, squares, rectangles, triangles, stars, crosses and rings, drawn at 4x and

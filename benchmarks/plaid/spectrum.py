@@ -1,6 +1,6 @@
 """A frequency view of generated images against the reals: the mean power spectrum.
 
-    python benchmarks/plaid/spectrum.py REALS FAKES [--map OUT.png] [--factor 2]
+    python -m benchmarks.plaid.spectrum REALS FAKES [--map OUT.png] [--factor 2]
 
 ``REALS`` and ``FAKES`` are folders of PNG files or ``.npz`` files holding ``images`` (uint8
 [N, C, H, W], as ``study.py`` saves its samples). Prints the radially averaged spectra (power

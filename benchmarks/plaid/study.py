@@ -1,19 +1,19 @@
 """One training run of the plaid study, scored per SWD level and by its spectrum.
 
-    python benchmarks/plaid/study.py DATA --out OUT --trainer project|peer --seed 1 \
+    python -m benchmarks.plaid.study DATA --out OUT --trainer project|peer --seed 1 \
         [--peer-variant NAME ...] [--label NAME] [--floor] [override ...]
-    python benchmarks/plaid/study.py --report OUT
+    python -m benchmarks.plaid.study --report OUT
 
 Trains one trainer on the folder ``DATA`` with the peer comparison's recipe and Hydra
-``override``s (``progan_lightning.bench.peer``: the project as ``progan-train`` runs it, or
+``override``s (``benchmarks.peer``: the project as ``progan-train`` runs it, or
 pro-gan-pth 3.4 driven along the same schedule), then scores ``--num-images`` G_ema samples
 against as many reals exactly as that comparison does (the paper's SWD, x1e3, per Laplacian
 level), and adds the frequency view (``spectrum.py``): how many spectral peaks the reals lack,
 and the fakes' power over the reals' in the highest ring of frequencies. ``--floor`` also
 scores the reals against disjoint reals. Writes ``OUT/results.jsonl`` (one line per run),
 ``OUT/samples/*.npz`` (the samples, uint8 NCHW), ``OUT/grids/*.png`` and
-``OUT/spectra/*.png`` (:func:`spectrum.spectrum_map`). Run it as a script: it imports
-``spectrum.py`` from its own folder.
+``OUT/spectra/*.png`` (:func:`spectrum.spectrum_map`). Run it from the repository root
+as a module.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from spectrum import excess_peaks, power_spectrum, radial_profile, spectrum_map
 
-from progan_lightning.bench import peer
+from benchmarks import peer
+from benchmarks.plaid.spectrum import excess_peaks, power_spectrum, radial_profile, spectrum_map
 from progan_lightning.imaging import save_png, to_uint8
 from progan_lightning.metrics.offline import disjoint_subsets
 from progan_lightning.networks import seeded_latents

@@ -4,18 +4,12 @@ benchmarks/plaid)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import flat_shapes
-import spectrum
-import study
-
+from benchmarks.plaid import flat_shapes, spectrum, study
 from progan_lightning.data.sources import ShapesSource
 
 
