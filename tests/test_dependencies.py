@@ -11,7 +11,12 @@ from pathlib import Path
 
 from helpers import REPO
 
-DISTRIBUTIONS = {"PIL": "pillow", "dotenv": "python-dotenv", "hydra": "hydra-core"}
+DISTRIBUTIONS = {
+    "PIL": "pillow",
+    "dotenv": "python-dotenv",
+    "hydra": "hydra-core",
+    "yaml": "pyyaml",
+}
 """Top-level import name -> its distribution, where the two differ."""
 
 CONFIGURED = {"tensorboard": "conf/logger/tensorboard.yaml"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -124,13 +125,25 @@ def see_the_dependencies_of_this_interpreter(venv: Path) -> None:
 @pytest.mark.slow
 def test_a_plain_wheel_install_runs_every_command_from_anywhere(tmp_path: Path):
     dist = tmp_path / "dist"
+    # Built from a copy of what the build reads: a checkout's build/ left by an earlier build
+    # (setuptools reuses it) cannot put removed modules back into the wheel.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, source / name)
+    for folder in ("src", "conf"):
+        shutil.copytree(
+            REPO / folder,
+            source / folder,
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+        )
     subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
             "wheel",
-            str(REPO),
+            str(source),
             "--no-deps",
             "--no-build-isolation",
             "-q",
