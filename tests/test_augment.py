@@ -117,7 +117,7 @@ def test_p_zero_and_no_ops_are_the_identity_bit_for_bit():
     assert augment(x, list(OPS), 0.0, g) is x
     assert augment(x, [], 1.0, g) is x
     assert torch.equal(g.get_state(), state)  # nothing drawn
-    assert Augment(ops=list(OPS), adaptive=True, seed=0)(x, g) is x  # ADA starts at p = 0
+    assert Augment(ops=list(OPS), p=0.0, adaptive=True, seed=0)(x, g) is x
 
 
 def test_p_picks_images_and_leaves_the_others_bit_for_bit():
@@ -184,3 +184,9 @@ def test_bad_settings_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")) as error:
         Augment(**kwargs)
     assert "\n" not in str(error.value)
+
+
+def test_ada_starts_at_its_p_below_1():
+    assert Augment(ops=["flip"], p=0.0, adaptive=True).p == 0.0
+    assert Augment(ops=["flip"], p=0.25, adaptive=True).p == 0.25
+    assert Augment(ops=["flip"], p=1.0, adaptive=True).p == P_MAX < 1.0

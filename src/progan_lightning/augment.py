@@ -298,13 +298,14 @@ class Augment:
 
     Args:
         ops: Names of :data:`OPS`, applied in this order; empty: no augmentation.
-        p: The fixed probability of each op per image (``adaptive=false``), in [0, 1].
-        adaptive: Let :class:`AdaptiveP` set ``p`` (ADA), starting at 0.
+        p: The probability of each op per image, in [0, 1]: fixed, or ADA's starting value.
+        adaptive: Let :class:`AdaptiveP` move ``p`` (ADA).
         target: ADA's target of ``E[sign(D(reals))]``.
         speed_kimg: Thousands of images over which ADA's ``p`` can move by 1.
         interval: Steps between two moves of ADA's ``p``.
         seed: Seed of the random parameters (with the images seen and the rank: see
-            :func:`step_generator`); None draws one from torch's global generator.
+            :func:`step_generator`); None draws one from torch's global generator (when
+            there are ops).
     """
 
     def __init__(
@@ -322,8 +323,10 @@ class Augment:
             raise ValueError(f"augment.p={p!r}; use a probability in [0, 1] (DiffAugment: 1)")
         self.fixed_p = float(p)
         self.controller = AdaptiveP(target, speed_kimg, interval) if adaptive else None
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, ()))
+        if self.controller is not None:
+            self.controller.p = min(self.fixed_p, P_MAX)
+        if seed is None:  # Drawn only where it is used: no ops leave torch's stream alone.
+            seed = int(torch.randint(0, 2**62, ())) if self.ops else 0
         self.seed = int(seed)
 
     @property
