@@ -157,6 +157,16 @@ def test_samples_metrics_and_export_never_see_augmentation(make_cfg, monkeypatch
     assert Path(cfg.paths.output_dir, "generator.safetensors").is_file()
 
 
+def test_p_and_its_heuristic_are_logged_and_on_the_tick_line(make_cfg, caplog):
+    cfg = make_cfg("augment=ada", "augment.p=0.25", "logger=csv", "growth.total_kimg=0.064")
+    with caplog.at_level("INFO"):
+        train(cfg)
+    header = Path(cfg.paths.output_dir, "csv", "metrics.csv").read_text().splitlines()[0]
+    assert {"augment/p", "augment/rt"} <= set(header.split(","))
+    ticks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick ")]
+    assert ticks and all("  p 0." in line for line in ticks)
+
+
 @pytest.mark.parametrize(
     "override, key",
     [
