@@ -32,7 +32,7 @@ def test_each_augment_option_reaches_the_model(make_cfg, option):
         assert augment.p == 1.0 and augment.controller is None
     else:
         assert augment.p == 0.0 and augment.controller.target == 0.6
-        assert (augment.controller.speed_kimg, augment.controller.interval) == (500, 4)
+        assert (augment.controller.speed_kimg, augment.controller.interval) == (100, 4)
 
 
 def scored_images(module, reals: torch.Tensor, labels=None) -> list[torch.Tensor]:

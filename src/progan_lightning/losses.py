@@ -9,8 +9,10 @@ score enters the GAN loss and its penalties (the gradient penalty and R1 differe
 0 alone). With ``labels`` (class indices [N], or one-hot / soft labels [N, C]) and C > 0 each
 loss adds the class term (:func:`class_term`); ``stats`` holds detached tensors for logging
 (no host syncs), among them ``loss/real_sign``: the batch's mean of ``sign(D(real) -
-boundary)``, with ``boundary`` the score half way between the loss's real and fake targets
-(:func:`real_sign`; ADA's overfitting heuristic, ``augment=ada``).
+boundary)``, ADA's overfitting heuristic (:func:`real_sign`, ``augment=ada``), with
+``boundary`` the score that separates D's verdicts: 0 for the logistic loss (ADA's), 0.5
+between LSGAN's targets, and for WGAN-GP, whose critic has no fixed level (only the drift term
+keeps it near 0), the midpoint of the batch's mean real and fake scores.
 ``grad_scale`` is the current fp16 loss scale (a 0-dim tensor, or None without loss scaling):
 penalties that take ``autograd.grad`` of D scale D's output by it and unscale the gradient, so
 that the fp16 backward inside the penalty does not underflow (PyTorch's AMP recipe for
@@ -98,13 +100,14 @@ def with_class_term(
     return loss if term is None else loss + term
 
 
-def real_sign(real: Tensor, boundary: float = 0.0) -> Tensor:
+def real_sign(real: Tensor, boundary: float | Tensor = 0.0) -> Tensor:
     """ADA's overfitting heuristic on one batch: ``mean(sign(real - boundary))``, detached.
 
     Args:
         real: D's scores of the reals (as D saw them: augmented, where augmentation is on). [N]
-        boundary: The score between the loss's real and fake targets (0 for WGAN-GP and the
-            logistic loss, 0.5 for LSGAN's targets 1 and 0).
+        boundary: The score that separates D's verdicts real and fake (0 for the logistic
+            loss, 0.5 between LSGAN's targets 1 and 0; WGAN-GP: the midpoint of the batch's
+            mean real and fake scores, a 0-dim tensor).
 
     Returns:
         A 0-dim tensor in [-1, 1]: 1 when D scores every real on the real side.
@@ -245,7 +248,11 @@ class WGANGP:
         real, real_logits = split_output(D(reals))  # [N], [N, C]
         fake, fake_logits = split_output(D(fakes))  # [N], [N, C]
         loss = fake - real
-        stats = {"loss/wdist": (real - fake).mean().detach(), "loss/real_sign": real_sign(real)}
+        midpoint = (real.mean() + fake.mean()).detach() / 2
+        stats = {
+            "loss/wdist": (real - fake).mean().detach(),
+            "loss/real_sign": real_sign(real, midpoint),
+        }
         if self.drift:
             loss = loss + real.square() * self.drift
         loss = with_class_term(
