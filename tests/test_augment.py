@@ -190,3 +190,11 @@ def test_ada_starts_at_its_p_below_1():
     assert Augment(ops=["flip"], p=0.0, adaptive=True).p == 0.0
     assert Augment(ops=["flip"], p=0.25, adaptive=True).p == 0.25
     assert Augment(ops=["flip"], p=1.0, adaptive=True).p == P_MAX < 1.0
+
+
+def test_a_run_without_ops_passes_on_no_seed():
+    ada = Augment(ops=["flip"], adaptive=True, seed=7)
+    ada.load_state_dict(Augment().state_dict())  # resuming augment=none as augment=ada
+    assert ada.seed == 7
+    ada.load_state_dict(Augment(ops=["flip"], seed=3).state_dict())
+    assert ada.seed == 3

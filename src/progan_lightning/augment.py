@@ -344,7 +344,8 @@ class Augment:
         return augment(x, self.ops, self.p, generator)
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"seed": self.seed}
+        """The seed (with ops: a run without them has none to pass on) and ADA's state."""
+        state: dict[str, Any] = {"seed": self.seed} if self.ops else {}
         if self.controller is not None:
             state["adaptive"] = self.controller.state_dict()
         return state
