@@ -41,15 +41,28 @@ def fit(cfg, extra: list[L.Callback] | None = None):
         train_mod.instantiate_dict = original
 
 
-@pytest.mark.parametrize("rampdown", [0, 0.3], ids=["constant-lr", "lr-rampdown"])
-def test_kill_mid_fade_and_resume_matches_uninterrupted(make_cfg, tmp_path: Path, rampdown):
+# ADA moves p every 3 steps (the kill at step 5 falls between two moves), from 0.5, slowly
+# enough to stay above 0: each move is drawn on.
+ADA = ("augment=ada", "augment.interval=3", "augment.speed_kimg=2", "augment.p=0.5")
+
+
+@pytest.mark.parametrize(
+    "rampdown, augment",
+    [(0, ()), (0.3, ()), (0, ADA), (0, ("augment=diffaugment",))],
+    ids=["constant-lr", "lr-rampdown", "ada", "diffaugment"],
+)
+def test_kill_mid_fade_and_resume_matches_uninterrupted(
+    make_cfg, tmp_path: Path, rampdown, augment
+):
     # With a ramp-down over the last 300 of 320 images the kill falls inside it: the resumed
-    # run must set the same falling learning rate as the uninterrupted one.
+    # run must set the same falling learning rate as the uninterrupted one. With augmentation
+    # the resumed run draws the same random parameters and holds ADA's p and its heuristic.
     overrides = (
         "logger=none",
         "metrics=none",
         "data.mirror=true",
         f"growth.lr_rampdown_kimg={rampdown}",
+        *augment,
     )
     reference = fit(make_cfg(*overrides))["model"]
 
@@ -62,6 +75,8 @@ def test_kill_mid_fade_and_resume_matches_uninterrupted(make_cfg, tmp_path: Path
     assert stopped.value.exit_code == 128 + signal.SIGTERM
     state = load_checkpoint(run / "checkpoints" / "last.ckpt")  # weights-only
     assert state["progress"]["cur_nimg"] == 80
+    if augment == ADA:
+        assert state["augment"]["adaptive"]["p"] > 0 and state["augment"]["adaptive"]["steps"]
     assert not (run / "generator.safetensors").exists()  # a stopped run exports nothing
     assert state["progress"]["phase_index"] == 1  # fade8
 
@@ -74,6 +89,9 @@ def test_kill_mid_fade_and_resume_matches_uninterrupted(make_cfg, tmp_path: Path
         reference.stage,
         reference.alpha,
         reference.phase_index,
+    )
+    torch.testing.assert_close(
+        resumed.augment.state_dict(), reference.augment.state_dict(), rtol=0, atol=0
     )
     for name in ("G_ema", "G", "D"):
         ref, res = getattr(reference, name).state_dict(), getattr(resumed, name).state_dict()

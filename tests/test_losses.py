@@ -210,3 +210,23 @@ def test_other_losses_take_and_ignore_the_resolution_scale(loss_fn):
     plain, _ = loss_fn.discriminator(D, reals, fakes)
     scaled, _ = loss_fn.discriminator(D, reals, fakes, resolution_scale=8.0)
     torch.testing.assert_close(plain, scaled)
+
+
+@pytest.mark.parametrize(
+    "loss, reals, expected",
+    [
+        # WGAN-GP: about the midpoint of the mean real (2.5) and fake (0) scores, 1.25.
+        (WGANGP(gp_lambda=0), [3.0, 1.0, 2.0, 4.0], 0.5),
+        (Logistic(), [1.0, -1.0, 2.0, 3.0], 0.5),  # about 0
+        (LSGAN(), [0.6, 0.4, 1.0, 0.0], 0.0),  # about 0.5, between the targets 1 and 0
+    ],
+    ids=type,
+)
+def test_real_sign_is_adas_heuristic_about_each_losss_boundary(loss, reals, expected):
+    def D(x):  # the first pixel is the score [N, 1]
+        return x.flatten(1)[:, :1]
+
+    reals = torch.tensor(reals).view(4, 1, 1, 1).expand(4, 1, 2, 2).contiguous()
+    fakes = torch.tensor([0.0, 0.0, -2.0, 2.0]).view(4, 1, 1, 1).expand(4, 1, 2, 2).contiguous()
+    _, stats = loss.discriminator(D, reals, fakes)
+    assert stats["loss/real_sign"].item() == expected

@@ -8,7 +8,11 @@ class logits (C = 0 for an unconditional D); ``fake_out`` is that output on fake
 score enters the GAN loss and its penalties (the gradient penalty and R1 differentiate column
 0 alone). With ``labels`` (class indices [N], or one-hot / soft labels [N, C]) and C > 0 each
 loss adds the class term (:func:`class_term`); ``stats`` holds detached tensors for logging
-(no host syncs).
+(no host syncs), among them ``loss/real_sign``: the batch's mean of ``sign(D(real) -
+boundary)``, ADA's overfitting heuristic (:func:`real_sign`, ``augment=ada``), with
+``boundary`` the score that separates D's verdicts: 0 for the logistic loss (ADA's), 0.5
+between LSGAN's targets, and for WGAN-GP, whose critic has no fixed level (only the drift term
+keeps it near 0), the midpoint of the batch's mean real and fake scores.
 ``grad_scale`` is the current fp16 loss scale (a 0-dim tensor, or None without loss scaling):
 penalties that take ``autograd.grad`` of D scale D's output by it and unscale the gradient, so
 that the fp16 backward inside the penalty does not underflow (PyTorch's AMP recipe for
@@ -94,6 +98,21 @@ def with_class_term(
     """``loss`` [N] plus :func:`class_term` where it is on (``loss`` itself where it is off)."""
     term = class_term(cond_weight, labels, stats, **logits)
     return loss if term is None else loss + term
+
+
+def real_sign(real: Tensor, boundary: float | Tensor = 0.0) -> Tensor:
+    """ADA's overfitting heuristic on one batch: ``mean(sign(real - boundary))``, detached.
+
+    Args:
+        real: D's scores of the reals (as D saw them: augmented, where augmentation is on). [N]
+        boundary: The score that separates D's verdicts real and fake (0 for the logistic
+            loss, 0.5 between LSGAN's targets 1 and 0; WGAN-GP: the midpoint of the batch's
+            mean real and fake scores, a 0-dim tensor).
+
+    Returns:
+        A 0-dim tensor in [-1, 1]: 1 when D scores every real on the real side.
+    """
+    return (real.detach().float() - boundary).sign().mean()
 
 
 def input_gradient(scores: Tensor, inputs: Tensor, grad_scale: Tensor | None = None) -> Tensor:
@@ -229,7 +248,11 @@ class WGANGP:
         real, real_logits = split_output(D(reals))  # [N], [N, C]
         fake, fake_logits = split_output(D(fakes))  # [N], [N, C]
         loss = fake - real
-        stats = {"loss/wdist": (real - fake).mean().detach()}
+        midpoint = (real.mean() + fake.mean()).detach() / 2
+        stats = {
+            "loss/wdist": (real - fake).mean().detach(),
+            "loss/real_sign": real_sign(real, midpoint),
+        }
         if self.drift:
             loss = loss + real.square() * self.drift
         loss = with_class_term(
@@ -272,7 +295,7 @@ class LSGAN:
         real, real_logits = split_output(D(reals))
         fake, fake_logits = split_output(D(fakes))
         loss = 0.5 * ((real - 1).square() + fake.square())
-        stats = {"loss/D_real": real.mean().detach()}
+        stats = {"loss/D_real": real.mean().detach(), "loss/real_sign": real_sign(real, 0.5)}
         loss = with_class_term(
             loss, self.cond_weight, labels, stats, real=real_logits, fake=fake_logits
         )
@@ -317,7 +340,7 @@ class Logistic:
         real, real_logits = split_output(D(reals))
         fake, fake_logits = split_output(D(fakes))
         loss = F.softplus(fake) + F.softplus(-real)
-        stats = {"loss/D_real": real.mean().detach()}
+        stats = {"loss/D_real": real.mean().detach(), "loss/real_sign": real_sign(real)}
         if self.r1_gamma > 0:
             grad = input_gradient(real, reals, grad_scale)
             r1 = grad.flatten(1).square().sum(dim=1)

@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from progan_lightning.augment import Augment, step_generator
 from progan_lightning.checkpoint import check_architecture, module_entries
 from progan_lightning.data.stream import split_batch
 from progan_lightning.export import check_class_names
@@ -85,6 +86,8 @@ class ProGAN(L.LightningModule):
             fakes with the real batch's labels; the G step draws labels from the data's
             label distribution (the official ``get_random_labels_tf``), set from the
             datamodule's ``class_counts`` in :meth:`setup` (uniform without a Trainer).
+        augment: The ``augment`` group (see ``augment.py``): the ops every image D scores
+            goes through, with a fixed or an adaptive (ADA) probability; None: none.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class ProGAN(L.LightningModule):
         compile_backend: str = "inductor",
         class_names: list[str] | None = None,
         d_lr_ratio: float = 1.0,
+        augment: Augment | None = None,
     ) -> None:
         super().__init__()
         if precision not in (*PRECISIONS, AUTO_PRECISION):
@@ -124,7 +128,7 @@ class ProGAN(L.LightningModule):
             )
         self.automatic_optimization = False
         # Keep modules and factories out of the hyperparameters: they break weights-only loading.
-        self.save_hyperparameters(ignore=["G", "D", "loss", "optimizer"])
+        self.save_hyperparameters(ignore=["G", "D", "loss", "optimizer", "augment"])
         self.G = G
         self.D = D
         if channels_last:
@@ -142,6 +146,8 @@ class ProGAN(L.LightningModule):
             dynamo_config = torch._dynamo.config
             dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, limit)
         self.loss = loss
+        self.augment = augment if augment is not None else Augment()
+        self._augment_generator: torch.Generator | None = None
         self.optimizer_factory = optimizer
         self.d_lr_ratio = float(d_lr_ratio)
         self.ema_beta = ema_beta
@@ -321,10 +327,22 @@ class ProGAN(L.LightningModule):
 
         A projection D also scores with the labels [N]: those of the first N' images (the
         reals, their fakes and the penalty's mixes of the two share them; a penalty on part
-        of the batch takes its first pairs)."""
+        of the batch takes its first pairs). Labels are never augmented.
+
+        With augmentation on, every image goes through :attr:`augment` before D, with fresh
+        random parameters per call: the reals (cross-faded) and fakes of the D step, the fakes
+        of the G step, and the gradient penalty's mixes ``lerp(real, fake, t)`` (R1's reals),
+        whose gradient is then taken with respect to the mix before augmentation, through the
+        differentiable ops: the penalty constrains the function the losses train, D after
+        the augmentation (as ADA's R1 does)."""
         if getattr(self.D, "conditioning", "acgan") != "projection":
-            return lambda x: self.D(x, stage, alpha)
-        return lambda x: self.D(x, stage, alpha, labels=labels[: x.shape[0]])
+            score = lambda x: self.D(x, stage, alpha)  # noqa: E731
+        else:
+            score = lambda x: self.D(x, stage, alpha, labels=labels[: x.shape[0]])  # noqa: E731
+        generator = self._augment_generator
+        if not self.augment.enabled or generator is None:  # None: no step seeded it
+            return score
+        return lambda x: score(self.augment(x, generator))
 
     def random_labels(self, n: int) -> Tensor | None:
         """``n`` class indices drawn from the data's label distribution, or None (no classes)."""
@@ -350,6 +368,10 @@ class ProGAN(L.LightningModule):
 
         self.log_dict({"loss/D": loss_d.detach(), "loss/G": loss_g.detach()}, prog_bar=True)
         self.log_dict(stats)
+        if self.augment.enabled:
+            self.log("augment/p", self.augment.p)
+        if self.augment.controller is not None:
+            self.log("augment/rt", self.augment.controller.signal)
         self.log_dict(
             {
                 "progress/kimg": self.cur_nimg / 1000,
@@ -382,6 +404,8 @@ class ProGAN(L.LightningModule):
             reals = fade_reals(reals, self.alpha)
         if self.channels_last:
             reals = reals.contiguous(memory_format=torch.channels_last)
+        if self.augment.enabled:
+            self.seed_augment(reals.device)
 
         # Discriminator step (G frozen: no weight gradients for it).
         self._train_only(self.D)
@@ -397,7 +421,28 @@ class ProGAN(L.LightningModule):
         self.D.requires_grad_(True)
 
         self.update_ema(reals.shape[0] * self.world_size)
+        if self.augment.controller is not None:
+            self.adapt_augment(stats["loss/real_sign"], reals.shape[0])
         return loss_d, loss_g, stats
+
+    def seed_augment(self, device: torch.device) -> None:
+        """Start a step's augmentations: their generator on ``device``, seeded from
+        ``augment.seed``, the images seen and the rank (a resumed run draws the same)."""
+        self._augment_generator = step_generator(
+            self.augment.seed, self.cur_nimg, self.global_rank, device
+        )
+
+    def adapt_augment(self, real_sign: Tensor, n: int) -> None:
+        """Gather ADA's heuristic of one step (``real_sign``: the mean sign of D's scores of
+        this rank's ``n`` reals) and, every ``augment.interval`` steps, move ``p`` by its sum
+        and count over all ranks (one all-reduce), so every rank holds the same ``p``."""
+        controller = self.augment.controller
+        if not controller.gather(real_sign * n, n, n * self.world_size):
+            return
+        totals = controller.totals.clone()  # [sum of signs, count]
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(totals)
+        controller.adjust(totals)
 
     @property
     def world_size(self) -> int:
@@ -475,10 +520,13 @@ class ProGAN(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint.update(module_entries(self))  # the format: checkpoint.py
+        # The augmentations' seed and ADA's p with its gathered heuristic.
+        checkpoint["augment"] = self.augment.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_architecture(checkpoint, self)
         self.progress.load_state_dict(checkpoint.get("progress", {}))
+        self.augment.load_state_dict(checkpoint.get("augment", {}))
         for net, state in checkpoint.get("grad_scalers", {}).items():
             if self.grad_scalers[net].is_enabled():
                 self.grad_scalers[net].load_state_dict(state)

@@ -14,10 +14,12 @@ from progan_lightning.train import train
 @pytest.mark.slow
 def test_ddp_sim_two_ranks_stay_in_lockstep_across_stages(tmp_path: Path):
     """Conditional (the digits labelled by digit), so the labels, D's class head and G's
-    one-hot input go through DDP too; the unconditional path runs on 4 ranks in
-    ``test_official_setups.py``."""
+    one-hot input go through DDP too; with ADA (from p = 0.5, moving every 2 steps), whose
+    signal is all-reduced (that ranks agree on p: ``test_module_augment.py``). The
+    unconditional path runs on 4 ranks in ``test_official_setups.py``."""
     out = tmp_path / "run"
-    run_train(["debug=ddp", "data.labels=digit", f"hydra.run.dir={out}", *DDP_CLI], tmp_path)
+    ada = ["augment=ada", "augment.p=0.5", "augment.interval=2", "augment.speed_kimg=2"]
+    run_train(["debug=ddp", "data.labels=digit", *ada, f"hydra.run.dir={out}", *DDP_CLI], tmp_path)
 
     rank0 = (out / "consistency" / "rank0.jsonl").read_text().splitlines()
     rank1 = (out / "consistency" / "rank1.jsonl").read_text().splitlines()

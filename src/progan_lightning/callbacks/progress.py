@@ -304,7 +304,7 @@ class TickLog(ProgressBar):
         metrics = trainer.callback_metrics
         losses = "".join(
             f"  {name} {float(metrics[key]):.3f}"
-            for name, key in (("D", "loss/D"), ("G", "loss/G"))
+            for name, key in (("D", "loss/D"), ("G", "loss/G"), ("p", "augment/p"))
             if key in metrics
         )
         seconds, images = self.speed.last
