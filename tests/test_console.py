@@ -92,24 +92,23 @@ def test_eta_stops_at_the_time_budget_where_that_comes_first():
 
     from lightning.pytorch.callbacks import Timer
 
-    from progan_lightning.callbacks.growth import ProgressiveGrowth
     from progan_lightning.callbacks.progress import StageSpeed
     from progan_lightning.progress import Progress
 
-    growth = ProgressiveGrowth(
+    schedule = GrowthSchedule(
         start_resolution=4, final_resolution=16, stable_kimg=1, fade_kimg=1, batch_size=16
     )
     speed = StageSpeed()
     speed.sec_per_img = {4: 1e-3}  # 500 + 2000 * 2 + 2000 * 4 ms = 12.5 s left at 500 images
     trainer = SimpleNamespace(callbacks=[])
-    at = Progress(cur_nimg=500, schedule=growth.schedule)
+    at = Progress(cur_nimg=500, schedule=schedule)
     assert speed.eta(trainer, at) == pytest.approx(12.5)
     timer = Timer(duration="00:00:00:05")  # trainer.max_time: 5 s
     timer.on_train_start(trainer, None)
     trainer.callbacks.append(timer)
     assert 4.0 < speed.eta(trainer, at) <= 5.0
     assert (
-        speed.eta(trainer, Progress(cur_nimg=5000, schedule=growth.schedule)) == 0.0
+        speed.eta(trainer, Progress(cur_nimg=5000, schedule=schedule)) == 0.0
     )  # the schedule's end comes first
 
 
@@ -188,13 +187,12 @@ class Module(SimpleNamespace):
 
 def test_a_cpu_run_of_a_gpu_schedule_says_so_with_a_first_estimate(monkeypatch, caplog):
     from progan_lightning.callbacks import progress
-    from progan_lightning.callbacks.growth import ProgressiveGrowth
     from progan_lightning.progress import Progress
 
     now = [0.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
     # The official schedule to 128x128 (600 + 600 kimg per resolution, 12000 kimg in all).
-    growth = ProgressiveGrowth(
+    schedule = GrowthSchedule(
         start_resolution=4,
         final_resolution=128,
         stable_kimg=600,
@@ -202,7 +200,7 @@ def test_a_cpu_run_of_a_gpu_schedule_says_so_with_a_first_estimate(monkeypatch, 
         batch_size=16,
         total_kimg=12000,
     )
-    at = Progress(cur_nimg=0, schedule=growth.schedule)
+    at = Progress(cur_nimg=0, schedule=schedule)
     module = Module(
         device=torch.device("cpu"), progress=at, resolution=4, phase_name="stable4", alpha=1.0
     )

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from progan_lightning.callbacks.growth import ProgressiveGrowth
+from progan_lightning import train as train_mod
 from progan_lightning.train import build, fit
 
 QUIET = ["logger=none", "metrics=none", "callbacks.samples.num_images=4"]
@@ -32,15 +32,14 @@ def test_a_preset_run_with_auto_precision_lays_out_its_schedule_once(
     out again at fit start with the fp32 caps)."""
     monkeypatch.setattr("progan_lightning.precision.cpu_capabilities", lambda: {"amx_bf16": 1})
     layouts = []
-    configure = ProgressiveGrowth.configure
+    resolve = train_mod.resolve_growth
 
-    def spy(self, world_size, precision="fp32", mbstd_group_size=0):
-        before = self._configured_for
-        configure(self, world_size, precision, mbstd_group_size)
-        if self._configured_for != before:
-            layouts.append(self._configured_for)
+    def spy(settings, preset, world_size, precision="fp32", mbstd_group_size=0):
+        plan = resolve(settings, preset, world_size, precision, mbstd_group_size)
+        layouts.append((plan.world_size, plan.caps, plan.mbstd_group_size))
+        return plan
 
-    monkeypatch.setattr(ProgressiveGrowth, "configure", spy)
+    monkeypatch.setattr(train_mod, "resolve_growth", spy)
     cfg = make_cfg(
         *QUIET,
         "model.precision=auto",

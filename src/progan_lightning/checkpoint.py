@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import pickle
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from progan_lightning.export import (
 )
 from progan_lightning.faults import DamagedFile
 from progan_lightning.networks import Generator, init_kwarg
+from progan_lightning.schedule import GrowthSchedule
 
 if TYPE_CHECKING:  # Lightning is not loaded for export and generate (seconds on a small CPU).
     import lightning as L
@@ -195,7 +197,8 @@ def check_resume(ckpt_path: str | None, model: L.LightningModule, growth: Any) -
     check_architecture(checkpoint, model)
     check_weights(checkpoint, model, ckpt_path)
     nimg = int(checkpoint.get("progress", {}).get("cur_nimg", 0))
-    growth.check_resume(checkpoint.get("callbacks", {}).get(growth.state_key), nimg, ckpt_path)
+    saved = checkpoint.get("callbacks", {}).get(growth.state_key)
+    check_schedule(growth.schedule, saved["schedule"] if saved else None, nimg, ckpt_path)
     if nimg >= growth.schedule.total_nimg:
         log.warning(
             f"ckpt_path={ckpt_path} has seen {nimg / 1000:g} kimg, growth.total_kimg is "
@@ -204,6 +207,30 @@ def check_resume(ckpt_path: str | None, model: L.LightningModule, growth: Any) -
         )
         return False
     return True
+
+
+def check_schedule(
+    schedule: GrowthSchedule, saved: Mapping[str, Any] | None, nimg: int, source: str
+) -> None:
+    """Fail when ``schedule`` contradicts the one a checkpoint saved at ``nimg`` images.
+
+    Args:
+        schedule: The config's schedule.
+        saved: The checkpoint's (:meth:`GrowthSchedule.state`), or None (none saved).
+        nimg: Images seen in the checkpoint.
+        source: The checkpoint's path, for the message.
+
+    Raises:
+        ValueError: One line naming every conflict and the fix.
+    """
+    conflicts = schedule.resume_conflicts(saved, nimg) if saved else []
+    if conflicts:
+        raise ValueError(
+            f"ckpt_path={source} was trained with another growth schedule: "
+            + "; ".join(conflicts)
+            + ". Resume with its growth.* settings (its run's .hydra/config.yaml); only "
+            "phases not begun, the current stable phase and growth.total_kimg may change"
+        )
 
 
 def _newest_first(dirpath: Path) -> list[Path]:

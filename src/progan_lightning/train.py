@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from omegaconf import DictConfig, open_dict
 
 from progan_lightning.callbacks.checkpoint import SafeCheckpoint
@@ -23,6 +23,7 @@ from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.checkpoint import check_resume, find_last_checkpoint
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.faults import Diverged, Preempted, WriteFailed
+from progan_lightning.growth_plan import GrowthPlan, resolve_growth
 from progan_lightning.instantiate import instantiate, instantiate_dict
 from progan_lightning.loggers import (
     finish_wandb,
@@ -183,40 +184,34 @@ class Run:
         }
 
 
-def plan_growth(
-    growth: ProgressiveGrowth, world_size: int, device: str, precision: str, group: int
-) -> str:
-    """Lay out ``growth``'s schedule once for the run and check it, before any launch.
-
-    Args:
-        growth: The growth callback (its preset, if any, is laid out here).
-        world_size: Processes sharing each global batch.
-        device: ``cuda`` or ``cpu``.
-        precision: ``model.precision`` (``auto`` is resolved here for ``device``).
-        group: ``model.D.mbstd_group_size``.
-
-    Returns:
-        The resolved precision.
-
-    Raises:
-        ValueError: A batch does not divide over ``world_size``, or leaves a group of one.
-    """
+def plan_precision(precision: str, device: str) -> str:
+    """``model.precision`` with ``auto`` resolved for ``device`` (logged when it resolves)."""
     resolved = resolve_precision(precision, device)
     if resolved != precision:
         log.info(
             f"model.precision={precision}: {resolved} on {device} "
             "(auto takes bf16 on CPUs with bf16 units, AVX512-BF16 or AMX, else fp32)"
         )
-    growth.configure(world_size, resolved, group)
-    preset_group = (growth.preset_values or {}).get("mbstd_group_size", group)
-    if preset_group != group:
-        log.warning(
-            f"growth.preset={growth.preset} ({growth.preset_values['name']}) uses "
-            f"model.D.mbstd_group_size={preset_group}, this run {group}: set "
-            f"model.D.mbstd_group_size={preset_group} for the official setup"
-        )
-    growth.check_world_size(world_size, group)
     return resolved
+
+
+def plan_growth(
+    growth: ProgressiveGrowth, world_size: int, precision: str, group: int
+) -> GrowthPlan:
+    """Resolve ``growth``'s schedule once for the run (:func:`resolve_growth`: checked, its
+    notes and warnings logged) and hand it to the callback.
+
+    Raises:
+        ValueError: A setting does not fit, a batch does not divide over ``world_size``, or
+            leaves a minibatch-stddev group of one.
+    """
+    plan = resolve_growth(growth.settings, growth.preset, world_size, precision, group)
+    for line in plan.notes:
+        rank_zero_info(line)
+    for line in plan.warnings:
+        rank_zero_warn(line)
+    growth.use(plan)
+    return plan
 
 
 def build(cfg: DictConfig) -> Run:
@@ -249,7 +244,8 @@ def build(cfg: DictConfig) -> Run:
     # The plan, before any process is launched: one clear error instead of one per rank.
     group = model.D.init_kwargs["mbstd_group_size"]
     device = device_type(trainer)
-    precision = plan_growth(growth, trainer.world_size, device, model.precision, group)
+    precision = plan_precision(model.precision, device)
+    schedule = plan_growth(growth, trainer.world_size, precision, group).schedule
     apply_backend(cfg, trainer)
     ckpt_path = resolve_ckpt_path(cfg)
     plan = Plan(
@@ -258,7 +254,7 @@ def build(cfg: DictConfig) -> Run:
         precision=precision,
         strategy=str(cfg.trainer.get("strategy", "auto")),
         mbstd_group_size=group,
-        schedule=growth.schedule,
+        schedule=schedule,
         ckpt_path=ckpt_path,
         pending=check_resume(ckpt_path, model, growth),
     )
