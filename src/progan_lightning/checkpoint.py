@@ -39,14 +39,13 @@ from progan_lightning.export import (
 )
 from progan_lightning.faults import DamagedFile
 from progan_lightning.networks import Generator, init_kwarg
+from progan_lightning.run_paths import LAST_CHECKPOINT
 from progan_lightning.schedule import GrowthSchedule
 
 if TYPE_CHECKING:  # Lightning is not loaded for export and generate (seconds on a small CPU).
     import lightning as L
 
 log = logging.getLogger(__name__)
-
-LAST = "last.ckpt"
 
 
 def module_entries(module: L.LightningModule) -> dict[str, Any]:
@@ -235,7 +234,7 @@ def check_schedule(
 
 def _newest_first(dirpath: Path) -> list[Path]:
     ckpts = sorted(dirpath.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return sorted(ckpts, key=lambda p: p.name != LAST)  # last.ckpt first, stable otherwise
+    return sorted(ckpts, key=lambda p: p.name != LAST_CHECKPOINT)  # first, stable otherwise
 
 
 def find_last_checkpoint(dirpath: str | Path) -> Path:

@@ -37,7 +37,8 @@ from progan_lightning.module import ProGAN
 from progan_lightning.networks import num_features
 from progan_lightning.official.finetune import init_from_official
 from progan_lightning.precision import float32_matmul_precision, resolve_precision
-from progan_lightning.run_lock import check_fresh_run_dir, run_dir_lock
+from progan_lightning.run_lock import check_fresh_run_dir, holds_run_dir, run_dir_lock
+from progan_lightning.run_paths import checkpoint_dir, last_checkpoint
 from progan_lightning.run_record import task_overrides, write_record
 from progan_lightning.schedule import GrowthSchedule, check_resolution
 
@@ -53,12 +54,6 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     path = str(find_last_checkpoint(checkpoint_dir(cfg)))
     log.info(f"Resuming from {path}")
     return path
-
-
-def checkpoint_dir(cfg: DictConfig) -> Path:
-    """``callbacks.model_checkpoint.dirpath`` (default: the run dir's ``checkpoints/``)."""
-    dirpath = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("dirpath")
-    return Path(dirpath or Path(cfg.paths.output_dir) / "checkpoints")
 
 
 def check_precision(cfg: DictConfig) -> None:
@@ -222,7 +217,9 @@ def build(cfg: DictConfig) -> Run:
         ValueError: A config value, the checkpoint or the schedule does not fit (one message
             naming the value and the fix), before anything is written.
     """
-    if rank_zero_only.rank == 0:  # Before anything is written (the command checked it too).
+    # Before anything is written: a run dir the command took was checked when it took it
+    # (``cli/run_dir.py``); a run started from Python is checked here.
+    if rank_zero_only.rank == 0 and not holds_run_dir(cfg.paths.output_dir):
         check_fresh_run_dir(cfg.paths.output_dir, cfg.get("ckpt_path"), checkpoint_dir(cfg))
     check_precision(cfg)
     check_max_resolution(cfg)
@@ -285,7 +282,7 @@ def fit(run: Run) -> dict[str, Any]:
             setup_wandb(run.loggers)
             trainer.fit(model=model, datamodule=run.datamodule, ckpt_path=run.plan.ckpt_path)
             if saver is not None and saver.signal_received is not None:
-                raise Preempted(saver.signal_received, saver.dirpath / "last.ckpt")
+                raise Preempted(saver.signal_received, last_checkpoint(saver.dirpath))
             upload_generator(cfg, model, run.loggers)
     except Diverged as err:
         err.checkpoint = newest_checkpoint(checkpoint_dir(cfg))
