@@ -10,7 +10,9 @@ never runs code when loaded unless the user opts in (``allow_pickle``).
 
 Entries this module defines:
 
-- ``progress``: :class:`~progan_lightning.progress.Progress` (``cur_nimg``, ``stage``,
+- ``format_version``: :data:`FORMAT_VERSION`, the version of this layout; the loader refuses a
+  newer one and reads a file without the entry as the current format;
+- ``progress``: :class:`~progan_lightning.progress.TrainingProgress` (``cur_nimg``, ``stage``,
   ``alpha``, ``phase_index``);
 - ``architecture``: ``{"G": ..., "D": ...}``, the networks' constructor arguments (export
   rebuilds G_ema from them, a resume checks them);
@@ -48,9 +50,15 @@ if TYPE_CHECKING:  # Lightning is not loaded for export and generate (seconds on
 log = logging.getLogger(__name__)
 
 
+FORMAT_VERSION = 1
+"""The version of the checkpoint layout this code writes and reads (the ``format_version``
+entry); a change that older code cannot read raises it."""
+
+
 def module_entries(module: L.LightningModule) -> dict[str, Any]:
     """The entries the ProGAN module adds to its checkpoint (see the module docstring)."""
     entries: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
         "progress": module.progress.state_dict(),
         "architecture": {"G": module.G.init_kwargs, "D": module.D.init_kwargs},
     }
@@ -159,7 +167,26 @@ def _load(
             "G, D and G_ema)",
             "give a .ckpt from the checkpoints/ folder of a progan-train run",
         )
+    check_format(checkpoint, path)
     return checkpoint
+
+
+def check_format(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint of a format this code does not know (a newer version's); one
+    without ``format_version`` is of the current format.
+
+    Raises:
+        DamagedFile: names the file's format and the one this code reads.
+    """
+    version = checkpoint.get("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DamagedFile(
+            path,
+            f"has checkpoint format {version!r}, which this version of progan-lightning does "
+            f"not read (it reads format {FORMAT_VERSION} and older)",
+            "load it with the progan-lightning version that wrote it, or upgrade "
+            "(pip install -U progan-lightning)",
+        )
 
 
 def check_weights(checkpoint: dict[str, Any], module: torch.nn.Module, path: str | Path) -> None:
