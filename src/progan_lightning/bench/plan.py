@@ -72,9 +72,9 @@ def stage_batches(cfg: DictConfig) -> dict[int, int]:
 def device_schedules(cfg: DictConfig) -> dict[int, tuple[str, GrowthSchedule]]:
     """Device count of ``bench.devices`` -> the name and schedule training would lay out.
 
-    ``cfg.growth`` is built as training builds it and configured for each count (a preset
-    such as ``experiment=celebahq``'s ``auto`` picks its table per count), then checked as
-    training checks it before launching.
+    ``cfg.growth`` is built as training builds it and its schedule resolved for each count
+    by ``train.plan_growth`` (a preset such as ``experiment=celebahq``'s ``auto`` picks its
+    table per count), checked as training checks it before launching.
 
     Raises:
         ValueError: ``bench.devices`` is not a list of positive integers, or a count cannot
