@@ -52,6 +52,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.export import load_generator
+from progan_lightning.growth_plan import resolve_growth
 from progan_lightning.imaging import make_grid, save_png, to_float
 from progan_lightning.metrics.offline import disjoint_subsets, index_batches, score_sets
 from progan_lightning.metrics.registry import prepare_metrics
@@ -255,7 +256,8 @@ def train_peer(
     with contextlib.redirect_stdout(io.StringIO()):  # It prints both networks.
         gan = peer.gan.ProGAN(G, D, device=device, use_ema=True)
     loss = peer.losses.WganGP(drift=float(cfg.model.loss.drift))
-    schedule = instantiate(cfg.growth).schedule
+    growth = instantiate(cfg.growth)
+    schedule = resolve_growth(growth.settings, growth.preset, world_size=1).schedule
     base_lr = float(cfg.model.optimizer.lr)
     d_ratio = float(cfg.model.d_lr_ratio)
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from progan_lightning.cli.config import CONFIG_DIR
+from progan_lightning.growth_plan import resolve_growth
 from progan_lightning.losses import WGANGP
 from progan_lightning.metrics.swd import SlicedWassersteinDistance
 from progan_lightning.module import ProGAN
@@ -48,6 +49,15 @@ TINY = [
     "callbacks.samples.tile=16",
     "callbacks.model_checkpoint.every_n_epochs=2",
 ]
+
+
+def lay_out(growth, world_size: int = 1, precision: str = "fp32", mbstd_group_size: int = 0):
+    """The growth callback ``growth`` handed its schedule for ``world_size`` devices, as
+    ``train.build`` hands it (returns ``growth``)."""
+    growth.use(
+        resolve_growth(growth.settings, growth.preset, world_size, precision, mbstd_group_size)
+    )
+    return growth
 
 
 def compose_config(out: Path, cache: Path, overrides: list[str] | None = None) -> DictConfig:

@@ -133,3 +133,24 @@ def test_resume_last_without_checkpoints_says_so(make_cfg, tmp_path: Path):
     cfg = make_cfg("logger=none", "ckpt_path=last")
     with pytest.raises(FileNotFoundError, match="ckpt_path=last: no readable checkpoint"):
         train(cfg)
+
+
+def test_a_checkpoint_carries_its_format_version_and_a_newer_one_is_refused(tmp_path):
+    """The ``format_version`` entry: written with every checkpoint; a newer version is refused
+    in one line naming both formats; a file without it reads as the current format."""
+    from helpers import tiny_module
+    from progan_lightning.checkpoint import FORMAT_VERSION, module_entries
+    from progan_lightning.faults import DamagedFile
+
+    assert module_entries(tiny_module(8))["format_version"] == FORMAT_VERSION == 1
+    state = {"state_dict": {"G_ema.w": torch.zeros(1)}, "pytorch-lightning_version": "2.5"}
+    older = tmp_path / "without.ckpt"
+    torch.save(state, older)
+    assert "format_version" not in load_checkpoint(older)
+    newer = tmp_path / "newer.ckpt"
+    torch.save({**state, "format_version": FORMAT_VERSION + 1}, newer)
+    with pytest.raises(DamagedFile) as error:
+        load_checkpoint(newer)
+    message = str(error.value)
+    assert f"checkpoint format {FORMAT_VERSION + 1}" in message and "\n" not in message
+    assert f"reads format {FORMAT_VERSION}" in message and "upgrade" in message

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from helpers import REPO, TINY, TINY_CLI, run_python
+from progan_lightning.callbacks.progress import remaining_seconds
 from progan_lightning.console import format_duration
 from progan_lightning.schedule import GrowthSchedule
 
@@ -63,18 +64,18 @@ def test_training_log_to_a_file_has_one_line_per_tick_with_an_eta(tmp_path: Path
 def test_remaining_seconds_per_stage_and_extrapolated():
     sched = GrowthSchedule(4, 16, stable_kimg=1, fade_kimg=1, batch_size=16)
     # Phases: stable4 0-1000, fade8 -2000, stable8 -3000, fade16 -4000, stable16 -5000.
-    assert sched.remaining_seconds(0, {}) is None
+    assert remaining_seconds(sched, 0, {}) is None
     # Only 4x4 measured (1 ms/img): 2x per doubling, 8x8 costs 2x and 16x16 4x per image.
-    assert sched.remaining_seconds(500, {4: 1e-3}) == 500 * 1e-3 + 2000 * 2e-3 + 2000 * 4e-3
+    assert remaining_seconds(sched, 500, {4: 1e-3}) == 500 * 1e-3 + 2000 * 2e-3 + 2000 * 4e-3
     # 4x4 and 8x8 measured: their ratio (3x) per doubling.
-    assert sched.remaining_seconds(2500, {4: 1e-3, 8: 3e-3}) == pytest.approx(
+    assert remaining_seconds(sched, 2500, {4: 1e-3, 8: 3e-3}) == pytest.approx(
         500 * 3e-3 + 2000 * 9e-3
     )
     # The ratio is clamped to 1-4x (an 8x8 tick slower than 4x4 by 10x is noise).
-    assert sched.remaining_seconds(2500, {4: 1e-3, 8: 1e-2}) == pytest.approx(
+    assert remaining_seconds(sched, 2500, {4: 1e-3, 8: 1e-2}) == pytest.approx(
         500 * 1e-2 + 2000 * 4e-2
     )
-    assert sched.remaining_seconds(5000, {4: 1e-3}) == 0.0
+    assert remaining_seconds(sched, 5000, {4: 1e-3}) == 0.0
 
 
 def test_durations_read_like_a_clock():
@@ -92,24 +93,23 @@ def test_eta_stops_at_the_time_budget_where_that_comes_first():
 
     from lightning.pytorch.callbacks import Timer
 
-    from progan_lightning.callbacks.growth import ProgressiveGrowth
     from progan_lightning.callbacks.progress import StageSpeed
-    from progan_lightning.progress import Progress
+    from progan_lightning.progress import TrainingProgress
 
-    growth = ProgressiveGrowth(
+    schedule = GrowthSchedule(
         start_resolution=4, final_resolution=16, stable_kimg=1, fade_kimg=1, batch_size=16
     )
     speed = StageSpeed()
     speed.sec_per_img = {4: 1e-3}  # 500 + 2000 * 2 + 2000 * 4 ms = 12.5 s left at 500 images
     trainer = SimpleNamespace(callbacks=[])
-    at = Progress(cur_nimg=500, schedule=growth.schedule)
+    at = TrainingProgress(cur_nimg=500, schedule=schedule)
     assert speed.eta(trainer, at) == pytest.approx(12.5)
     timer = Timer(duration="00:00:00:05")  # trainer.max_time: 5 s
     timer.on_train_start(trainer, None)
     trainer.callbacks.append(timer)
     assert 4.0 < speed.eta(trainer, at) <= 5.0
     assert (
-        speed.eta(trainer, Progress(cur_nimg=5000, schedule=growth.schedule)) == 0.0
+        speed.eta(trainer, TrainingProgress(cur_nimg=5000, schedule=schedule)) == 0.0
     )  # the schedule's end comes first
 
 
@@ -188,13 +188,12 @@ class Module(SimpleNamespace):
 
 def test_a_cpu_run_of_a_gpu_schedule_says_so_with_a_first_estimate(monkeypatch, caplog):
     from progan_lightning.callbacks import progress
-    from progan_lightning.callbacks.growth import ProgressiveGrowth
-    from progan_lightning.progress import Progress
+    from progan_lightning.progress import TrainingProgress
 
     now = [0.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
     # The official schedule to 128x128 (600 + 600 kimg per resolution, 12000 kimg in all).
-    growth = ProgressiveGrowth(
+    schedule = GrowthSchedule(
         start_resolution=4,
         final_resolution=128,
         stable_kimg=600,
@@ -202,7 +201,7 @@ def test_a_cpu_run_of_a_gpu_schedule_says_so_with_a_first_estimate(monkeypatch, 
         batch_size=16,
         total_kimg=12000,
     )
-    at = Progress(cur_nimg=0, schedule=growth.schedule)
+    at = TrainingProgress(cur_nimg=0, schedule=schedule)
     module = Module(
         device=torch.device("cpu"), progress=at, resolution=4, phase_name="stable4", alpha=1.0
     )
@@ -230,12 +229,12 @@ def test_a_cpu_run_of_a_gpu_schedule_says_so_with_a_first_estimate(monkeypatch, 
 
 def test_a_gpu_or_a_short_run_gets_no_cpu_warning(monkeypatch, caplog):
     from progan_lightning.callbacks import progress
-    from progan_lightning.progress import Progress
+    from progan_lightning.progress import TrainingProgress
     from progan_lightning.schedule import GrowthSchedule
 
     now = [0.0]
     monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
-    at = Progress(cur_nimg=0, schedule=GrowthSchedule(4, 32, 30, 30, 16))
+    at = TrainingProgress(cur_nimg=0, schedule=GrowthSchedule(4, 32, 30, 30, 16))
     module = Module(device=torch.device("cpu"), progress=at, resolution=4)
     trainer = SimpleNamespace(callbacks=[], is_global_zero=True)
     forecast = progress.Forecast(progress.StageSpeed(), first_estimate_seconds=10)

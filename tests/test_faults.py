@@ -294,15 +294,18 @@ def test_bad_values_fail_before_data_is_prepared(make_cfg, tmp_path, override, m
 
 
 def test_small_per_device_batches_warn_or_fail_under_ddp(make_cfg):
-    from progan_lightning.callbacks.growth import ProgressiveGrowth
+    import re
 
-    growth = ProgressiveGrowth(16, batch_size={4: 16, 8: 12, 16: 8})
-    with pytest.warns(UserWarning, match=r"shrinks at 8x8 \(batch 3 per device: group 3\), 16x16"):
-        growth.check_world_size(4, mbstd_group_size=4)
-    growth = ProgressiveGrowth(16, batch_size={4: 16, 16: 8})
+    from progan_lightning.growth_plan import check_world_size
+    from progan_lightning.schedule import GrowthSchedule
+
+    schedule = GrowthSchedule(4, 16, 600, 600, batch_size={4: 16, 8: 12, 16: 8})
+    warning = check_world_size(schedule, 4, mbstd_group_size=4)
+    assert re.search(r"shrinks at 8x8 \(batch 3 per device: group 3\), 16x16", warning)
+    schedule = GrowthSchedule(4, 16, 600, 600, batch_size={4: 16, 16: 8})
     with pytest.raises(ValueError, match=r"at 16x16 is 1 per device over 8 devices"):
-        growth.check_world_size(8, mbstd_group_size=4)
-    growth.check_world_size(8, mbstd_group_size=0)  # no layer, no group
+        check_world_size(schedule, 8, mbstd_group_size=4)
+    assert check_world_size(schedule, 8, mbstd_group_size=0) is None  # no layer, no group
 
 
 def test_truncated_last_checkpoint_falls_back_to_the_newest_readable(make_cfg, tmp_path):

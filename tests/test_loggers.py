@@ -129,3 +129,43 @@ def test_wandb_resumes_the_run_whose_id_the_run_dir_keeps(make_cfg, tmp_path: Pa
     assert kept == loggers[0].version
     assert wandb_kwargs(cfg)["id"] == kept  # a resume logs into the same W&B run
     assert instantiate_loggers(cfg)[0].version == kept
+
+
+def test_the_upload_is_the_configured_export(monkeypatch, tmp_path: Path):
+    """``logger.wandb.upload_generator`` uploads the export where
+    ``callbacks.model_checkpoint.export_path`` put it, and writes nothing beside it."""
+    import sys
+    import types
+
+    from helpers import tiny_module
+    from progan_lightning import loggers
+    from progan_lightning.export import export_generator
+
+    class Artifact:
+        def __init__(self, name: str, type: str) -> None:
+            self.files: list[str] = []
+
+        def add_file(self, path: str) -> None:
+            self.files.append(path)
+
+    class Wandb:  # a W&B logger's experiment, recording the artifacts it is given
+        def __init__(self) -> None:
+            self.experiment = types.SimpleNamespace(log_artifact=logged.append)
+
+    logged: list[Artifact] = []
+    monkeypatch.setattr(loggers, "WandbLogger", Wandb)
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Artifact=Artifact))
+    model = tiny_module(8)
+    export = tmp_path / "elsewhere" / "g.safetensors"
+    export_generator(model.G_ema, export, model.stage, model.alpha)
+    cfg = OmegaConf.create(
+        {
+            "task_name": "t",
+            "paths": {"output_dir": str(tmp_path / "run")},
+            "logger": {"wandb": {"upload_generator": True}},
+            "callbacks": {"model_checkpoint": {"export_path": str(export)}},
+        }
+    )
+    loggers.upload_generator(cfg, model, [Wandb()])
+    assert logged[0].files == [str(export), str(export.with_suffix(".json"))]
+    assert not (tmp_path / "run").exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from progan_lightning.progress import Progress
+from progan_lightning.progress import TrainingProgress
 from progan_lightning.schedule import GrowthSchedule
 
 
@@ -14,7 +14,7 @@ def schedule() -> GrowthSchedule:
 
 
 def test_a_batch_that_crosses_into_the_next_phase_ends_its_phase():
-    progress = Progress(schedule=schedule())
+    progress = TrainingProgress(schedule=schedule())
     sched = progress.schedule
     progress.enter(sched.phase_at(0), 1.0)
     assert (progress.stage, progress.alpha, progress.phase_index) == (0, 1.0, 0)
@@ -31,25 +31,25 @@ def test_a_batch_that_crosses_into_the_next_phase_ends_its_phase():
 
 
 def test_the_run_is_done_at_the_schedules_end():
-    progress = Progress(schedule=schedule())
+    progress = TrainingProgress(schedule=schedule())
     progress.enter(progress.schedule.phase_at(290), 1.0)
     progress.cur_nimg = 300
     assert progress.done
 
 
 def test_the_checkpoint_entry_keeps_its_keys_and_round_trips():
-    progress = Progress(cur_nimg=320, stage=2, alpha=0.25, phase_index=3, lr_scale=0.5)
+    progress = TrainingProgress(cur_nimg=320, stage=2, alpha=0.25, phase_index=3, lr_scale=0.5)
     state = progress.state_dict()
     assert state == {"cur_nimg": 320, "stage": 2, "alpha": 0.25, "phase_index": 3}
-    restored = Progress()
+    restored = TrainingProgress()
     restored.load_state_dict(state)
     assert restored.state_dict() == state
-    old = Progress()
+    old = TrainingProgress()
     old.load_state_dict({})  # a checkpoint without the entry starts at the beginning
-    assert old.state_dict() == Progress().state_dict()
+    assert old.state_dict() == TrainingProgress().state_dict()
 
 
 def test_hold_fixes_a_stage_and_alpha_outside_a_schedule():
-    progress = Progress()
+    progress = TrainingProgress()
     progress.hold(2, 0.5)
     assert (progress.stage, progress.alpha, progress.cur_nimg) == (2, 0.5, 0)

@@ -10,7 +10,9 @@ never runs code when loaded unless the user opts in (``allow_pickle``).
 
 Entries this module defines:
 
-- ``progress``: :class:`~progan_lightning.progress.Progress` (``cur_nimg``, ``stage``,
+- ``format_version``: :data:`FORMAT_VERSION`, the version of this layout; the loader refuses a
+  newer one and reads a file without the entry as the current format;
+- ``progress``: :class:`~progan_lightning.progress.TrainingProgress` (``cur_nimg``, ``stage``,
   ``alpha``, ``phase_index``);
 - ``architecture``: ``{"G": ..., "D": ...}``, the networks' constructor arguments (export
   rebuilds G_ema from them, a resume checks them);
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 import pickle
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,18 +41,24 @@ from progan_lightning.export import (
 )
 from progan_lightning.faults import DamagedFile
 from progan_lightning.networks import Generator, init_kwarg
+from progan_lightning.run_paths import LAST_CHECKPOINT
+from progan_lightning.schedule import GrowthSchedule
 
 if TYPE_CHECKING:  # Lightning is not loaded for export and generate (seconds on a small CPU).
     import lightning as L
 
 log = logging.getLogger(__name__)
 
-LAST = "last.ckpt"
+
+FORMAT_VERSION = 1
+"""The version of the checkpoint layout this code writes and reads (the ``format_version``
+entry); a change that older code cannot read raises it."""
 
 
 def module_entries(module: L.LightningModule) -> dict[str, Any]:
     """The entries the ProGAN module adds to its checkpoint (see the module docstring)."""
     entries: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
         "progress": module.progress.state_dict(),
         "architecture": {"G": module.G.init_kwargs, "D": module.D.init_kwargs},
     }
@@ -158,7 +167,26 @@ def _load(
             "G, D and G_ema)",
             "give a .ckpt from the checkpoints/ folder of a progan-train run",
         )
+    check_format(checkpoint, path)
     return checkpoint
+
+
+def check_format(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint of a format this code does not know (a newer version's); one
+    without ``format_version`` is of the current format.
+
+    Raises:
+        DamagedFile: names the file's format and the one this code reads.
+    """
+    version = checkpoint.get("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DamagedFile(
+            path,
+            f"has checkpoint format {version!r}, which this version of progan-lightning does "
+            f"not read (it reads format {FORMAT_VERSION} and older)",
+            "load it with the progan-lightning version that wrote it, or upgrade "
+            "(pip install -U progan-lightning)",
+        )
 
 
 def check_weights(checkpoint: dict[str, Any], module: torch.nn.Module, path: str | Path) -> None:
@@ -195,7 +223,8 @@ def check_resume(ckpt_path: str | None, model: L.LightningModule, growth: Any) -
     check_architecture(checkpoint, model)
     check_weights(checkpoint, model, ckpt_path)
     nimg = int(checkpoint.get("progress", {}).get("cur_nimg", 0))
-    growth.check_resume(checkpoint.get("callbacks", {}).get(growth.state_key), nimg, ckpt_path)
+    saved = checkpoint.get("callbacks", {}).get(growth.state_key)
+    check_schedule(growth.schedule, saved["schedule"] if saved else None, nimg, ckpt_path)
     if nimg >= growth.schedule.total_nimg:
         log.warning(
             f"ckpt_path={ckpt_path} has seen {nimg / 1000:g} kimg, growth.total_kimg is "
@@ -206,9 +235,33 @@ def check_resume(ckpt_path: str | None, model: L.LightningModule, growth: Any) -
     return True
 
 
+def check_schedule(
+    schedule: GrowthSchedule, saved: Mapping[str, Any] | None, nimg: int, source: str
+) -> None:
+    """Fail when ``schedule`` contradicts the one a checkpoint saved at ``nimg`` images.
+
+    Args:
+        schedule: The config's schedule.
+        saved: The checkpoint's (:meth:`GrowthSchedule.state`), or None (none saved).
+        nimg: Images seen in the checkpoint.
+        source: The checkpoint's path, for the message.
+
+    Raises:
+        ValueError: One line naming every conflict and the fix.
+    """
+    conflicts = schedule.resume_conflicts(saved, nimg) if saved else []
+    if conflicts:
+        raise ValueError(
+            f"ckpt_path={source} was trained with another growth schedule: "
+            + "; ".join(conflicts)
+            + ". Resume with its growth.* settings (its run's .hydra/config.yaml); only "
+            "phases not begun, the current stable phase and growth.total_kimg may change"
+        )
+
+
 def _newest_first(dirpath: Path) -> list[Path]:
     ckpts = sorted(dirpath.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return sorted(ckpts, key=lambda p: p.name != LAST)  # last.ckpt first, stable otherwise
+    return sorted(ckpts, key=lambda p: p.name != LAST_CHECKPOINT)  # first, stable otherwise
 
 
 def find_last_checkpoint(dirpath: str | Path) -> Path:

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from progan_lightning.export import export_generator, export_paths
 from progan_lightning.fs import atomic_write
 from progan_lightning.instantiate import instantiate
-from progan_lightning.run_lock import EXPORT_NAME
+from progan_lightning.run_paths import EXPORT_NAME, export_path
 from progan_lightning.run_record import resolved_config
 
 # Where a run dir keeps its W&B run id, so that a resume logs into the same W&B run.
@@ -139,15 +139,17 @@ def setup_wandb(loggers: list[Logger]) -> None:
 
 @rank_zero_only
 def upload_generator(cfg: DictConfig, model: L.LightningModule, loggers: list[Logger]) -> None:
-    """Log G_ema's export (``generator.safetensors`` + ``generator.json``, see ``export.py``)
-    as a W&B artifact when ``logger.wandb.upload_generator`` is set: the run's own export
-    when it wrote one, else G_ema exported there now. Weights only, no pickle."""
+    """Log G_ema's export (weights + architecture JSON, see ``export.py``) as a W&B artifact
+    when ``logger.wandb.upload_generator`` is set: the run's own export
+    (``callbacks.model_checkpoint.export_path``) when it wrote one, else G_ema exported there
+    now (without an export path: ``generator.safetensors`` in the run dir). Weights only, no
+    pickle."""
     wandb_cfg = (cfg.get("logger") or {}).get("wandb") or {}
     if not wandb_cfg.get("upload_generator"):
         return
     import wandb
 
-    weights, arch = export_paths(Path(cfg.paths.output_dir) / EXPORT_NAME)
+    weights, arch = export_paths(export_path(cfg) or Path(cfg.paths.output_dir) / EXPORT_NAME)
     if not (weights.is_file() and arch.is_file()):
         export_generator(model.G_ema, weights, model.stage, model.alpha)
     for logger in loggers:

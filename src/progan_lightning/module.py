@@ -24,7 +24,7 @@ from progan_lightning.precision import (
     PRECISIONS,
     resolve_precision,
 )
-from progan_lightning.progress import Progress
+from progan_lightning.progress import TrainingProgress
 from progan_lightning.schedule import Phase
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -169,7 +169,7 @@ class ProGAN(L.LightningModule):
             persistent=False,
         )
 
-        self.progress = Progress()
+        self.progress = TrainingProgress()
 
     # Progress, read-only here (the growth callback writes it; see ``progress.py``).
 

@@ -15,7 +15,7 @@ from progan_lightning.schedule import GrowthSchedule, Phase
 
 
 @dataclass
-class Progress:
+class TrainingProgress:
     """Training progress.
 
     Attributes:

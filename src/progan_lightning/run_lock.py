@@ -19,11 +19,11 @@ from pathlib import Path
 
 from progan_lightning.faults import UserError
 from progan_lightning.fs import FileLock, Timeout, atomic_write, file_lock
+from progan_lightning.run_paths import CHECKPOINT_DIR, EXPORT_NAME
 from progan_lightning.run_record import RECORD_DIR, RUN_NAME
 
 LOCK_NAME = ".run.lock"
 OWNER_NAME = ".run.owner"
-EXPORT_NAME = "generator.safetensors"
 
 
 def run_files(run_dir: str | Path, checkpoint_dir: str | Path | None = None) -> list[Path]:
@@ -34,7 +34,7 @@ def run_files(run_dir: str | Path, checkpoint_dir: str | Path | None = None) -> 
         checkpoint_dir: Where its checkpoints go (default: ``<run_dir>/checkpoints``).
     """
     run_dir = Path(run_dir).expanduser()
-    checkpoints = Path(checkpoint_dir or run_dir / "checkpoints").expanduser()
+    checkpoints = Path(checkpoint_dir or run_dir / CHECKPOINT_DIR).expanduser()
     found = sorted(checkpoints.glob("*.ckpt")) if checkpoints.is_dir() else []
     return found + [p for p in [run_dir / EXPORT_NAME] if p.is_file()]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 PerResolution = int | float | Mapping[int | str, int | float] | None
 
@@ -100,6 +101,90 @@ class Phase:
         return f"{'fade' if self.fading else 'stable'}{self.resolution}"
 
 
+def resolutions_between(start_resolution: int, final_resolution: int) -> list[int]:
+    """Every resolution from ``start_resolution`` to ``final_resolution`` (both checked)."""
+    check_resolution(start_resolution, "growth.start_resolution")
+    check_resolution(final_resolution, "data.resolution")
+    if start_resolution > final_resolution:
+        raise ValueError(
+            f"growth.start_resolution={start_resolution} is above "
+            f"data.resolution={final_resolution}; lower it or raise data.resolution"
+        )
+    return [
+        2**i for i in range(int(math.log2(start_resolution)), int(math.log2(final_resolution)) + 1)
+    ]
+
+
+def check_batch_sizes(sizes: dict[int, Any]) -> dict[int, Any]:
+    """``sizes`` (per resolution) if each is a positive integer, else one clear ValueError."""
+    for res, size in sizes.items():
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(
+                f"growth.batch_size at {res}x{res} is {size!r}; use a positive integer"
+            )
+    return sizes
+
+
+def check_lrs(lrs: dict[int, Any]) -> dict[int, Any]:
+    """``lrs`` (per resolution) if each is None or > 0, else one clear ValueError."""
+    for res, value in lrs.items():
+        if value is not None and (not isinstance(value, int | float) or not value > 0):
+            raise ValueError(
+                f"growth.lr at {res}x{res} is {value!r}; use a learning rate > 0 (official "
+                "0.001-0.003), or null for model.optimizer.lr"
+            )
+    return lrs
+
+
+def check_lengths(
+    stables: dict[int, Any], fades: dict[int, Any]
+) -> tuple[dict[int, Any], dict[int, Any]]:
+    """Stable (> 0) and fade (>= 0) kimg per resolution, checked; else one clear ValueError."""
+    for res in stables:
+        if not isinstance(stables[res], int | float) or stables[res] <= 0:
+            raise ValueError(
+                f"growth.stable_kimg at {res}x{res} is {stables[res]!r}; use a number > 0"
+            )
+        if not isinstance(fades[res], int | float) or fades[res] < 0:
+            raise ValueError(
+                f"growth.fade_kimg at {res}x{res} is {fades[res]!r}; use a number >= 0 "
+                "(0 disables fading)"
+            )
+    return stables, fades
+
+
+def lay_out(
+    resolutions: list[int],
+    stables: dict[int, Any],
+    fades: dict[int, Any],
+    sizes: dict[int, Any],
+    lrs: dict[int, Any],
+) -> list[Phase]:
+    """The phases end to end: the first resolution stable, every later one a fade-in (unless
+    its fade is 0) then stable."""
+    phases: list[Phase] = []
+    nimg = 0
+    for res in resolutions:
+        stable, fade = round(stables[res] * 1000), round(fades[res] * 1000)
+        kinds = [False] if res == resolutions[0] or fade == 0 else [True, False]
+        for fading in kinds:
+            length = fade if fading else stable
+            phases.append(
+                Phase(
+                    index=len(phases),
+                    resolution=res,
+                    stage=int(math.log2(res)) - 2,
+                    fading=fading,
+                    start_nimg=nimg,
+                    end_nimg=nimg + length,
+                    batch_size=int(sizes[res]),
+                    lr=None if lrs[res] is None else float(lrs[res]),
+                )
+            )
+            nimg += length
+    return phases
+
+
 class GrowthSchedule:
     """Maps images seen to the training phase.
 
@@ -130,73 +215,23 @@ class GrowthSchedule:
         total_kimg: float | None = None,
         lr_rampdown_kimg: float = 0.0,
     ) -> None:
-        check_resolution(start_resolution, "growth.start_resolution")
-        check_resolution(final_resolution, "data.resolution")
-        if start_resolution > final_resolution:
-            raise ValueError(
-                f"growth.start_resolution={start_resolution} is above "
-                f"data.resolution={final_resolution}; lower it or raise data.resolution"
-            )
-        resolutions = [
-            2**i
-            for i in range(int(math.log2(start_resolution)), int(math.log2(final_resolution)) + 1)
-        ]
-        sizes = per_resolution(batch_size, resolutions, "growth.batch_size")
-        for res, size in sizes.items():
-            if not isinstance(size, int) or size < 1:
-                raise ValueError(
-                    f"growth.batch_size at {res}x{res} is {size!r}; use a positive integer"
-                )
-        lrs = per_resolution(lr, resolutions, "growth.lr", optional=True)
-        for res, value in lrs.items():
-            if value is not None and (not isinstance(value, int | float) or not value > 0):
-                raise ValueError(
-                    f"growth.lr at {res}x{res} is {value!r}; use a learning rate > 0 (official "
-                    "0.001-0.003), or null for model.optimizer.lr"
-                )
+        resolutions = resolutions_between(start_resolution, final_resolution)
+        sizes = check_batch_sizes(per_resolution(batch_size, resolutions, "growth.batch_size"))
+        lrs = check_lrs(per_resolution(lr, resolutions, "growth.lr", optional=True))
         if not isinstance(lr_rampdown_kimg, int | float) or not lr_rampdown_kimg >= 0:
             raise ValueError(
                 f"growth.lr_rampdown_kimg={lr_rampdown_kimg!r}; use the kimg at the end of the "
                 "run over which the learning rates fall to 0, or 0 for constant rates"
             )
         self.lr_rampdown_nimg = round(lr_rampdown_kimg * 1000)
-        stables = per_resolution(stable_kimg, resolutions, "growth.stable_kimg")
-        fades = per_resolution(fade_kimg, resolutions, "growth.fade_kimg")
-        for res in resolutions:
-            if not isinstance(stables[res], int | float) or stables[res] <= 0:
-                raise ValueError(
-                    f"growth.stable_kimg at {res}x{res} is {stables[res]!r}; use a number > 0"
-                )
-            if not isinstance(fades[res], int | float) or fades[res] < 0:
-                raise ValueError(
-                    f"growth.fade_kimg at {res}x{res} is {fades[res]!r}; use a number >= 0 "
-                    "(0 disables fading)"
-                )
-
-        # Lay the phases end to end.
-        phases: list[Phase] = []
-        nimg = 0
-        for res in resolutions:
-            stable, fade = round(stables[res] * 1000), round(fades[res] * 1000)
-            kinds = [False] if res == start_resolution or fade == 0 else [True, False]
-            for fading in kinds:
-                length = fade if fading else stable
-                phases.append(
-                    Phase(
-                        index=len(phases),
-                        resolution=res,
-                        stage=int(math.log2(res)) - 2,
-                        fading=fading,
-                        start_nimg=nimg,
-                        end_nimg=nimg + length,
-                        batch_size=int(sizes[res]),
-                        lr=None if lrs[res] is None else float(lrs[res]),
-                    )
-                )
-                nimg += length
+        stables, fades = check_lengths(
+            per_resolution(stable_kimg, resolutions, "growth.stable_kimg"),
+            per_resolution(fade_kimg, resolutions, "growth.fade_kimg"),
+        )
+        phases = lay_out(resolutions, stables, fades, sizes, lrs)
 
         # The last stable phase runs until total_kimg.
-        self.total_nimg = nimg if total_kimg is None else round(total_kimg * 1000)
+        self.total_nimg = phases[-1].end_nimg if total_kimg is None else round(total_kimg * 1000)
         if self.total_nimg <= 0:
             raise ValueError(f"growth.total_kimg={total_kimg} must be > 0")
         last = phases[-1]
@@ -275,36 +310,6 @@ class GrowthSchedule:
                     f"at {new.end_nimg / 1000:g} kimg"
                 )
         return conflicts
-
-    def remaining_seconds(self, nimg: int, sec_per_img: Mapping[int, float]) -> float | None:
-        """Estimated seconds from ``nimg`` images to ``total_nimg``.
-
-        Args:
-            nimg: Images seen.
-            sec_per_img: Measured seconds per image, by resolution. A resolution not yet
-                measured is extrapolated from the highest measured one by the growth per
-                doubling of the two highest measured resolutions (clamped to 1-4x), or 2x
-                while only one is measured. Not by pixel count: per-image cost grows far
-                slower than the pixels (channels shrink as resolution grows; small
-                networks are bound by per-step overhead), so 4x per doubling put hours on
-                a 10-minute run. The estimate tightens as each stage is reached.
-
-        Returns:
-            Seconds, or None without any measurement.
-        """
-        if not sec_per_img:
-            return None
-        top = max(sec_per_img)
-        below = sec_per_img.get(top // 2)
-        growth = 2.0 if below is None else min(max(sec_per_img[top] / below, 1.0), 4.0)
-        seconds = 0.0
-        for phase in self.phases:
-            images = phase.images(self.total_nimg, since=nimg)
-            if images > 0:
-                res = phase.resolution
-                doublings = math.log2(res / top)
-                seconds += images * sec_per_img.get(res, sec_per_img[top] * growth**doublings)
-        return seconds
 
     def describe(self) -> str:
         """A one-line-per-phase table for logs."""

@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from omegaconf import DictConfig, open_dict
 
 from progan_lightning.callbacks.checkpoint import SafeCheckpoint
@@ -23,6 +23,7 @@ from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.checkpoint import check_resume, find_last_checkpoint
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.faults import Diverged, Preempted, WriteFailed
+from progan_lightning.growth_plan import GrowthPlan, resolve_growth
 from progan_lightning.instantiate import instantiate, instantiate_dict
 from progan_lightning.loggers import (
     finish_wandb,
@@ -36,7 +37,8 @@ from progan_lightning.module import ProGAN
 from progan_lightning.networks import num_features
 from progan_lightning.official.finetune import init_from_official
 from progan_lightning.precision import float32_matmul_precision, resolve_precision
-from progan_lightning.run_lock import check_fresh_run_dir, run_dir_lock
+from progan_lightning.run_lock import check_fresh_run_dir, holds_run_dir, run_dir_lock
+from progan_lightning.run_paths import checkpoint_dir, last_checkpoint
 from progan_lightning.run_record import task_overrides, write_record
 from progan_lightning.schedule import GrowthSchedule, check_resolution
 
@@ -52,12 +54,6 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     path = str(find_last_checkpoint(checkpoint_dir(cfg)))
     log.info(f"Resuming from {path}")
     return path
-
-
-def checkpoint_dir(cfg: DictConfig) -> Path:
-    """``callbacks.model_checkpoint.dirpath`` (default: the run dir's ``checkpoints/``)."""
-    dirpath = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("dirpath")
-    return Path(dirpath or Path(cfg.paths.output_dir) / "checkpoints")
 
 
 def check_precision(cfg: DictConfig) -> None:
@@ -183,40 +179,34 @@ class Run:
         }
 
 
-def plan_growth(
-    growth: ProgressiveGrowth, world_size: int, device: str, precision: str, group: int
-) -> str:
-    """Lay out ``growth``'s schedule once for the run and check it, before any launch.
-
-    Args:
-        growth: The growth callback (its preset, if any, is laid out here).
-        world_size: Processes sharing each global batch.
-        device: ``cuda`` or ``cpu``.
-        precision: ``model.precision`` (``auto`` is resolved here for ``device``).
-        group: ``model.D.mbstd_group_size``.
-
-    Returns:
-        The resolved precision.
-
-    Raises:
-        ValueError: A batch does not divide over ``world_size``, or leaves a group of one.
-    """
+def plan_precision(precision: str, device: str) -> str:
+    """``model.precision`` with ``auto`` resolved for ``device`` (logged when it resolves)."""
     resolved = resolve_precision(precision, device)
     if resolved != precision:
         log.info(
             f"model.precision={precision}: {resolved} on {device} "
             "(auto takes bf16 on CPUs with bf16 units, AVX512-BF16 or AMX, else fp32)"
         )
-    growth.configure(world_size, resolved, group)
-    preset_group = (growth.preset_values or {}).get("mbstd_group_size", group)
-    if preset_group != group:
-        log.warning(
-            f"growth.preset={growth.preset} ({growth.preset_values['name']}) uses "
-            f"model.D.mbstd_group_size={preset_group}, this run {group}: set "
-            f"model.D.mbstd_group_size={preset_group} for the official setup"
-        )
-    growth.check_world_size(world_size, group)
     return resolved
+
+
+def plan_growth(
+    growth: ProgressiveGrowth, world_size: int, precision: str, group: int
+) -> GrowthPlan:
+    """Resolve ``growth``'s schedule once for the run (:func:`resolve_growth`: checked, its
+    notes and warnings logged) and hand it to the callback.
+
+    Raises:
+        ValueError: A setting does not fit, a batch does not divide over ``world_size``, or
+            leaves a minibatch-stddev group of one.
+    """
+    plan = resolve_growth(growth.settings, growth.preset, world_size, precision, group)
+    for line in plan.notes:
+        rank_zero_info(line)
+    for line in plan.warnings:
+        rank_zero_warn(line)
+    growth.use(plan)
+    return plan
 
 
 def build(cfg: DictConfig) -> Run:
@@ -227,7 +217,9 @@ def build(cfg: DictConfig) -> Run:
         ValueError: A config value, the checkpoint or the schedule does not fit (one message
             naming the value and the fix), before anything is written.
     """
-    if rank_zero_only.rank == 0:  # Before anything is written (the command checked it too).
+    # Before anything is written: a run dir the command took was checked when it took it
+    # (``cli/run_dir.py``); a run started from Python is checked here.
+    if rank_zero_only.rank == 0 and not holds_run_dir(cfg.paths.output_dir):
         check_fresh_run_dir(cfg.paths.output_dir, cfg.get("ckpt_path"), checkpoint_dir(cfg))
     check_precision(cfg)
     check_max_resolution(cfg)
@@ -249,7 +241,8 @@ def build(cfg: DictConfig) -> Run:
     # The plan, before any process is launched: one clear error instead of one per rank.
     group = model.D.init_kwargs["mbstd_group_size"]
     device = device_type(trainer)
-    precision = plan_growth(growth, trainer.world_size, device, model.precision, group)
+    precision = plan_precision(model.precision, device)
+    schedule = plan_growth(growth, trainer.world_size, precision, group).schedule
     apply_backend(cfg, trainer)
     ckpt_path = resolve_ckpt_path(cfg)
     plan = Plan(
@@ -258,7 +251,7 @@ def build(cfg: DictConfig) -> Run:
         precision=precision,
         strategy=str(cfg.trainer.get("strategy", "auto")),
         mbstd_group_size=group,
-        schedule=growth.schedule,
+        schedule=schedule,
         ckpt_path=ckpt_path,
         pending=check_resume(ckpt_path, model, growth),
     )
@@ -289,7 +282,7 @@ def fit(run: Run) -> dict[str, Any]:
             setup_wandb(run.loggers)
             trainer.fit(model=model, datamodule=run.datamodule, ckpt_path=run.plan.ckpt_path)
             if saver is not None and saver.signal_received is not None:
-                raise Preempted(saver.signal_received, saver.dirpath / "last.ckpt")
+                raise Preempted(saver.signal_received, last_checkpoint(saver.dirpath))
             upload_generator(cfg, model, run.loggers)
     except Diverged as err:
         err.checkpoint = newest_checkpoint(checkpoint_dir(cfg))

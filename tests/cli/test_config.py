@@ -7,6 +7,7 @@ import lightning as L
 import pytest
 from omegaconf import OmegaConf
 
+from helpers import lay_out
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.cli.config import CONFIG_DIR, auto_strategy
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
@@ -25,7 +26,7 @@ def build(cfg) -> dict:
     return {
         "data": build_datamodule(cfg.data),
         "model": hydra.utils.instantiate(cfg.model),
-        "growth": hydra.utils.instantiate(cfg.growth),
+        "growth": lay_out(hydra.utils.instantiate(cfg.growth)),  # one device
         "callbacks": instantiate_dict(cfg.get("callbacks")),
         "loggers": instantiate_dict(cfg.get("logger")),
     }

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_train
+from helpers import lay_out, run_train
 from progan_lightning import presets
 from progan_lightning.callbacks.growth import ProgressiveGrowth
+from progan_lightning.growth_plan import resolve_growth
 
 # config.py, preset-v2-{1gpu,2gpus,4gpus,8gpus}: minibatch_base, minibatch_dict, G_lrate_dict,
 # then the fp32 cap max_minibatch_per_gpu = {256: 16, 512: 8, 1024: 4} times the GPU count.
@@ -41,8 +42,7 @@ def celebahq_growth(make_cfg, folder: Path, *overrides: str) -> ProgressiveGrowt
 
 @pytest.mark.parametrize("world_size", [1, 2, 4, 8])
 def test_celebahq_is_the_official_v2_preset_of_the_device_count(make_cfg, tmp_path, world_size):
-    growth = celebahq_growth(make_cfg, tmp_path)
-    growth.configure(world_size)
+    growth = lay_out(celebahq_growth(make_cfg, tmp_path), world_size)
     base, table, lrs = OFFICIAL_V2[world_size]
     expected = {r: min(table.get(r, base), CAP.get(r, 10**9) * world_size) for r in RESOLUTIONS}
     sched = growth.schedule
@@ -57,17 +57,15 @@ def test_celebahq_is_the_official_v2_preset_of_the_device_count(make_cfg, tmp_pa
         ("stable8", 600_000),
     ]
     assert growth.tick_nimg[4] == 160_000 and growth.tick_nimg[1024] == 10_000
-    growth.check_world_size(world_size, mbstd_group_size=4)  # divides; group >= 2
+    lay_out(growth, world_size, mbstd_group_size=4)  # divides; group >= 2
 
 
 @pytest.mark.parametrize("world_size", [3, 6])
-def test_other_device_counts_follow_the_official_rule(make_cfg, tmp_path, world_size, monkeypatch):
-    from progan_lightning.callbacks import growth as growth_mod
-
-    lines: list[str] = []
-    monkeypatch.setattr(growth_mod, "rank_zero_info", lines.append)
+def test_other_device_counts_follow_the_official_rule(make_cfg, tmp_path, world_size):
     growth = celebahq_growth(make_cfg, tmp_path)
-    growth.configure(world_size)
+    plan = resolve_growth(growth.settings, growth.preset, world_size)
+    growth.use(plan)
+    lines = list(plan.notes)
     base_gpus = max(n for n in OFFICIAL_V2 if n <= world_size)
     base, table, _ = OFFICIAL_V2[base_gpus]
     official = {}
@@ -84,22 +82,20 @@ def test_other_device_counts_follow_the_official_rule(make_cfg, tmp_path, world_
     base_4 = table.get(4, base)
     assert f"4x4 {base_4} -> {base_4 - base_4 % world_size}" in lines[0]
     # With minibatch stddev (group 4), per-device batches above 4 are whole groups.
-    lines.clear()
-    growth.configure(world_size, mbstd_group_size=4)
+    lay_out(growth, world_size, mbstd_group_size=4)
     for phase in growth.schedule.phases:
         size, per_device = official[phase.resolution], official[phase.resolution] // world_size
         whole = size - size % (4 * world_size) if per_device > 4 else size
         assert phase.batch_size == whole
-    growth.check_world_size(world_size, mbstd_group_size=4)
 
 
 def test_named_preset_overrides_the_choice_and_explicit_values_win(make_cfg, tmp_path):
     growth = celebahq_growth(make_cfg, tmp_path, "growth.preset=v2-8gpus")
-    growth.configure(2)
+    lay_out(growth, 2)
     sizes = {p.resolution: p.batch_size for p in growth.schedule.phases}
     assert sizes[4] == 512 and sizes[1024] == 8  # the 8-GPU table, capped for 2 devices
     growth = celebahq_growth(make_cfg, tmp_path, "growth.stable_kimg=10", "growth.batch_size=32")
-    growth.configure(4)
+    lay_out(growth, 4)
     phase = growth.schedule.phases[0]
     assert (phase.end_nimg, phase.batch_size, growth.schedule.phases[-1].lr) == (10_000, 32, 0.003)
 
@@ -107,7 +103,7 @@ def test_named_preset_overrides_the_choice_and_explicit_values_win(make_cfg, tmp
 def test_a_size_that_would_become_zero_fails_before_launch(make_cfg, tmp_path):
     growth = celebahq_growth(make_cfg, tmp_path, "growth.preset=v1")
     with pytest.raises(ValueError, match=r"1024x1024 minibatch of 3 becomes 0"):
-        growth.configure(4)
+        lay_out(growth, 4)
     assert presets.preset("v1")["batch_size"][1024] == 3
 
 
@@ -119,7 +115,7 @@ def test_default_growth_follows_the_official_training_defaults():
 
     cfg = OmegaConf.load(Path(CONFIG_DIR) / "growth" / "default.yaml")
     cfg.final_resolution = 1024
-    growth = hydra.utils.instantiate(cfg)
+    growth = lay_out(hydra.utils.instantiate(cfg))
     sched = growth.schedule
     assert sched.total_nimg == 12_000_000
     lrs = {p.resolution: p.lr for p in sched.phases}

@@ -17,7 +17,7 @@ import torch
 from omegaconf import open_dict
 from PIL import Image
 
-from helpers import REPO
+from helpers import REPO, lay_out
 from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.export import load_generator
 from progan_lightning.train import train
@@ -30,8 +30,7 @@ def test_the_quickstart_composes_to_its_schedule(make_cfg):
     cfg = make_cfg(tiny=False)  # exactly what `python train.py` composes
     assert cfg.data.resolution == 32 and cfg.data.source._target_.endswith("DigitsSource")
     assert cfg.data.channels == 1 and cfg.data.labels == "none"
-    growth = hydra.utils.instantiate(cfg.growth)
-    schedule = growth.schedule
+    schedule = lay_out(hydra.utils.instantiate(cfg.growth)).schedule
     assert [p.name for p in schedule.phases] == PHASES
     # About half the images go to the final resolution, where the details are drawn.
     at32 = sum(p.images(schedule.total_nimg, since=0) for p in schedule.phases[-2:])
@@ -46,7 +45,7 @@ def test_the_quickstart_composes_to_its_schedule(make_cfg):
 
 def test_the_quickstart_trains_32x32_faster_and_its_conditional_run_the_same(make_cfg):
     def rates(cfg) -> dict[str, float]:
-        phases = hydra.utils.instantiate(cfg.growth).schedule.phases
+        phases = lay_out(hydra.utils.instantiate(cfg.growth)).schedule.phases
         return {p.name: p.lr or cfg.model.optimizer.lr for p in phases}
 
     quickstart = make_cfg(tiny=False)
@@ -154,7 +153,7 @@ def test_experiment_folder_has_the_official_widths_and_schedule(make_cfg, image_
     assert cfg.data.source._target_.endswith("FolderSource") and cfg.data.channels == 3
     G = hydra.utils.instantiate(cfg.model.G)
     assert G.channels[:6] == [512, 512, 512, 512, 256, 128]  # 4x4 ... 128x128 (paper)
-    schedule = hydra.utils.instantiate(cfg.growth).schedule  # one device: preset-v2-1gpu
+    schedule = lay_out(hydra.utils.instantiate(cfg.growth)).schedule  # one device: preset-v2-1gpu
     sizes = {p.resolution: p.batch_size for p in schedule.phases}
     assert sizes == {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16}
     assert schedule.phases[-1].resolution == 128

@@ -7,9 +7,10 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from progan_lightning.growth_plan import resolve_growth
 from progan_lightning.instantiate import instantiate
 from progan_lightning.schedule import GrowthSchedule, check_resolution
-from progan_lightning.train import plan_growth
+from progan_lightning.train import plan_growth, plan_precision
 
 PARTS = ("stages", "memory", "data", "projection")
 """What ``bench.parts`` may list."""
@@ -47,7 +48,8 @@ def check_bench(bench: DictConfig) -> list[str]:
 
 def stage_batches(cfg: DictConfig) -> dict[int, int]:
     """Resolution -> batch size to benchmark, from ``bench`` keys or the growth schedule."""
-    schedule = hydra.utils.instantiate(cfg.growth).schedule
+    growth = hydra.utils.instantiate(cfg.growth)
+    schedule = resolve_growth(growth.settings, growth.preset, world_size=1).schedule
     batches = {p.resolution: p.batch_size for p in schedule.phases}
     resolutions = cfg.bench.resolutions
     if resolutions is None:
@@ -70,9 +72,9 @@ def stage_batches(cfg: DictConfig) -> dict[int, int]:
 def device_schedules(cfg: DictConfig) -> dict[int, tuple[str, GrowthSchedule]]:
     """Device count of ``bench.devices`` -> the name and schedule training would lay out.
 
-    ``cfg.growth`` is built as training builds it and configured for each count (a preset
-    such as ``experiment=celebahq``'s ``auto`` picks its table per count), then checked as
-    training checks it before launching.
+    ``cfg.growth`` is built as training builds it and its schedule resolved for each count
+    by ``train.plan_growth`` (a preset such as ``experiment=celebahq``'s ``auto`` picks its
+    table per count), checked as training checks it before launching.
 
     Raises:
         ValueError: ``bench.devices`` is not a list of positive integers, or a count cannot
@@ -89,9 +91,9 @@ def device_schedules(cfg: DictConfig) -> dict[int, tuple[str, GrowthSchedule]]:
     for n in dict.fromkeys(counts):
         growth = instantiate(cfg.growth)
         try:
-            plan_growth(growth, n, device, precision, group)
+            plan = plan_growth(growth, n, plan_precision(precision, device), group)
         except ValueError as error:
             raise ValueError(f"bench.devices has {n}, which cannot run it: {error}") from None
-        name = (growth.preset_values or {}).get("name") or "growth config"
-        schedules[n] = (name, growth.schedule)
+        name = (plan.preset or {}).get("name") or "growth config"
+        schedules[n] = (name, plan.schedule)
     return schedules

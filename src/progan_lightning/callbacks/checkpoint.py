@@ -13,10 +13,11 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_info
 
-from progan_lightning.checkpoint import LAST, rng_states, set_rng_states
+from progan_lightning.checkpoint import rng_states, set_rng_states
 from progan_lightning.export import export_generator
 from progan_lightning.faults import Diverged, WriteFailed
 from progan_lightning.fs import temp_path
+from progan_lightning.run_paths import LAST_CHECKPOINT, last_checkpoint
 
 # How torch's zip writer reports a failed write (it raises RuntimeError, not OSError).
 TORCH_WRITE_ERROR = re.compile(r"PytorchStreamWriter|file write failed|unexpected pos")
@@ -106,7 +107,7 @@ class SafeCheckpoint(Checkpoint):
             if not isinstance(error, OSError) and not TORCH_WRITE_ERROR.search(str(error)):
                 raise
             tmp.unlink(missing_ok=True)
-            last = self.dirpath / LAST
+            last = last_checkpoint(self.dirpath)
             raise WriteFailed(path, _reason(error), last if last.is_file() else None) from error
         trainer.strategy.barrier("SafeCheckpoint.save")
         return path
@@ -154,7 +155,7 @@ class SafeCheckpoint(Checkpoint):
             return
         nimg = pl_module.cur_nimg
         kimg = f"{nimg / 1000:09.3f}"
-        self.save(trainer, LAST)
+        self.save(trainer, LAST_CHECKPOINT)
         if pl_module.progress.phase_ended:
             self.save(trainer, f"phase{pl_module.phase_index:02d}_kimg{kimg}.ckpt")
         if self._keep_periodic(trainer, nimg):
@@ -171,7 +172,7 @@ class SafeCheckpoint(Checkpoint):
             try:
                 export_generator(G, self.export_path, stage, alpha)
             except OSError as error:
-                last = self.dirpath / LAST
+                last = last_checkpoint(self.dirpath)
                 raise WriteFailed(
                     self.export_path, _reason(error), last if last.is_file() else None, True
                 ) from error

@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics import Metric
 
-from progan_lightning.callbacks.ticks import phase_ended
+from progan_lightning.callbacks.ticks import phase_or_run_ended
 from progan_lightning.loggers import log_values
 from progan_lightning.metrics.registry import METRICS, prepare_metrics
 from progan_lightning.networks import seeded_latents
@@ -89,7 +89,7 @@ class MetricsCallback(L.Callback):
         nimg = pl_module.cur_nimg
         if not self.options or nimg == self._last_nimg or trainer.sanity_checking:
             return
-        phase_end = phase_ended(trainer, pl_module)
+        phase_end = phase_or_run_ended(trainer, pl_module)
         periodic = self.every_nimg is not None and (
             nimg // self.every_nimg > max(self._last_nimg, 0) // self.every_nimg
         )

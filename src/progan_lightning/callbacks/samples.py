@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from progan_lightning.callbacks.ticks import phase_ended
+from progan_lightning.callbacks.ticks import phase_or_run_ended
 from progan_lightning.data.stream import split_batch
 from progan_lightning.imaging import (
     label_rows,
@@ -167,7 +167,7 @@ class SampleGrid(L.Callback):
         grid, res = self.fakes_grid(pl_module)
         save_png(self.dirpath / f"fakes_kimg{kimg:09.3f}_res{res}.png", grid)
         log_image(trainer.loggers, "samples/fakes", grid, trainer.global_step)
-        if self.interp_images > 0 and phase_ended(trainer, pl_module):
+        if self.interp_images > 0 and phase_or_run_ended(trainer, pl_module):
             path = self.dirpath / f"interp_kimg{kimg:09.3f}_res{res}.gif"
             save_gif(path, self.interpolation_frames(pl_module))
             log_animation(trainer.loggers, "samples/interpolation", path)

@@ -7,7 +7,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Timer
 
 
-def phase_ended(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+def phase_or_run_ended(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
     """Whether the epoch that just ended closed a growth phase, the run, or the run's time
     (``trainer.max_time``, e.g. the budget of a sweep's trials)."""
     progress = pl_module.progress

@@ -6,7 +6,8 @@ process (one atomic step: of two runs racing for one folder, one gets it and the
 refused naming it). A multirun job takes its job dir at ``on_job_start``, and gives it back at
 ``on_job_end``; ``on_multirun_start`` (before any job starts) refuses a fresh sweep in a sweep
 dir whose job dirs hold runs, or one that another process trains in. ``train()`` checks the
-folder again and holds the same lock, for runs started from Python.
+folder only where the process does not hold it yet (a run started from Python) and takes
+the same lock.
 
 The commands that do not train (``trains: false``) take no lock; they refuse a run dir that
 holds a training run: they never write into one.
@@ -14,15 +15,17 @@ holds a training run: they never write into one.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from progan_lightning.cli.errors import exit_with
 from progan_lightning.faults import UserError
@@ -33,6 +36,7 @@ from progan_lightning.run_lock import (
     check_not_a_training_run,
     release_run_dir,
 )
+from progan_lightning.run_paths import checkpoint_dir
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,7 @@ class RunDirCheck(Callback):
             if not self.trains:
                 check_not_a_training_run(run_dir, config.get("task_name", "the command"))
                 return
-            check_fresh_run_dir(run_dir, config.get("ckpt_path"))
+            check_fresh_run_dir(run_dir, config.get("ckpt_path"), configured_checkpoints(config))
             acquire_run_dir(run_dir)
         except UserError as error:  # Hydra turns a callback's exception into a warning.
             exit_with(str(error))
@@ -98,6 +102,15 @@ class RunDirCheck(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if self.enabled and self.trains and multirun_job(config):
             release_run_dir(config.hydra.runtime.output_dir)
+
+
+def configured_checkpoints(config: DictConfig) -> Path:
+    """The run's checkpoints folder (``callbacks.model_checkpoint.dirpath``), read before
+    Hydra's job sets ``paths.output_dir``: the run dir stands in for it."""
+    config = copy.deepcopy(config)
+    with open_dict(config):
+        config.paths.output_dir = str(config.hydra.run.dir)
+    return checkpoint_dir(config)
 
 
 def multirun_job(config: DictConfig) -> bool:

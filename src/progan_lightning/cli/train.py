@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -21,6 +20,7 @@ from progan_lightning.cli.errors import exit_with, user_errors
 from progan_lightning.cli.resume import complete_argv
 from progan_lightning.cli.run_dir import launched_rank
 from progan_lightning.faults import Diverged, TrainingStopped
+from progan_lightning.run_paths import export_path
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ def task(cfg: DictConfig) -> float | None:
         if isinstance(err, Diverged) and multirun:
             return math.nan if name else None
         sys.exit(err.exit_code)
-    export = ((cfg.get("callbacks") or {}).get("model_checkpoint") or {}).get("export_path")
-    if first and export and Path(export).is_file():
+    export = export_path(cfg)
+    if first and export and export.is_file():
         log.info(f"Generator: {export}")
     return objective(metrics, name, cfg.data.resolution)
 
