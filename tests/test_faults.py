@@ -256,7 +256,7 @@ def test_checkpoint_temp_names_are_unique_per_process(make_cfg, tmp_path, monkey
     assert ckpts and all(name.endswith(f".ckpt.tmp-{os.getpid()}") for name in ckpts)
 
 
-def test_signal_exit_status_from_main(monkeypatch):
+def test_signal_exit_status_from_main(monkeypatch, tmp_path):
     import signal
 
     from progan_lightning.cli import train as command
@@ -265,7 +265,7 @@ def test_signal_exit_status_from_main(monkeypatch):
         raise Preempted(signal.SIGTERM, Path("run/checkpoints/last.ckpt"))
 
     monkeypatch.setattr("progan_lightning.train.train", preempted)
-    monkeypatch.setattr("sys.argv", ["train.py", "hydra.run.dir=/tmp/progan-preempt-test"])
+    monkeypatch.setattr("sys.argv", ["train.py", f"hydra.run.dir={tmp_path / 'run'}"])
     with pytest.raises(SystemExit) as exited:
         command.main()
     assert exited.value.code == 143

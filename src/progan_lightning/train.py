@@ -23,6 +23,7 @@ from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.checkpoint import check_resume, find_last_checkpoint
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.faults import Diverged, Preempted, WriteFailed
+from progan_lightning.fs import expand_path
 from progan_lightning.growth_plan import GrowthPlan, resolve_growth
 from progan_lightning.instantiate import instantiate, instantiate_dict
 from progan_lightning.loggers import (
@@ -50,7 +51,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     ``callbacks.model_checkpoint.dirpath`` (the run dir's ``checkpoints/``)."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path != "last":
-        return ckpt_path
+        return None if ckpt_path is None else str(expand_path(ckpt_path, "ckpt_path"))
     path = str(find_last_checkpoint(checkpoint_dir(cfg)))
     log.info(f"Resuming from {path}")
     return path

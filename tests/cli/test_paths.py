@@ -112,3 +112,34 @@ def test_a_file_as_a_folder_setting_is_refused_naming_it(tmp_path: Path, name: s
         assert f"{setting}={tmp_path / value}" in out.stderr and "is a file" in out.stderr
         assert "Traceback" not in out.stderr
     assert (tmp_path / "notes.txt").read_text() == "a file"
+
+
+@pytest.mark.parametrize(
+    ("name", "override"),
+    [
+        ("train", "hydra.run.dir={file}"),
+        ("train", "paths.log_dir={file}"),
+        ("generate", "hydra.run.dir={file}/run"),
+    ],
+)
+def test_a_file_as_the_run_folder_is_refused_naming_the_setting(tmp_path: Path, name, override):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    args = [override.format(file=blocker)]
+    if name == "generate":
+        args.append(f"source={PICKLE}")
+    out = command(name, tmp_path, *args)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert "hydra.run.dir=" in out.stderr and "is a file" in out.stderr
+    assert blocker.read_text() == "not a folder\n"
+
+
+def test_variables_are_expanded_in_ckpt_path(tmp_path: Path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from progan_lightning.train import resolve_ckpt_path
+
+    monkeypatch.setenv("RUNS", str(tmp_path))
+    cfg = OmegaConf.create({"ckpt_path": "$RUNS/checkpoints/last.ckpt"})
+    assert resolve_ckpt_path(cfg) == str(tmp_path / "checkpoints" / "last.ckpt")

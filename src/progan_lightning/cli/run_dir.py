@@ -29,6 +29,7 @@ from omegaconf import DictConfig, open_dict
 
 from progan_lightning.cli.errors import exit_with
 from progan_lightning.faults import UserError
+from progan_lightning.fs import check_folder
 from progan_lightning.run_lock import (
     acquire_run_dir,
     check_fresh_run_dir,
@@ -74,6 +75,7 @@ class RunDirCheck(Callback):
         HydraConfig.instance().set_config(config)
         run_dir = str(config.hydra.run.dir)
         try:
+            check_folder(run_dir, "hydra.run.dir")  # before Hydra makes it: no traceback
             if not self.trains:
                 check_not_a_training_run(run_dir, config.get("task_name", "the command"))
                 return
@@ -87,6 +89,7 @@ class RunDirCheck(Callback):
             return
         HydraConfig.instance().set_config(config)  # as in on_run_start
         try:
+            check_folder(str(config.hydra.sweep.dir), "hydra.sweep.dir")
             check_fresh_sweep_dir(str(config.hydra.sweep.dir), config.get("ckpt_path"))
         except UserError as error:
             exit_with(str(error))
