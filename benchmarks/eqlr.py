@@ -28,9 +28,10 @@ from benchmarks.notes import notes_path
 from progan_lightning.bench.plan import stage_batches
 from progan_lightning.bench.report import command_line, update_notes
 from progan_lightning.bench.step import set_stage
-from progan_lightning.bench.timing import device_name, pick_device, time_calls
+from progan_lightning.bench.timing import device_name
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.errors import user_errors
+from progan_lightning.devices import resolve_device, time_calls
 from progan_lightning.layers import EqualizedConv2d, EqualizedLinear, scale_output, scale_weight
 from progan_lightning.module import ProGAN
 
@@ -165,7 +166,7 @@ def run_study(cfg: DictConfig) -> list[dict[str, Any]]:
         The rows of :func:`eqlr_compare`.
     """
     bench = cfg.bench
-    device = pick_device(str(bench.device))
+    device = resolve_device(str(bench.device), "bench.device")
     threads = torch.get_num_threads()
     if bench.threads is not None:
         torch.set_num_threads(int(bench.threads))

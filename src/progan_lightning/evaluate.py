@@ -14,8 +14,9 @@ from omegaconf import DictConfig
 
 from progan_lightning.callbacks.metrics import SETTINGS
 from progan_lightning.data.datamodule import build_datamodule
+from progan_lightning.devices import resolve_device
 from progan_lightning.faults import DamagedFile
-from progan_lightning.generate import load_any, resolve_device, stage_for
+from progan_lightning.generate import load_any, stage_for
 from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_classifier
 from progan_lightning.metrics.offline import disjoint_subsets, index_batches, score_sets
 from progan_lightning.metrics.registry import prepare_metrics

@@ -29,6 +29,18 @@ DIVERGED_EXIT_CODE = 3
 WRITE_FAILED_EXIT_CODE = 4
 
 
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+"""The kinds of error a user can cause and fix (a bad value, path or file): the library refuses
+with one of these (:class:`UserError` is a ``ValueError``), and a command reports them as one
+line with :data:`USER_ERROR_EXIT_CODE`. Anything else is a bug and keeps its traceback."""
+
+
 class UserError(ValueError):
     """A mistake the user can fix (a bad value, path, file or run dir); the message names it
     and the fix. A ``ValueError``, like the other refusals of a bad config value."""

@@ -41,40 +41,6 @@ def load_any(
     return generator_from_checkpoint(checkpoint, device, source=path)
 
 
-def resolve_device(value: str, setting: str = "device") -> torch.device:
-    """The device that ``device=value`` names: ``auto`` is CUDA when a GPU is there, else
-    the CPU.
-
-    Raises:
-        ValueError: not a device name, or a GPU that this machine does not have; the message
-            names the value and what to use instead.
-    """
-    if value == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(value)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"{setting}={value} is not a device; use auto, cpu, cuda or cuda:N (N: a GPU's index)"
-        ) from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(
-                f"{setting}={value}, but there is no CUDA GPU here (torch {torch.__version__}, "
-                f"CUDA {torch.version.cuda or 'not built in'}); use {setting}=cpu or "
-                f"{setting}=auto"
-            )
-        if device.index is not None and device.index >= count:
-            raise ValueError(
-                f"{setting}={value}, but there are {count} GPUs (cuda:0..cuda:{count - 1}); "
-                f"use one of them or {setting}=auto"
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"{setting}={value}, but MPS is not available here; use {setting}=cpu")
-    return device
-
-
 def stage_for(G: nn.Module, resolution: int | None) -> tuple[int, float]:
     """Stage and alpha to render at ``resolution`` (default: the last trained stage)."""
     trained = getattr(G, "trained_stage", G.num_stages - 1)

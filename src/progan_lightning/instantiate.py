@@ -8,7 +8,10 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError)
+from progan_lightning.faults import USER_ERRORS
+
+# A constructor's TypeError is a config key it does not take (or lacks): the user's to fix too.
+CONFIG_ERRORS = (*USER_ERRORS, TypeError)
 
 
 def instantiate(cfg: Any, **kwargs: Any) -> Any:
@@ -18,7 +21,7 @@ def instantiate(cfg: Any, **kwargs: Any) -> Any:
     try:
         return hydra.utils.instantiate(cfg, **kwargs)
     except InstantiationException as err:
-        if isinstance(err.__cause__, USER_ERRORS):
+        if isinstance(err.__cause__, CONFIG_ERRORS):
             raise err.__cause__ from None
         raise
 

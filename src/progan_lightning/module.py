@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from progan_lightning.augment import Augment, step_generator
 from progan_lightning.checkpoint import check_architecture, module_entries
 from progan_lightning.data.stream import split_batch
+from progan_lightning.devices import auto_device_type
 from progan_lightning.export import check_class_names
 from progan_lightning.faults import Diverged
 from progan_lightning.layers import fade_reals
@@ -156,7 +157,7 @@ class ProGAN(L.LightningModule):
         self.precision = precision
         self.channels_last = channels_last
         # The device only gates GradScaler's CUDA check; the scale lives where the loss is.
-        scaler_device = "cuda" if torch.cuda.is_available() else "cpu"
+        scaler_device = auto_device_type()
         self.grad_scalers = {
             net: torch.amp.GradScaler(scaler_device, enabled=precision == "fp16")
             for net in ("G", "D")

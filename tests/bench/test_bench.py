@@ -405,3 +405,11 @@ def test_bench_from_an_empty_folder_writes_nothing_unless_asked(tmp_path: Path) 
     )
     assert sorted(p.name for p in empty.iterdir()) == ["b.json", "n.md"]
     assert "<!-- bench:cpu -->" in (empty / "n.md").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_the_device_is_refused_as_every_command_refuses_it(compose_bench):
+    with pytest.raises(ValueError, match=r"bench.device=cuda, but there is no CUDA GPU"):
+        run(compose_bench(*TINY_BENCH, "bench.device=cuda"))
+    with pytest.raises(ValueError, match=r"bench.device=bogus is not a device"):
+        run(compose_bench(*TINY_BENCH, "bench.device=bogus"))

@@ -11,7 +11,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from helpers import FIXTURES, run_command
-from progan_lightning.generate import resolve_device, select_classes
+from progan_lightning.devices import resolve_device
+from progan_lightning.generate import select_classes
 from progan_lightning.official import load_official_generator
 
 COND = FIXTURES / "official-progan" / "tiny16cond.pkl"
@@ -82,3 +83,4 @@ def test_a_file_renamed_pkl_is_named_for_what_it_is(tmp_path: Path, kind: str, c
     args = [f"source={path}", f"hydra.run.dir={tmp_path / 'out'}"]
     result = run_command(command, *(args if command == "generate" else [str(path)]))
     refused(result, "model.pkl", f"is {kind}")
+

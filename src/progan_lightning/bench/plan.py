@@ -4,9 +4,9 @@ the growth schedules to project (one per device count); every bad setting fails 
 from __future__ import annotations
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
+from progan_lightning.devices import auto_device_type
 from progan_lightning.growth_plan import resolve_growth
 from progan_lightning.instantiate import instantiate
 from progan_lightning.schedule import GrowthSchedule, check_resolution
@@ -86,7 +86,7 @@ def device_schedules(cfg: DictConfig) -> dict[int, tuple[str, GrowthSchedule]]:
         raise ValueError(f"bench.devices={counts}; use a list of device counts, e.g. [1, 8]")
     precision = cfg.model.get("precision", "fp32")
     group = cfg.model.D.get("mbstd_group_size", 0) or 0
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = auto_device_type()
     schedules = {}
     for n in dict.fromkeys(counts):
         growth = instantiate(cfg.growth)

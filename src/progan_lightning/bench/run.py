@@ -28,7 +28,8 @@ from progan_lightning.bench.stages import (
     measure_fading,
     measure_stages,
 )
-from progan_lightning.bench.timing import device_name, pick_device
+from progan_lightning.bench.timing import device_name
+from progan_lightning.devices import resolve_device
 from progan_lightning.precision import float32_matmul_precision
 from progan_lightning.schedule import GrowthSchedule
 
@@ -82,7 +83,7 @@ def run(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
     """
     bench = cfg.bench
     parts = check_bench(bench)
-    device = pick_device(str(bench.device))
+    device = resolve_device(str(bench.device), "bench.device")
     # The training switches, as train() applies them.
     torch.backends.cudnn.benchmark = bool(cfg.trainer.get("benchmark"))
     setting = (cfg.get("backend") or {}).get("float32_matmul_precision")

@@ -56,16 +56,6 @@ def summarize(values: list[float]) -> dict[str, float]:
     }
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"bench.device={name} but CUDA is not available; use cpu or auto")
-    return device
-
-
 def device_name(device: torch.device) -> str:
     """A human-readable name of the processor behind ``device``."""
     if device.type == "cuda":

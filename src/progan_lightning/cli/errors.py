@@ -3,11 +3,11 @@
 A command's body wrapped in :func:`user_errors` turns a mistake the user can fix into its one
 message on stderr and :data:`~progan_lightning.faults.USER_ERROR_EXIT_CODE`, without the
 traceback around it; ``HYDRA_FULL_ERROR=1`` shows the traceback as well. Anything else (a
-bug) keeps its traceback. A user error is one of :data:`USER_ERRORS` (the library's refusals
-of a bad value, path or file are ``ValueError``, ``faults.UserError`` and the ``OSError``
-kinds below), a missing mandatory config value (``source=???``), or either of them raised
-while Hydra instantiates a config node. A file that could not be written
-(:class:`~progan_lightning.faults.WriteError`) is one message and status 4.
+bug) keeps its traceback. A user error is one of :data:`~progan_lightning.faults.USER_ERRORS`
+(the library's refusals of a bad value, path or file), a missing mandatory config value
+(``source=???``), or either of them raised while Hydra instantiates a config node. A file that
+could not be written (:class:`~progan_lightning.faults.WriteError`) is one message and
+status 4.
 
 Before the body runs, Hydra parses and composes the command line; :func:`command_line_message`
 words its refusals (an override it cannot parse, a key not in the config, an option that does
@@ -36,14 +36,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
 
 from progan_lightning.cli.config import CONFIG_DIR
-from progan_lightning.faults import USER_ERROR_EXIT_CODE, WRITE_FAILED_EXIT_CODE, WriteError
-
-USER_ERRORS = (
-    ValueError,
-    FileNotFoundError,
-    NotADirectoryError,
-    IsADirectoryError,
-    PermissionError,
+from progan_lightning.faults import (
+    USER_ERROR_EXIT_CODE,
+    USER_ERRORS,
+    WRITE_FAILED_EXIT_CODE,
+    WriteError,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])

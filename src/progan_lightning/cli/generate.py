@@ -12,8 +12,9 @@ from omegaconf import DictConfig
 
 from progan_lightning.cli.command import command
 from progan_lightning.cli.errors import user_errors
+from progan_lightning.devices import resolve_device
 from progan_lightning.fs import check_folder, expand_path
-from progan_lightning.generate import check_settings, generate, load_any, resolve_device
+from progan_lightning.generate import check_settings, generate, load_any
 
 log = logging.getLogger(__name__)
 
