@@ -2,7 +2,12 @@
 
 import pytest
 
-from progan_lightning.schedule import GrowthSchedule, check_resolution
+from progan_lightning.schedule import (
+    GrowthSchedule,
+    check_resolution,
+    resolution_stage,
+    stage_resolution,
+)
 
 
 def make(**kw) -> GrowthSchedule:
@@ -131,3 +136,10 @@ def test_lr_rampdown_falls_linearly_to_zero_over_the_last_kimg():
 def test_lr_rampdown_rejects_negative_or_non_numbers(value):
     with pytest.raises(ValueError, match=rf"growth.lr_rampdown_kimg={value!r}.*or 0"):
         make(lr_rampdown_kimg=value)
+
+
+def test_stage_and_resolution_are_inverse_and_the_papers_indexing():
+    for stage in range(9):  # 4x4 .. 1024x1024
+        resolution = stage_resolution(stage)
+        assert resolution == 4 * 2**stage and resolution_stage(resolution) == stage
+    assert [stage_resolution(s) for s in range(resolution_stage(64) + 1)] == [4, 8, 16, 32, 64]

@@ -21,6 +21,7 @@ from progan_lightning.metrics.class_accuracy import per_class_accuracy, train_cl
 from progan_lightning.metrics.offline import disjoint_subsets, index_batches, score_sets
 from progan_lightning.metrics.registry import prepare_metrics
 from progan_lightning.networks import seeded_latents
+from progan_lightning.schedule import stage_resolution
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     device = resolve_device(cfg.device)
     G = None if cfg.source == "reals" else load_any(cfg.source, device, cfg.allow_pickle)
     stage, alpha = stage_for(G, None) if G is not None else (None, 1.0)
-    resolution = int(cfg.data.resolution) if G is None else 4 * 2**stage
+    resolution = int(cfg.data.resolution) if G is None else stage_resolution(stage)
     if G is not None:
         check_fits_data(G, resolution, cfg)
     datamodule = build_datamodule(cfg.data)

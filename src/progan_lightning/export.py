@@ -30,6 +30,7 @@ from progan_lightning.faults import DamagedFile
 from progan_lightning.fs import atomic_write_all, expand_path, file_kind
 from progan_lightning.networks import Generator
 from progan_lightning.official import load_official_generator
+from progan_lightning.schedule import stage_resolution
 
 FORMAT = "progan-lightning/generator"
 FORMAT_VERSION = 1
@@ -122,7 +123,7 @@ def export_generator(
         "init_kwargs": G.init_kwargs,
         "stage": stage,
         "alpha": float(alpha),
-        "resolution": 4 * 2**stage,
+        "resolution": stage_resolution(stage),
         "weights": weights.name,
     }
     if class_names:

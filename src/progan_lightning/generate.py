@@ -24,6 +24,7 @@ from progan_lightning.fs import check_folder, expand_path
 from progan_lightning.imaging import label_rows, make_grid, save_gif, save_png, view_tile
 from progan_lightning.networks import seeded_latents, slerp
 from progan_lightning.official import example_latents
+from progan_lightning.schedule import resolution_stage, stage_resolution
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,11 @@ def stage_for(G: nn.Module, resolution: int | None) -> tuple[int, float]:
     trained = getattr(G, "trained_stage", G.num_stages - 1)
     if resolution is None:
         return trained, getattr(G, "trained_alpha", 1.0)
-    stage = int(resolution).bit_length() - 3
-    if 4 * 2**stage != resolution or not 0 <= stage <= trained:
+    stage = resolution_stage(resolution)
+    if stage_resolution(stage) != resolution or not 0 <= stage <= trained:
         raise ValueError(
             f"resolution={resolution} is not a trained stage; use one of "
-            f"{[4 * 2**s for s in range(trained + 1)]}"
+            f"{[stage_resolution(s) for s in range(trained + 1)]}"
         )
     return stage, getattr(G, "trained_alpha", 1.0) if stage == trained else 1.0
 
@@ -293,7 +294,7 @@ def generate(
     tag = f"seed{seed}" if seeds is None else "official"
     if seeds is not None:
         num_images = len(example_latents(G.z_dim))
-    tile = view_tile(4 * 2**stage)
+    tile = view_tile(stage_resolution(stage))
     z_interp = None
     if interp_keyframes > 1:
         z_interp = interpolation_latents(interp_keyframes, interp_steps, G.z_dim, seed + 1)

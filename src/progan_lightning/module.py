@@ -26,7 +26,7 @@ from progan_lightning.precision import (
     resolve_precision,
 )
 from progan_lightning.progress import TrainingProgress
-from progan_lightning.schedule import Phase
+from progan_lightning.schedule import Phase, stage_resolution
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -505,7 +505,7 @@ class ProGAN(L.LightningModule):
     @property
     def resolution(self) -> int:
         """Image side at the current stage."""
-        return 4 * 2**self.stage
+        return stage_resolution(self.stage)
 
     def _latents(self, n: int) -> Tensor:
         return torch.randn(n, self.G.z_dim, device=self.device)

@@ -38,7 +38,7 @@ from progan_lightning.layers import (
     fade,
     upsample2x,
 )
-from progan_lightning.schedule import check_resolution
+from progan_lightning.schedule import check_resolution, resolution_stage, stage_resolution
 
 CONDITIONINGS = ("acgan", "projection")
 """How a conditional D uses the labels (``model.D.conditioning``)."""
@@ -104,12 +104,12 @@ def _count_stages(img_resolution: int, img_channels: int) -> int:
     check_resolution(img_resolution, "img_resolution")
     if img_channels < 1:
         raise ValueError(f"img_channels={img_channels} must be >= 1 (3 for RGB, 1 for grey)")
-    return int(math.log2(img_resolution)) - 1
+    return resolution_stage(img_resolution) + 1
 
 
 def _block_key(stage: int) -> str:
     """ModuleDict key of ``stage``: ``"b4"``, ``"b8"``, ..."""
-    return f"b{4 * 2**stage}"
+    return f"b{stage_resolution(stage)}"
 
 
 def _is_faded_in(alpha: float | Tensor) -> bool:
@@ -606,7 +606,7 @@ class Discriminator(nn.Module):
                 f"stage={stage} is out of range for img_resolution={self.img_resolution}; "
                 f"use 0..{self.num_stages - 1}"
             )
-        res = 4 * 2**stage
+        res = stage_resolution(stage)
         if img.ndim != 4 or tuple(img.shape[1:]) != (self.img_channels, res, res):
             raise ValueError(
                 f"Discriminator at stage {stage} expects images [N, {self.img_channels}, "

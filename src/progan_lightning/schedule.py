@@ -8,12 +8,23 @@ last stable phase runs until ``total_kimg``. Only real images shown to D count.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 PerResolution = int | float | Mapping[int | str, int | float] | None
+
+
+def stage_resolution(stage: int) -> int:
+    """The image side at ``stage``: ``4 * 2**stage`` (stage 0 is 4x4), the argument of ``G``
+    and ``D``."""
+    return 4 * 2**stage
+
+
+def resolution_stage(resolution: int) -> int:
+    """The stage of a power-of-two ``resolution``: ``log2(resolution) - 2`` (4x4 is stage 0);
+    the inverse of :func:`stage_resolution`."""
+    return int(resolution).bit_length() - 3
 
 
 def check_resolution(value: int, name: str) -> int:
@@ -111,7 +122,8 @@ def resolutions_between(start_resolution: int, final_resolution: int) -> list[in
             f"data.resolution={final_resolution}; lower it or raise data.resolution"
         )
     return [
-        2**i for i in range(int(math.log2(start_resolution)), int(math.log2(final_resolution)) + 1)
+        stage_resolution(s)
+        for s in range(resolution_stage(start_resolution), resolution_stage(final_resolution) + 1)
     ]
 
 
@@ -173,7 +185,7 @@ def lay_out(
                 Phase(
                     index=len(phases),
                     resolution=res,
-                    stage=int(math.log2(res)) - 2,
+                    stage=resolution_stage(res),
                     fading=fading,
                     start_nimg=nimg,
                     end_nimg=nimg + length,

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from progan_lightning.precision import float32_matmul_precision, resolve_precisi
 from progan_lightning.run_lock import check_fresh_run_dir, holds_run_dir, run_dir_lock
 from progan_lightning.run_paths import checkpoint_dir, last_checkpoint
 from progan_lightning.run_record import task_overrides, write_record
-from progan_lightning.schedule import GrowthSchedule, check_resolution
+from progan_lightning.schedule import GrowthSchedule, check_resolution, resolution_stage
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,8 @@ def check_max_resolution(cfg: DictConfig) -> None:
     if limit is None or resolution <= limit:
         return
     g = cfg.model.G
-    width = num_features(int(math.log2(resolution)) - 1, g.fmap_base, g.fmap_decay, g.fmap_max)
+    # The official width index of a block is its stage + 1 (networks.num_features).
+    width = num_features(resolution_stage(resolution) + 1, g.fmap_base, g.fmap_decay, g.fmap_max)
     raise ValueError(
         f"data.resolution={resolution} is above max_resolution={limit}, the largest this "
         f"experiment is made for (the quickstart, by default): its networks would be {width} "

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from progan_lightning.module import ProGAN
+from progan_lightning.schedule import resolution_stage
 
 
 def make_train_step(module: ProGAN, reals: Tensor) -> Callable[[], None]:
@@ -28,7 +28,7 @@ def make_train_step(module: ProGAN, reals: Tensor) -> Callable[[], None]:
 
 def set_stage(module: ProGAN, resolution: int, alpha: float) -> None:
     """Put ``module`` at the stage of ``resolution`` with fade weight ``alpha``."""
-    module.progress.hold(int(math.log2(resolution)) - 2, alpha)
+    module.progress.hold(resolution_stage(resolution), alpha)
 
 
 def fake_reals(module: ProGAN, resolution: int, batch: int, device: torch.device) -> Tensor:

@@ -35,7 +35,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from PIL import Image
 
 from progan_lightning.data.sources import ImageSource
 from progan_lightning.faults import DamagedFile
-from progan_lightning.schedule import check_resolution
+from progan_lightning.schedule import check_resolution, resolution_stage, stage_resolution
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +264,7 @@ def load_level(
 
 def levels_of(resolution: int) -> list[int]:
     """4, 8, ..., resolution."""
-    return [2**k for k in range(2, int(math.log2(resolution)) + 1)]
+    return [stage_resolution(s) for s in range(resolution_stage(resolution) + 1)]
 
 
 def level_files(resolution: int, storage: str) -> list[str]:

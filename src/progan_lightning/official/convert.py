@@ -36,6 +36,7 @@ from torch import nn
 
 from progan_lightning.networks import Discriminator, Generator, num_features
 from progan_lightning.official.reader import OfficialNetwork, OfficialPickleError, read_official
+from progan_lightning.schedule import stage_resolution
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def generator_variables(G: Generator) -> dict[str, tuple[str, str]]:
         **_conv("4x4/Conv", "blocks.b4.conv"),
     }
     for s in range(G.num_stages):
-        res = 4 * 2**s
+        res = stage_resolution(s)
         names |= _conv(f"ToRGB_lod{top - s}", f"to_rgb.b{res}")
         if s == 0:
             continue
@@ -222,7 +223,7 @@ def discriminator_variables(D: Discriminator) -> dict[str, tuple[str, str]]:
         "4x4/Dense1/bias": ("blocks.b4.dense1.bias", "vector"),
     }
     for s in range(D.num_stages):
-        res = 4 * 2**s
+        res = stage_resolution(s)
         names |= _conv(f"FromRGB_lod{top - s}", f"from_rgb.b{res}.conv")
         if s == 0:
             continue

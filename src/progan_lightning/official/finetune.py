@@ -15,6 +15,7 @@ from torch import nn
 
 from progan_lightning.networks import init_kwarg
 from progan_lightning.official.convert import load_official
+from progan_lightning.schedule import stage_resolution
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def init_from_official(model: nn.Module, path: str | Path | None) -> dict[str, A
     model.G.load_state_dict(G.state_dict())
     model.D.load_state_dict(D.state_dict())
     model.G_ema.load_state_dict(G_ema.state_dict())
-    resolution = 4 * 2**G.trained_stage
+    resolution = stage_resolution(G.trained_stage)
     if G.trained_alpha < 1.0:
         log.warning(
             f"init_from={path} was saved during the fade-in of {resolution}x{resolution} "
