@@ -478,25 +478,37 @@ def _listed_problems(skipped: list[Any], count: int) -> str:
 def _shrink_npy(file: Path, length: int) -> None:
     """Cut the .npy array in ``file`` to its first ``length`` rows, in place.
 
-    The header is rewritten with the new shape, padded to its old length so the data does
-    not move, and the file is truncated after the last row.
+    numpy writes every header with room for the first axis to grow to 21 digits, so the
+    header of the shorter shape, written by numpy's own ``write_array_header_*``, has the
+    length of the old one: the rows stay where they are, and the file is truncated after
+    the last one.
     """
+    fmt = np.lib.format
     with open(file, "r+b") as handle:
-        version = np.lib.format.read_magic(handle)
-        read_header = {
-            (1, 0): np.lib.format.read_array_header_1_0,
-            (2, 0): np.lib.format.read_array_header_2_0,
+        version = fmt.read_magic(handle)
+        read_header, write_header = {
+            (1, 0): (fmt.read_array_header_1_0, fmt.write_array_header_1_0),
+            (2, 0): (fmt.read_array_header_2_0, fmt.write_array_header_2_0),
         }[version]
         shape, fortran, dtype = read_header(handle)
         data_start = handle.tell()
-        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran}
-        header["shape"] = (length, *shape[1:])
-        text = repr(header).encode("latin1")
-        prefix = 10 if version == (1, 0) else 12  # magic (6) + version (2) + length (2 or 4)
-        room = data_start - prefix
-        handle.seek(prefix)
-        handle.write(text + b" " * (room - len(text) - 1) + b"\n")
-        handle.truncate(data_start + length * int(np.prod(shape[1:])) * dtype.itemsize)
+        header = io.BytesIO()
+        write_header(
+            header,
+            {
+                "descr": fmt.dtype_to_descr(dtype),
+                "fortran_order": fortran,
+                "shape": (length, *shape[1:]),
+            },
+        )
+        if header.tell() != data_start:
+            raise ValueError(
+                f"cannot shrink {file} in place: its new header takes {header.tell()} bytes, "
+                f"the old {data_start}"
+            )
+        handle.seek(0)
+        handle.write(header.getvalue())
+        handle.truncate(data_start + length * math.prod(shape[1:]) * dtype.itemsize)
 
 
 def _load_chunks(
