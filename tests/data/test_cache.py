@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
@@ -215,6 +216,21 @@ def test_shrink_npy_keeps_the_first_rows(tmp_path: Path) -> None:
     assert small.shape == (7, 3, 4, 4)
     np.testing.assert_array_equal(small[:, 0, 0, 0], np.arange(7))
     assert file.stat().st_size == 128 + 7 * 48
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0)])
+def test_a_shrunk_npy_is_the_file_numpy_writes(tmp_path: Path, version: tuple[int, int]) -> None:
+    """Byte for byte the .npy of the first rows that numpy writes in the same format version."""
+    file = tmp_path / "a.npy"
+    rows = np.arange(123 * 2 * 8 * 8, dtype=np.uint8).reshape(123, 2, 8, 8)
+    array = np.lib.format.open_memmap(file, "w+", np.uint8, rows.shape, version=version)
+    array[:] = rows
+    array.flush()
+    del array
+    cache_build._shrink_npy(file, 5)
+    expected = io.BytesIO()
+    np.lib.format.write_array(expected, rows[:5], version=version)
+    assert file.read_bytes() == expected.getvalue()
 
 
 def _prepare_in_child(root: str, queue: multiprocessing.Queue) -> None:

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
@@ -286,7 +286,39 @@ def _build(
 ) -> None:
     """Fill ``folder`` with every level, chunk by chunk, then write the manifest."""
     resolution, channels = settings["resolution"], settings["channels"]
-    num_files = len(source)
+    levels = levels_of(resolution)
+    raw = [res for res in levels if not storage.compressed(res)]
+    _check_room(folder, len(source), resolution, channels, storage)
+    with _writable(folder.parent):
+        folder.mkdir()
+    written, skipped, small, labels = _write_levels(
+        folder, source, resolution, channels, storage, num_workers, progress
+    )
+    if written == 0 or (skipped and strict):
+        raise BadImagesError(_problems_message(skipped, len(skipped), strict, written == 0))
+    classes = _store_labels(folder, source.class_names, labels, skipped)
+    if skipped:
+        warnings.warn(_problems_message(skipped, len(skipped), strict), BadImagesWarning, 2)
+        for res in raw:
+            _shrink_npy(folder / f"{res}.npy", written)
+    if small:
+        warnings.warn(
+            f"{len(small)} of {written} images are smaller than {resolution}x{resolution} and "
+            f"were upscaled, e.g. {', '.join(small[:LISTED_PROBLEMS])}",
+            SmallImageWarning,
+            2,
+        )
+    _write_manifest(folder, settings, storage, written, skipped, len(small), classes)
+
+
+def _check_room(
+    folder: Path, num_files: int, resolution: int, channels: int, storage: Storage
+) -> None:
+    """Log what the build of ``folder`` stores, and refuse it when its disk lacks the room.
+
+    Raises:
+        OSError: the levels need more than the free space of ``folder.parent``.
+    """
     levels = levels_of(resolution)
     compressed = [res for res in levels if storage.compressed(res)]
     raw = [res for res in levels if res not in compressed]
@@ -312,54 +344,72 @@ def _build(
             f"{folder.parent!s} has {free / 1e9:.2f} GB free; set data.cache_dir to a larger "
             "disk, or data.compress_above to store the top levels compressed"
         )
-    with _writable(folder.parent):
-        folder.mkdir()
-    written, skipped, small, labels = _writelevels_of(
-        folder, source, resolution, channels, storage, num_workers, progress
-    )
 
-    if written == 0 or (skipped and strict):
-        raise BadImagesError(_problems_message(skipped, len(skipped), strict, written == 0))
-    classes: dict[str, Any] = {}
-    if source.class_names:
-        counts = np.bincount(labels, minlength=len(source.class_names))  # [C]
-        empty = [name for name, count in zip(source.class_names, counts, strict=True) if not count]
-        if empty:
-            unreadable = (
-                f"; every file of theirs is among the {len(skipped)} that could not be read: "
-                f"{_listed_problems(skipped, len(skipped))}"
-                if skipped
-                else ""
-            )
-            raise BadImagesError(
-                f"{len(empty)} of the {len(source.class_names)} classes have no readable image: "
-                f"{listing(empty)}{unreadable}. Fix or replace their files, or remove the classes"
-            )
-        np.save(folder / LABELS, labels)
-        classes = {"class_names": source.class_names, "class_counts": counts.tolist()}
-    if skipped:
-        warnings.warn(_problems_message(skipped, len(skipped), strict), BadImagesWarning, 2)
-        for res in raw:
-            _shrink_npy(folder / f"{res}.npy", written)
-    if small:
-        warnings.warn(
-            f"{len(small)} of {written} images are smaller than {resolution}x{resolution} and "
-            f"were upscaled, e.g. {', '.join(small[:LISTED_PROBLEMS])}",
-            SmallImageWarning,
-            2,
+
+def _store_labels(
+    folder: Path, class_names: list[str], labels: np.ndarray, skipped: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """Write the labels of a labelled source, once every class kept a readable image.
+
+    Args:
+        folder: The cache being built.
+        class_names: The source's classes (empty: unlabelled, nothing is written).
+        labels: int64 [written] class of each stored image.
+        skipped: ``(name, reason)`` of each unreadable file, for the message.
+
+    Returns:
+        The manifest's ``class_names`` and ``class_counts``; empty when unlabelled.
+
+    Raises:
+        BadImagesError: a class has no readable image.
+    """
+    if not class_names:
+        return {}
+    counts = np.bincount(labels, minlength=len(class_names))  # [C]
+    empty = [name for name, count in zip(class_names, counts, strict=True) if not count]
+    if empty:
+        unreadable = (
+            f"; every file of theirs is among the {len(skipped)} that could not be read: "
+            f"{_listed_problems(skipped, len(skipped))}"
+            if skipped
+            else ""
         )
-    # The manifest goes last: its presence marks a finished build.
-    stored = [name for res in levels for name in level_files(res, "npy" if res in raw else "")]
+        raise BadImagesError(
+            f"{len(empty)} of the {len(class_names)} classes have no readable image: "
+            f"{listing(empty)}{unreadable}. Fix or replace their files, or remove the classes"
+        )
+    np.save(folder / LABELS, labels)
+    return {"class_names": class_names, "class_counts": counts.tolist()}
+
+
+def _write_manifest(
+    folder: Path,
+    settings: dict[str, Any],
+    storage: Storage,
+    written: int,
+    skipped: list[tuple[str, str]],
+    num_upscaled: int,
+    classes: dict[str, Any],
+) -> None:
+    """Write the manifest, last: its presence marks a finished build. It lists the settings,
+    the counts, the level formats and the size and SHA-256 of every stored file."""
+    levels = levels_of(settings["resolution"])
+    stored = [
+        name
+        for res in levels
+        for name in level_files(res, "" if storage.compressed(res) else "npy")
+    ]
     stored += [LABELS] if classes else []
     manifest = {
         **settings,
         "num_images": written,
         "num_skipped": len(skipped),
         "skipped": [list(item) for item in skipped[:1000]],
-        "num_upscaled": len(small),
+        "num_upscaled": num_upscaled,
         "levels": levels,
         "level_format": {
-            str(res): storage.compress_format if res in compressed else "npy" for res in levels
+            str(res): storage.compress_format if storage.compressed(res) else "npy"
+            for res in levels
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "files": {
@@ -371,7 +421,7 @@ def _build(
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def _writelevels_of(
+def _write_levels(
     folder: Path,
     source: ImageSource,
     resolution: int,
@@ -390,27 +440,25 @@ def _writelevels_of(
     """
     num_files = len(source)
     levels = levels_of(resolution)
+    bounds = _chunk_bounds(num_files, resolution, channels, num_workers)
     skipped: list[tuple[str, str]] = []
     small: list[str] = []
     labels: list[np.ndarray] = []
     written = 0
-    # Chunks small enough for RAM, and several per worker so that the pool stays busy.
-    chunk = max(1, CHUNK_BYTES // (channels * resolution * resolution))
-    if num_workers > 0:
-        chunk = min(chunk, math.ceil(num_files / (4 * num_workers)))
-    bounds = [(start, min(start + chunk, num_files)) for start in range(0, num_files, chunk)]
     with contextlib.ExitStack() as stack:
-        arrays = {
-            res: _open_level(folder / f"{res}.npy", (num_files, channels, res, res))
-            for res in levels
-            if not storage.compressed(res)
-        }
-        packs = {
-            res: stack.enter_context(open(folder / f"{res}.pack", "wb"))
-            for res in levels
-            if storage.compressed(res)
-        }
-        offsets: dict[int, list[int]] = {res: [0] for res in packs}
+        out = _LevelFiles(
+            folder,
+            {
+                res: _open_level(folder / f"{res}.npy", (num_files, channels, res, res))
+                for res in levels
+                if not storage.compressed(res)
+            },
+            {
+                res: stack.enter_context(open(folder / f"{res}.pack", "wb"))
+                for res in levels
+                if storage.compressed(res)
+            },
+        )
         bar = stack.enter_context(Progress(num_files, "prepare data", "img", enabled=progress))
         jobs = stack.enter_context(
             contextlib.closing(
@@ -419,22 +467,63 @@ def _writelevels_of(
         )  # Closing stops the worker pool at once, also when a load failed.
         for (start, stop), result in zip(bounds, jobs, strict=True):
             count = stop - start - len(result.skipped)
-            for res, array in result.arrays.items():
-                arrays[res][written : written + count] = array
-            for res, images in result.encoded.items():
-                for data in images:
-                    packs[res].write(data)
-                    offsets[res].append(offsets[res][-1] + len(data))
+            out.write(result, written)
             written += count
             skipped += result.skipped
             small += result.small
             labels.append(result.labels)
             bar.update(stop - start, **({"skipped": len(skipped)} if skipped else {}))
-        for array in arrays.values():
-            array.flush()
-    for res, ends in offsets.items():
-        np.save(folder / f"{res}.offsets.npy", np.asarray(ends, dtype=np.int64))
+        out.flush()
+    out.write_offsets()
     return written, skipped, small, np.concatenate([np.empty(0, np.int64), *labels])
+
+
+def _chunk_bounds(
+    num_files: int, resolution: int, channels: int, num_workers: int
+) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each chunk of images: small enough for RAM (``CHUNK_BYTES`` at
+    full resolution), and several per worker so that the pool stays busy."""
+    chunk = max(1, CHUNK_BYTES // (channels * resolution * resolution))
+    if num_workers > 0:
+        chunk = min(chunk, math.ceil(num_files / (4 * num_workers)))
+    return [(start, min(start + chunk, num_files)) for start in range(0, num_files, chunk)]
+
+
+class _LevelFiles:
+    """The files of every level being written.
+
+    Args:
+        folder: The cache being built.
+        arrays: Each raw level, memory-mapped uint8 [num_files, C, r, r] (room for every file).
+        packs: Each compressed level's pack of encoded images, open for writing.
+    """
+
+    def __init__(
+        self, folder: Path, arrays: dict[int, np.memmap], packs: dict[int, IO[bytes]]
+    ) -> None:
+        self.folder = folder
+        self.arrays = arrays
+        self.packs = packs
+        self.offsets: dict[int, list[int]] = {res: [0] for res in packs}  # each pack's ends
+
+    def write(self, chunk: _Chunk, at: int) -> None:
+        """Store the readable images of ``chunk`` from image ``at`` on."""
+        for res, array in chunk.arrays.items():
+            self.arrays[res][at : at + len(array)] = array
+        for res, images in chunk.encoded.items():
+            for data in images:
+                self.packs[res].write(data)
+                self.offsets[res].append(self.offsets[res][-1] + len(data))
+
+    def flush(self) -> None:
+        """Write the raw levels' rows to their files."""
+        for array in self.arrays.values():
+            array.flush()
+
+    def write_offsets(self) -> None:
+        """Write each pack's end offsets, int64 [images + 1]: ``<res>.offsets.npy``."""
+        for res, ends in self.offsets.items():
+            np.save(self.folder / f"{res}.offsets.npy", np.asarray(ends, dtype=np.int64))
 
 
 def _open_level(path: Path, shape: tuple[int, ...]) -> np.memmap:
@@ -478,25 +567,37 @@ def _listed_problems(skipped: list[Any], count: int) -> str:
 def _shrink_npy(file: Path, length: int) -> None:
     """Cut the .npy array in ``file`` to its first ``length`` rows, in place.
 
-    The header is rewritten with the new shape, padded to its old length so the data does
-    not move, and the file is truncated after the last row.
+    numpy writes every header with room for the first axis to grow to 21 digits, so the
+    header of the shorter shape, written by numpy's own ``write_array_header_*``, has the
+    length of the old one: the rows stay where they are, and the file is truncated after
+    the last one.
     """
+    fmt = np.lib.format
     with open(file, "r+b") as handle:
-        version = np.lib.format.read_magic(handle)
-        read_header = {
-            (1, 0): np.lib.format.read_array_header_1_0,
-            (2, 0): np.lib.format.read_array_header_2_0,
+        version = fmt.read_magic(handle)
+        read_header, write_header = {
+            (1, 0): (fmt.read_array_header_1_0, fmt.write_array_header_1_0),
+            (2, 0): (fmt.read_array_header_2_0, fmt.write_array_header_2_0),
         }[version]
         shape, fortran, dtype = read_header(handle)
         data_start = handle.tell()
-        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran}
-        header["shape"] = (length, *shape[1:])
-        text = repr(header).encode("latin1")
-        prefix = 10 if version == (1, 0) else 12  # magic (6) + version (2) + length (2 or 4)
-        room = data_start - prefix
-        handle.seek(prefix)
-        handle.write(text + b" " * (room - len(text) - 1) + b"\n")
-        handle.truncate(data_start + length * int(np.prod(shape[1:])) * dtype.itemsize)
+        header = io.BytesIO()
+        write_header(
+            header,
+            {
+                "descr": fmt.dtype_to_descr(dtype),
+                "fortran_order": fortran,
+                "shape": (length, *shape[1:]),
+            },
+        )
+        if header.tell() != data_start:
+            raise ValueError(
+                f"cannot shrink {file} in place: its new header takes {header.tell()} bytes, "
+                f"the old {data_start}"
+            )
+        handle.seek(0)
+        handle.write(header.getvalue())
+        handle.truncate(data_start + length * math.prod(shape[1:]) * dtype.itemsize)
 
 
 def _load_chunks(

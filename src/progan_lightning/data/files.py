@@ -8,15 +8,9 @@ target warns with :class:`SmallImageWarning`. The cache builder (``data/cache_bu
 both into one summary for the whole dataset. Files in image formats that are not read
 (HEIC, PSD, ...) are left out with one :class:`IgnoredFilesWarning`.
 
-With ``data.labels=folders`` the first folder level names each image's class (as
-torchvision's ``ImageFolder``); with ``data.labels=json`` a ``dataset.json`` beside the
-images gives them (stylegan2-ada's ``dataset_tool`` convention)::
-
-    {"labels": [["cat/0001.png", 0], ["dog/0001.png", 1], ...], "class_names": ["cat", "dog"]}
-
-with paths relative to ``data.path`` (``/`` separators) and the optional ``class_names``
-(without it the classes are named ``"0"`` .. ``str(max label)``). Every label problem is
-found when the source is made, before anything is decoded.
+With ``data.labels=folders`` or ``json`` each image has a class (see
+:mod:`progan_lightning.data.labels`). Every label problem is found when the source is
+made, before anything is decoded.
 """
 
 from __future__ import annotations
@@ -24,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
-import posixpath
 import warnings
 import zipfile
 from collections import Counter
@@ -36,7 +28,15 @@ from typing import IO, Any, Literal
 import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
-from progan_lightning.data.sources import check_labels, check_load_args, listing, to_array
+from progan_lightning.data.labels import (
+    LABELS,
+    LABELS_FILE,
+    LABELS_FORMAT,
+    check_every_class_used,
+    folder_labels,
+    json_labels,
+)
+from progan_lightning.data.sources import check_labels, check_load_args, to_array
 from progan_lightning.fs import expand_path, file_kind
 
 # Read with PIL's own decoders (a GIF gives its first frame).
@@ -53,12 +53,6 @@ IGNORED_IMAGE_EXTENSIONS = (
 # default keeps every cache built before data.max_image_pixels existed valid.
 DEFAULT_MAX_IMAGE_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)  # 178956970, ~179 megapixels
 FITS = ("crop", "pad")
-LABELS = ("none", "folders", "json")
-LABELS_FILE = "dataset.json"  # At the root of data.path (or of the .zip), for data.labels=json.
-LABELS_FORMAT = (
-    'write it as {"labels": [["relative/path.png", class_index], ...]} with paths relative '
-    'to data.path and "/" separators, and optionally "class_names": ["name", ...]'
-)
 
 
 class UnreadableImageError(ValueError):
@@ -193,47 +187,27 @@ class FolderSource:
         elif self.labels == "json":
             self.class_names, self._labels = self._json_labels()
         if self._labels is not None:
-            self._check_every_class_used(self._labels)
+            where = (
+                f"the class folders of data.path={self.path!s}"
+                if self.labels == "folders"
+                else self._labels_file()
+            )
+            check_every_class_used(self._labels, self.class_names, self.labels, where)
 
     def _labels_file(self) -> str:
         """Where ``dataset.json`` is looked for, for messages."""
         separator = ":" if self.is_zip else "/"
         return f"{self.path}{separator}{LABELS_FILE}"
 
-    def _check_every_class_used(self, labels: np.ndarray) -> None:
-        """Raise one error naming the classes that no image file has."""
-        counts = np.bincount(labels, minlength=len(self.class_names))
-        empty = [name for name, count in zip(self.class_names, counts, strict=True) if not count]
-        if empty:
-            if self.labels == "folders":
-                where = f"the class folders of data.path={self.path!s}"
-                fix = "add images to those folders or remove them"
-            else:
-                where = self._labels_file()
-                fix = "label images with those classes, or drop them (class_names, numbering)"
-            raise ValueError(
-                f"data.labels={self.labels}: {len(empty)} of the {len(self.class_names)} "
-                f"classes of {where} have no image file: {listing(empty)}; {fix}"
-            )
-
     def _folder_labels(self) -> tuple[list[str], np.ndarray]:
         """Classes from the first folder level: sorted folder names, and each file's index."""
-        loose = [self.name(i) for i, name in enumerate(self.files) if "/" not in name]
-        if loose:
-            raise ValueError(
-                f"data.labels=folders: {len(loose)} image file(s) directly in data.path, not "
-                f"in a class folder: {listing(loose)}; move each "
-                "into the folder of its class (data.path/<class>/...), or set data.labels=none"
-            )
         if self.is_zip:
             with zipfile.ZipFile(self.path) as archive:
                 folders = {name.split("/")[0] for name in archive.namelist() if "/" in name}
         else:
             folders = {entry.name for entry in self.path.iterdir() if entry.is_dir()}
-        class_names = sorted(folder for folder in folders if not _hidden(folder))
-        index = {name: i for i, name in enumerate(class_names)}
-        labels = [index[name.split("/")[0]] for name in self.files]
-        return class_names, np.asarray(labels, dtype=np.int64)
+        visible = {folder for folder in folders if not _hidden(folder)}
+        return folder_labels(self.files, visible, self.name)
 
     def _json_labels(self) -> tuple[list[str], np.ndarray]:
         """Classes from ``dataset.json``: its (or numbered) class names, each file's index."""
@@ -249,47 +223,7 @@ class FolderSource:
                 f"data.labels=json needs {where}, which does not exist; {LABELS_FORMAT}, "
                 "or set data.labels=folders (a folder per class) or none"
             ) from error
-        try:
-            data = json.loads(text)
-        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-            raise ValueError(f"{where} is not valid JSON ({error}); {LABELS_FORMAT}") from error
-        entries, class_names = _parse_labels_json(data, where)
-
-        files = set(self.files)
-        missing = [self.name(i) for i, name in enumerate(self.files) if name not in entries]
-        if missing:
-            raise ValueError(
-                f"{len(missing)} image file(s) missing from {where}: "
-                f"{listing(missing)}; add an entry [path, class_index] for each, or remove "
-                "the files"
-            )
-        absent = [name for name in entries if name not in files]
-        if absent:
-            raise ValueError(
-                f"{len(absent)} path(s) in {where} name no image file under "
-                f"data.path={self.path!s}: {listing(absent)}; fix the paths "
-                '(relative to data.path, with "/" separators) or remove the entries'
-            )
-        limit = len(class_names) if class_names is not None else None
-        bad = [
-            f"{name}: {value!r}"
-            for name, value in entries.items()
-            if isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < 0
-            or (limit is not None and value >= limit)
-        ]
-        if bad:
-            valid = f"integers in [0, {limit})" if limit is not None else "integers >= 0"
-            raise ValueError(
-                f"{len(bad)} label(s) of {where} are not class indices "
-                f"({valid}): {listing(bad)}; fix them"
-                + ("" if limit is None else ", or add the missing names to its class_names")
-            )
-        labels = np.asarray([entries[name] for name in self.files], dtype=np.int64)
-        if class_names is None:
-            class_names = [str(i) for i in range(int(labels.max()) + 1)]
-        return class_names, labels
+        return json_labels(text, self.files, where, self.path, self.name)
 
     def _list_folder(self) -> list[str]:
         """Every file under the folder, as POSIX paths relative to it; a symbolic link whose
@@ -423,47 +357,6 @@ class FolderSource:
 def _hidden(part: str) -> bool:
     """Whether a file or folder name is left out: hidden (``.*``) or macOS ``__MACOSX``."""
     return part.startswith(".") or part == "__MACOSX"
-
-
-def _parse_labels_json(data: Any, where: str) -> tuple[dict[str, Any], list[str] | None]:
-    """Check the structure of a parsed ``dataset.json``.
-
-    Returns:
-        ``(entries, class_names)``: each path's label (not yet checked) and the optional
-        class names (None when absent).
-
-    Raises:
-        ValueError: naming ``where``, what is wrong and the expected format.
-    """
-
-    def wrong(problem: str) -> ValueError:
-        return ValueError(f"{where} has the wrong structure: {problem}; {LABELS_FORMAT}")
-
-    if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
-        raise wrong('it needs a "labels" list')
-    pairs = data["labels"]
-    bad = [
-        f"#{i}: {json.dumps(pair)}"
-        for i, pair in enumerate(pairs)
-        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str))
-    ]
-    if bad:
-        raise wrong(f"{len(bad)} label(s) not a [path, class_index] pair: {listing(bad)}")
-    # "./a.png", "sub/../a.png" and "a.png" name one file.
-    pairs = [[posixpath.normpath(name), label] for name, label in pairs]
-    entries = dict(pairs)
-    if len(entries) != len(pairs):
-        twice = sorted(name for name, count in Counter(p[0] for p in pairs).items() if count > 1)
-        raise wrong(f"{len(twice)} path(s) listed more than once: {listing(twice)}")
-    class_names = data.get("class_names")
-    if class_names is not None and not (
-        isinstance(class_names, list)
-        and class_names
-        and all(isinstance(name, str) for name in class_names)
-        and len(set(class_names)) == len(class_names)
-    ):
-        raise wrong(f'"class_names" must be a list of distinct strings, got {class_names!r}')
-    return entries, class_names
 
 
 def _zip_problem(path: Path) -> str:
