@@ -243,6 +243,112 @@ def _meta_generator(meta: dict[str, Any], arch: Path) -> Generator:
         ) from None
 
 
+KEEP_TOGETHER = (
+    "keep the .safetensors and the .json that were written together, or export again "
+    "with `progan-export CHECKPOINT`"
+)
+
+
+def _existing_export(path: str | Path) -> tuple[Path, Path]:
+    """The weights file and the architecture JSON of the export at ``path`` (see
+    :func:`export_paths`).
+
+    Raises:
+        FileNotFoundError: either file is missing.
+    """
+    weights, arch = export_paths(path)
+    for p in (weights, arch):
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"{p} not found: an export is a .safetensors file plus a .json beside it "
+                "(write one with `progan-export CHECKPOINT`)"
+            )
+    return weights, arch
+
+
+def _check_same_export(
+    weights: Path, arch: Path, weights_id: str | None, meta: dict[str, Any]
+) -> None:
+    """Refuse a weights file and a JSON whose ``export_id`` differs (exports that predate
+    the id have none in either file and pass).
+
+    Raises:
+        ValueError: names both files and both ids.
+    """
+    if weights_id != meta.get("export_id"):
+        raise ValueError(
+            f"{weights} and {arch} come from different exports (export_id {weights_id} in "
+            f"the weights, {meta.get('export_id')} in the JSON); {KEEP_TOGETHER}"
+        )
+
+
+def _checked_skeleton(
+    meta: dict[str, Any], arch: Path, weights: Path, shapes: dict[str, list[int]]
+) -> Generator:
+    """The generator ``meta`` describes on the meta device, checked against the tensors'
+    ``shapes`` before any memory is allocated for it.
+
+    Raises:
+        DamagedFile: ``init_kwargs`` that build no generator, or one whose tensors' shapes
+            differ from ``shapes`` (names how many and the first few).
+    """
+    skeleton = _meta_generator(meta, arch)
+    expected = {name: list(tensor.shape) for name, tensor in skeleton.state_dict().items()}
+    if expected != shapes:
+        differ = sorted(
+            k for k in expected.keys() | shapes.keys() if expected.get(k) != shapes.get(k)
+        )
+        raise DamagedFile(
+            arch,
+            f"damaged: its architecture does not fit the tensors of {weights.name} "
+            f"({len(differ)} differ, e.g. {', '.join(differ[:3])})",
+            KEEP_TOGETHER,
+        )
+    return skeleton
+
+
+def _trained_stage(meta: dict[str, Any], arch: Path, num_stages: int) -> int:
+    """The last trained stage the JSON records (default: the full depth).
+
+    Raises:
+        DamagedFile: not a stage of a generator of ``num_stages`` stages.
+    """
+    stage = meta.get("stage", num_stages - 1)
+    if not isinstance(stage, int) or not 0 <= stage < num_stages:
+        raise DamagedFile(
+            arch,
+            f"damaged: its trained stage {stage!r} is not one of the generator's "
+            f"0..{num_stages - 1}",
+            EXPORT_AGAIN,
+        )
+    return stage
+
+
+def _read_tensors(weights: Path, weights_id: str | None, verify: bool) -> dict[str, torch.Tensor]:
+    """The tensors of ``weights``, checked against ``weights_id`` (with ``verify``; an
+    export without an id is not checked) and for non-finite values.
+
+    Raises:
+        DamagedFile: the data does not read, differs from its ``export_id``, or holds NaN
+            or inf.
+    """
+    try:
+        tensors = load_file(str(weights))
+    except Exception as error:  # A header that reads, data that does not.
+        raise DamagedFile(
+            weights, f"damaged: its tensors do not read ({error})", EXPORT_AGAIN
+        ) from None
+    if verify and weights_id is not None and export_id(tensors) != weights_id:
+        raise DamagedFile(
+            weights,
+            "damaged: its tensors differ from the SHA-256 recorded when it was exported "
+            f"(export_id {weights_id[:12]}...)",
+            EXPORT_AGAIN,
+        )
+    check_finite(tensors, weights)
+    return tensors
+
+
 def load_generator(
     path: str | Path, map_location: str | torch.device = "cpu", verify: bool = True
 ) -> Generator:
@@ -270,60 +376,13 @@ def load_generator(
     """
     if Path(path).suffix == ".pkl":
         return load_official_generator(path, map_location)
-    weights, arch = export_paths(path)
-    for p in (weights, arch):
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"{p} not found: an export is a .safetensors file plus a .json beside it "
-                "(write one with `progan-export CHECKPOINT`)"
-            )
+    weights, arch = _existing_export(path)
     meta = _read_json(arch)
     shapes, weights_id = _shapes(weights)
-    mismatch = f"{weights} and {arch} come from different exports"
-    fix = (
-        "keep the .safetensors and the .json that were written together, or export again "
-        "with `progan-export CHECKPOINT`"
-    )
-    if weights_id != meta.get("export_id"):
-        raise ValueError(
-            f"{mismatch} (export_id {weights_id} in the weights, {meta.get('export_id')} in "
-            f"the JSON); {fix}"
-        )
-    # Check the architecture against the shapes before any memory is allocated for it.
-    skeleton = _meta_generator(meta, arch)
-    expected = {name: list(tensor.shape) for name, tensor in skeleton.state_dict().items()}
-    if expected != shapes:
-        differ = sorted(
-            k for k in expected.keys() | shapes.keys() if expected.get(k) != shapes.get(k)
-        )
-        raise DamagedFile(
-            arch,
-            f"damaged: its architecture does not fit the tensors of {weights.name} "
-            f"({len(differ)} differ, e.g. {', '.join(differ[:3])})",
-            fix,
-        )
-    stage = meta.get("stage", skeleton.num_stages - 1)
-    if not isinstance(stage, int) or not 0 <= stage < skeleton.num_stages:
-        raise DamagedFile(
-            arch,
-            f"damaged: its trained stage {stage!r} is not one of the generator's "
-            f"0..{skeleton.num_stages - 1}",
-            EXPORT_AGAIN,
-        )
-    try:
-        tensors = load_file(str(weights))
-    except Exception as error:  # A header that reads, data that does not.
-        raise DamagedFile(
-            weights, f"damaged: its tensors do not read ({error})", EXPORT_AGAIN
-        ) from None
-    if verify and weights_id is not None and export_id(tensors) != weights_id:
-        raise DamagedFile(
-            weights,
-            "damaged: its tensors differ from the SHA-256 recorded when it was exported "
-            f"(export_id {weights_id[:12]}...)",
-            EXPORT_AGAIN,
-        )
-    check_finite(tensors, weights)
+    _check_same_export(weights, arch, weights_id, meta)
+    skeleton = _checked_skeleton(meta, arch, weights, shapes)
+    stage = _trained_stage(meta, arch, skeleton.num_stages)
+    tensors = _read_tensors(weights, weights_id, verify)
     G = Generator(**meta["init_kwargs"])
     G.load_state_dict(tensors)
     names = check_class_names(meta.get("class_names"), G.num_classes, str(arch))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
@@ -229,6 +230,142 @@ def interpolation_latents(keyframes: int, steps: int, z_dim: int, seed: int) -> 
     )
 
 
+def check_seeds(seeds: str | None) -> None:
+    """Refuse a ``seeds`` setting other than None and ``official``.
+
+    Raises:
+        ValueError: names the setting and its two values.
+    """
+    if seeds not in (None, "official"):
+        raise ValueError(
+            f"seeds={seeds!r}; use seeds=official (the latents of the official "
+            "import_example.py) or seeds=null (num_images latents from seed)"
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """What :func:`generate` renders and writes, settled from its arguments (see there).
+
+    Attributes:
+        out_dir: The checked output folder.
+        stage: Stage to render at.
+        alpha: Fade-in weight at ``stage``.
+        batch_size: Images rendered at once.
+        tile: Side of one image in the grid and the animation (upscaled, see
+            :func:`~progan_lightning.imaging.view_tile`).
+        tag: File name prefix of the images (``seed<seed>`` or ``official``).
+        num_images: Images per class (ten for the official latents).
+        seed: Seed of the latents.
+        official: Render the official example latents in place of seeded ones.
+        grid: Write the grids.
+        z_interp: Latents of the animation, or None for none. [frames, z_dim]
+        fps: Frames per second of the animation.
+    """
+
+    out_dir: Path
+    stage: int
+    alpha: float
+    batch_size: int
+    tile: int
+    tag: str
+    num_images: int
+    seed: int
+    official: bool
+    grid: bool
+    z_interp: Tensor | None
+    fps: int
+
+
+def class_labels(label: int | None, count: int) -> Tensor | None:
+    """``count`` copies of class ``label`` (None for an unconditional G). [count]"""
+    return None if label is None else torch.full((count,), label, dtype=torch.long)
+
+
+def image_latents(G: nn.Module, job: Job) -> Iterable[Tensor]:
+    """The latents of the images, in chunks: the official example latents (one chunk), or
+    :func:`latent_chunks` of ``job.seed``. [<= LATENT_CHUNK, z_dim] each"""
+    if job.official:
+        return [example_latents(G.z_dim)]
+    return latent_chunks(job.num_images, G.z_dim, job.seed)
+
+
+def write_images(G: nn.Module, job: Job, label: int | None, folder: Path) -> Tensor:
+    """Render and write the images of class ``label`` (or of an unconditional G) into
+    ``folder``, a chunk at a time; returns the first :data:`GRID_IMAGES` (those of the
+    grid). [<= GRID_IMAGES, C, H, W]"""
+    shown = []
+    start = 0
+    for z in image_latents(G, job):  # [chunk, z_dim]
+        images = render(G, z, job.stage, job.alpha, job.batch_size, class_labels(label, len(z)))
+        for i, image in enumerate(images, start):
+            save_png(folder / f"{job.tag}_{i:04d}.png", make_grid(image[None]))
+        shown.append(images[: max(0, GRID_IMAGES - start)])
+        start += len(z)
+    return torch.cat(shown)
+
+
+def write_interp(G: nn.Module, job: Job, z: Tensor, label: int | None, path: Path) -> Path:
+    """Render the animation's latents ``z`` [frames, z_dim] (class ``label``) and write them
+    as a GIF at ``path``."""
+    frames = render(G, z, job.stage, job.alpha, job.batch_size, class_labels(label, len(z)))
+    return save_gif(path, [make_grid(f[None], job.tile) for f in frames], job.fps)
+
+
+def write_class(
+    G: nn.Module, job: Job, label: int | None, folder: Path, suffix: str
+) -> tuple[dict[str, Any], Tensor]:
+    """Images, grid and animation of class ``label`` (or of an unconditional G, None).
+
+    Args:
+        G: The generator.
+        job: What to render and write.
+        label: The class, or None.
+        folder: Folder of the images.
+        suffix: Ending of the grid's and the animation's names (``""`` or ``_<name>``).
+
+    Returns:
+        ``{"images": paths, "grid": path | None, "interp": path | None}`` and the first
+        :data:`GRID_IMAGES` images (those of the grid).
+    """
+    first = write_images(G, job, label, folder)
+    files: dict[str, Any] = {
+        "images": ImagePaths([(folder, job.tag, job.num_images)]),
+        "grid": None,
+        "interp": None,
+    }
+    if job.grid:
+        files["grid"] = save_png(job.out_dir / f"grid{suffix}.png", make_grid(first, job.tile))
+    if job.z_interp is not None:
+        path = job.out_dir / f"interp{suffix}.gif"
+        files["interp"] = write_interp(G, job, job.z_interp, label, path)
+    return files, first
+
+
+def write_classes(G: nn.Module, job: Job, classes: list[int], overview: bool) -> dict[str, Any]:
+    """The files of each class of ``classes`` (see :func:`write_class`), in
+    ``class<name>/`` folders, and, with ``overview`` and ``job.grid``, ``grid.png`` with one
+    row per class (the same latent in each column), named in a left margin.
+
+    Returns:
+        The result of :func:`generate` for a conditional G.
+    """
+    names = class_names_of(G)
+    tokens = file_tokens(names)
+    result: dict[str, Any] = {"images": ImagePaths([]), "grid": None, "interp": None}
+    result["classes"] = {}
+    rows = []
+    for c in classes:
+        files, images = write_class(G, job, c, job.out_dir / f"class{tokens[c]}", f"_{tokens[c]}")
+        result["classes"][names[c]] = files
+        result["images"] += files["images"]
+        rows.append(images)
+    if job.grid and overview:
+        grid = make_grid(torch.cat(rows), job.tile, cols=len(rows[0]))
+        result["grid"] = save_png(job.out_dir / "grid.png", label_rows(grid, names))
+    return result
+
+
 def generate(
     G: nn.Module,
     out_dir: str | Path,
@@ -283,70 +420,27 @@ def generate(
             or ``seeds`` is neither None nor ``official``.
     """
     check_settings(num_images, batch_size, interp_keyframes, interp_steps, fps)
-    if seeds not in (None, "official"):
-        raise ValueError(
-            f"seeds={seeds!r}; use seeds=official (the latents of the official "
-            "import_example.py) or seeds=null (num_images latents from seed)"
-        )
+    check_seeds(seeds)
     classes = select_classes(G, class_)
     out_dir = check_folder(expand_path(out_dir, "out_dir"), "out_dir")
     stage, alpha = stage_for(G, resolution)
-    tag = f"seed{seed}" if seeds is None else "official"
-    if seeds is not None:
-        num_images = len(example_latents(G.z_dim))
-    tile = view_tile(stage_resolution(stage))
     z_interp = None
     if interp_keyframes > 1:
         z_interp = interpolation_latents(interp_keyframes, interp_steps, G.z_dim, seed + 1)
-
-    def write(label: int | None, folder: Path, suffix: str) -> tuple[dict[str, Any], Tensor]:
-        """Images, grid and animation of one class (or of an unconditional G); the first
-        :data:`GRID_IMAGES` images (those of the grid)."""
-
-        def labels(n: int) -> Tensor | None:
-            return None if label is None else torch.full((n,), label, dtype=torch.long)
-
-        shown = []
-        chunks = (
-            [example_latents(G.z_dim)]
-            if seeds is not None
-            else latent_chunks(num_images, G.z_dim, seed)
-        )
-        start = 0
-        for z in chunks:  # [chunk, z_dim]
-            images = render(G, z, stage, alpha, batch_size, labels(len(z)))
-            for i, image in enumerate(images, start):
-                save_png(folder / f"{tag}_{i:04d}.png", make_grid(image[None]))
-            shown.append(images[: max(0, GRID_IMAGES - start)])
-            start += len(z)
-        first = torch.cat(shown)
-        files: dict[str, Any] = {
-            "images": ImagePaths([(folder, tag, num_images)]),
-            "grid": None,
-            "interp": None,
-        }
-        if grid:
-            files["grid"] = save_png(out_dir / f"grid{suffix}.png", make_grid(first, tile))
-        if z_interp is not None:
-            frames = render(G, z_interp, stage, alpha, batch_size, labels(len(z_interp)))
-            files["interp"] = save_gif(
-                out_dir / f"interp{suffix}.gif", [make_grid(f[None], tile) for f in frames], fps
-            )
-        return files, first
-
+    job = Job(
+        out_dir=out_dir,
+        stage=stage,
+        alpha=alpha,
+        batch_size=batch_size,
+        tile=view_tile(stage_resolution(stage)),
+        tag=f"seed{seed}" if seeds is None else "official",
+        num_images=num_images if seeds is None else len(example_latents(G.z_dim)),
+        seed=seed,
+        official=seeds is not None,
+        grid=grid,
+        z_interp=z_interp,
+        fps=fps,
+    )
     if not classes:
-        return {**write(None, out_dir, "")[0], "classes": {}}
-    names = class_names_of(G)
-    tokens = file_tokens(names)
-    result: dict[str, Any] = {"images": ImagePaths([]), "grid": None, "interp": None}
-    result["classes"] = {}
-    rows = []
-    for c in classes:
-        files, images = write(c, out_dir / f"class{tokens[c]}", f"_{tokens[c]}")
-        result["classes"][names[c]] = files
-        result["images"] += files["images"]
-        rows.append(images)
-    if grid and class_ is None:  # One row per class, the same latent in each column.
-        overview = make_grid(torch.cat(rows), tile, cols=len(rows[0]))
-        result["grid"] = save_png(out_dir / "grid.png", label_rows(overview, names))
-    return result
+        return {**write_class(G, job, None, out_dir, "")[0], "classes": {}}
+    return write_classes(G, job, classes, overview=class_ is None)
