@@ -83,4 +83,3 @@ def test_a_file_renamed_pkl_is_named_for_what_it_is(tmp_path: Path, kind: str, c
     args = [f"source={path}", f"hydra.run.dir={tmp_path / 'out'}"]
     result = run_command(command, *(args if command == "generate" else [str(path)]))
     refused(result, "model.pkl", f"is {kind}")
-
