@@ -28,10 +28,10 @@ from benchmarks.notes import notes_path
 from progan_lightning.bench.plan import stage_batches
 from progan_lightning.bench.report import command_line, update_notes
 from progan_lightning.bench.step import set_stage
-from progan_lightning.bench.timing import device_name
+from progan_lightning.bench.timing import device_name, time_calls
 from progan_lightning.cli.config import CONFIG_DIR
 from progan_lightning.cli.errors import user_errors
-from progan_lightning.devices import resolve_device, time_calls
+from progan_lightning.devices import resolve_device
 from progan_lightning.layers import EqualizedConv2d, EqualizedLinear, scale_output, scale_weight
 from progan_lightning.module import ProGAN
 
