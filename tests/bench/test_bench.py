@@ -381,7 +381,7 @@ def test_module_entry_point_composes_the_bench_config() -> None:
 
 @pytest.mark.slow
 def test_bench_from_an_empty_folder_writes_nothing_unless_asked(tmp_path: Path) -> None:
-    empty, run_dir = tmp_path / "empty", tmp_path / "run"
+    empty = tmp_path / "empty"
     empty.mkdir()
     docs = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
     before = docs.read_bytes() if docs.exists() else None
@@ -392,14 +392,13 @@ def test_bench_from_an_empty_folder_writes_nothing_unless_asked(tmp_path: Path) 
         *TINY_BENCH,
         "bench.resolutions=[4]",
     ]
-    subprocess.run([*command, f"hydra.run.dir={run_dir}"], cwd=empty, check=True)
-    assert list(empty.iterdir()) == []
-    assert not list(run_dir.glob("*.json")) and not list(run_dir.glob("*.md"))
+    subprocess.run(command, cwd=empty, check=True)
+    assert list(empty.iterdir()) == []  # no run folder, no log, no notes
     assert (docs.read_bytes() if docs.exists() else None) == before  # not the checkout's either
 
     # Named outputs are written, relative ones from the working directory.
     subprocess.run(
-        [*command, f"hydra.run.dir={run_dir}", "bench.out=b.json", "bench.notes=n.md"],
+        [*command, "bench.out=b.json", "bench.notes=n.md"],
         cwd=empty,
         check=True,
     )
