@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--allow-pickle", action="store_true", help="only for trusted files")
     args = parser.parse_args(argv)
-    check_checkpoint_file(expand_path(args.checkpoint, "checkpoint"))
-    weights, arch = export_checkpoint(args.checkpoint, args.out, args.allow_pickle)
+    checkpoint = expand_path(args.checkpoint, "checkpoint")  # the file checked is the one read
+    check_checkpoint_file(checkpoint)
+    weights, arch = export_checkpoint(checkpoint, args.out, args.allow_pickle)
     print(f"wrote {weights} and {arch}")
 
 
