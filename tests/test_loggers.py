@@ -169,3 +169,46 @@ def test_the_upload_is_the_configured_export(monkeypatch, tmp_path: Path):
     loggers.upload_generator(cfg, model, [Wandb()])
     assert logged[0].files == [str(export), str(export.with_suffix(".json"))]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_from_an_earlier_checkpoint_drops_the_rows_logged_after_it(make_cfg):
+    """A run that crashed (or is resumed from an earlier checkpoint) logged rows past its
+    checkpoint; the resume logs those images again, so their first rows go: the CSV stays one
+    history, each kimg once and in order."""
+    cfg = make_cfg("callbacks.model_checkpoint.every_n_epochs=1")
+    train(cfg)
+    run = Path(cfg.paths.output_dir)
+    with open(run / "csv" / "metrics.csv", newline="") as file:
+        first = list(csv.DictReader(file))
+    (earlier,) = (run / "checkpoints").glob("*kimg00000.192.ckpt")  # 0.128 kimg before the end
+    with open_dict(cfg):
+        cfg.ckpt_path = str(earlier)
+    train(cfg)
+    with open(run / "csv" / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    kimg = [float(r["progress/kimg"]) for r in rows if r["progress/kimg"]]
+    assert kimg == sorted(kimg) and kimg[-1] == pytest.approx(0.32)  # none going back
+    losses = [float(r["progress/kimg"]) for r in rows if r["loss/D"]]
+    assert len(losses) == len(set(losses))  # each step's losses once
+    # The rows up to the checkpoint are the first run's, untouched.
+    kept = [r for r in first if r["progress/kimg"] and float(r["progress/kimg"]) <= 0.192]
+    assert rows[: len(kept)] == kept
+
+
+def test_the_cut_keeps_every_row_up_to_the_checkpoints_images_and_nothing_after(tmp_path: Path):
+    from progan_lightning.loggers import cut_rows_past
+
+    path = tmp_path / "metrics.csv"
+    text = (
+        "epoch,progress/kimg,step,metrics/swd\r\n"
+        "0,0.03200000151991844,1,\r\n"  # a float32 kimg, a hair above 0.032
+        "0,,1,9.0\r\n"  # a row without kimg before the cut: kept
+        "0,0.06400000303983688,3,\r\n"
+        "1,0.09600000083446503,5,\r\n"
+        "1,,5,8.0\r\n"
+    )
+    path.write_bytes(text.encode())
+    assert cut_rows_past(path, 96) == 0 and path.read_bytes() == text.encode()
+    assert cut_rows_past(path, 64) == 2
+    assert path.read_bytes() == "".join(text.splitlines(keepends=True)[:4]).encode()
+    assert cut_rows_past(tmp_path / "none.csv", 0) == 0  # no file: nothing to do

@@ -207,6 +207,11 @@ def check_weights(checkpoint: dict[str, Any], module: torch.nn.Module, path: str
         )
 
 
+def images_seen(checkpoint: Mapping[str, Any]) -> int:
+    """The real images a loaded training checkpoint had trained on (``progress.cur_nimg``)."""
+    return int(checkpoint.get("progress", {}).get("cur_nimg", 0))
+
+
 def check_resume(ckpt_path: str | None, model: L.LightningModule, growth: Any) -> bool:
     """Check a checkpoint against the config before anything runs.
 
@@ -222,7 +227,7 @@ def check_resume(ckpt_path: str | None, model: L.LightningModule, growth: Any) -
     checkpoint = load_checkpoint(ckpt_path, mmap=True)
     check_architecture(checkpoint, model)
     check_weights(checkpoint, model, ckpt_path)
-    nimg = int(checkpoint.get("progress", {}).get("cur_nimg", 0))
+    nimg = images_seen(checkpoint)
     saved = checkpoint.get("callbacks", {}).get(growth.state_key)
     check_schedule(growth.schedule, saved["schedule"] if saved else None, nimg, ckpt_path)
     if nimg >= growth.schedule.total_nimg:

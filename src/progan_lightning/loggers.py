@@ -1,7 +1,8 @@
 """Loggers and the W&B run's lifecycle: build, set up, upload the generator, finish.
 
 A resumed run logs on into the same histories: the CSV logger appends to ``metrics.csv``
-(:class:`CSVLogger`), TensorBoard writes a new event file into the same folder, and W&B
+(:class:`CSVLogger`), after dropping the rows a crashed run logged past its checkpoint
+(:func:`resume_histories`), TensorBoard writes a new event file into the same folder, and W&B
 resumes the run whose id the run dir keeps (``wandb/run-id``).
 """
 
@@ -63,6 +64,59 @@ class CSVLogger(LightningCSVLogger):
 
 
 log = logging.getLogger(__name__)
+
+
+def cut_rows_past(path: str | Path, nimg: int) -> int:
+    """Cut a ``metrics.csv`` at its first row past ``nimg`` images (its ``progress/kimg``):
+    the rows a run logged after the checkpoint a resume starts from, which the resume logs
+    again. The rows are in the order they were logged, so the first row past ``nimg`` and
+    everything after it go; the file is replaced atomically, its header kept.
+
+    Returns:
+        The number of rows dropped (0: the file is not touched, or there is none).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as file:
+        lines = list(csv.reader(file))
+    if not lines or "progress/kimg" not in lines[0]:
+        return 0
+    column = lines[0].index("progress/kimg")
+    # A logged kimg is a float32: half an image of slack keeps the checkpoint's own row.
+    past = next(
+        (i for i, row in enumerate(lines[1:], 1) if _kimg(row, column) * 1000 > nimg + 0.5),
+        len(lines),
+    )
+    if past == len(lines):
+        return 0
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as file:
+            csv.writer(file).writerows(lines[:past])  # as Lightning writes it
+
+    atomic_write(path, write)
+    return len(lines) - past
+
+
+def _kimg(row: list[str], column: int) -> float:
+    """A row's ``progress/kimg`` (a row that does not log it: -inf)."""
+    value = row[column] if column < len(row) else ""
+    return float(value) if value else float("-inf")
+
+
+def resume_histories(loggers: list[Logger], nimg: int) -> None:
+    """Before a resume from a checkpoint at ``nimg`` images: drop what a CSV logger's file
+    holds past it (:func:`cut_rows_past`), so that the history has each step once."""
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            path = Path(logger.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+            dropped = cut_rows_past(path, nimg)
+            if dropped:
+                log.info(
+                    f"{path}: {dropped} rows logged after the checkpoint dropped (the resume "
+                    f"trains from {nimg / 1000:g} kimg again)"
+                )
 
 
 def wandb_has_key() -> bool:

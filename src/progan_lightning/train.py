@@ -19,7 +19,12 @@ from omegaconf import DictConfig, open_dict
 
 from progan_lightning.callbacks.checkpoint import SafeCheckpoint
 from progan_lightning.callbacks.growth import ProgressiveGrowth
-from progan_lightning.checkpoint import check_resume, find_last_checkpoint
+from progan_lightning.checkpoint import (
+    check_resume,
+    find_last_checkpoint,
+    images_seen,
+    load_checkpoint,
+)
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.faults import Diverged, Preempted, WriteFailed
 from progan_lightning.fs import expand_path
@@ -29,6 +34,7 @@ from progan_lightning.loggers import (
     finish_wandb,
     instantiate_loggers,
     log_hyperparameters,
+    resume_histories,
     save_wandb_id,
     setup_wandb,
     upload_generator,
@@ -279,6 +285,9 @@ def fit(run: Run) -> dict[str, Any]:
         with lock:
             if trainer.is_global_zero:
                 record(run)
+                if run.plan.ckpt_path is not None:
+                    nimg = images_seen(load_checkpoint(run.plan.ckpt_path, mmap=True))
+                    resume_histories(run.loggers, nimg)
             log_hyperparameters(cfg, run.loggers)
             setup_wandb(run.loggers)
             trainer.fit(model=model, datamodule=run.datamodule, ckpt_path=run.plan.ckpt_path)
