@@ -25,16 +25,14 @@ first ``N`` of the whole source; this is checked, image for image.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
 
+from benchmarks.run_folder import checkpoints, run_config, run_images
 from progan_lightning.checkpoint import generator_from_checkpoint, load_checkpoint
-from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.imaging import to_float
 from progan_lightning.losses import real_sign
 from progan_lightning.networks import Discriminator, seeded_latents
@@ -61,23 +59,6 @@ def midpoint_signal(reals: torch.Tensor, fakes: torch.Tensor, batch: int) -> flo
     return float(torch.stack(signs).mean())
 
 
-def run_images(cfg: DictConfig, count: int | None = None) -> np.ndarray:
-    """The run's images at its final resolution (uint8 [N, C, R, R]); ``count`` replaces
-    ``data.source.num_images`` (the whole source the run's subset came from)."""
-    data = cfg.data.copy()
-    if count is not None:
-        with open_dict(data):
-            data.source.num_images = count
-    datamodule = build_datamodule(data)
-    datamodule.prepare_data()
-    return np.array(datamodule.images(int(data.resolution)))
-
-
-def checkpoints(run: Path) -> Iterator[Path]:
-    """The run's checkpoints in the order they were written."""
-    return iter(sorted((run / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime))
-
-
 @torch.no_grad()
 def scores(D: Discriminator, images: torch.Tensor, stage: int, chunk: int = 256) -> torch.Tensor:
     """D's scores of ``images`` [N, C, R, R] in [-1, 1] at ``stage``, alpha 1. [N]"""
@@ -88,7 +69,7 @@ def scores(D: Discriminator, images: torch.Tensor, stage: int, chunk: int = 256)
 
 def table(run: Path, whole: int, held_out: int, batch: int) -> str:
     """The markdown table of the module docstring for the run folder ``run``."""
-    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    cfg = run_config(run)
     train_u8 = run_images(cfg)
     n = len(train_u8)
     if whole - n < held_out:

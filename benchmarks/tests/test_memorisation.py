@@ -3,16 +3,12 @@ hand, and the table of a tiny run trained on the first 64 of 128 digits."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from benchmarks.memorisation import main, memorised, midpoint_signal
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_memorised_is_the_training_lead_over_the_unseen_lead_over_fakes():
@@ -31,27 +27,9 @@ def test_the_signal_is_the_sign_about_each_batchs_midpoint_averaged_over_batches
 
 
 def test_a_run_on_a_subset_gets_one_row_per_final_checkpoint(
-    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+    tiny_run: Path, capsys: pytest.CaptureFixture[str]
 ):
-    run = tmp_path / "run"
-    overrides = [
-        "data.resolution=8",
-        "data.source.num_images=64",
-        "model.G.z_dim=8",
-        "growth.batch_size=8",
-        "model.G.fmap_base=32",
-        "model.G.fmap_max=8",
-        "model.D.fmap_base=32",
-        "model.D.fmap_max=8",
-        "growth.fade_kimg=0.064",
-        "metrics=none",
-        "logger=none",
-        "callbacks.model_checkpoint.every_n_epochs=1",
-    ]
-    command = [sys.executable, str(ROOT / "train.py"), *overrides]
-    command += ["growth.stable_kimg={4: 0.064, 8: 0.128}", f"paths.cache_dir={cache_dir}"]
-    command += [f"hydra.run.dir={run}"]
-    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
+    run = tiny_run
     main([str(run), "--whole", "128", "--held-out", "64", "--batch", "8"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     header, body = rows[0], rows[1:]

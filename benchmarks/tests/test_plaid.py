@@ -121,3 +121,19 @@ def test_nearest_upsampled_half_resolution_content_peaks_on_the_axes_near_nyquis
         (0.46875, 0.0),
     ]
     assert study.spectrum_scores(reals, others)["peaks"] == 0
+
+
+def test_the_checkpoint_table_has_a_row_per_final_stage_checkpoint(tiny_run: Path) -> None:
+    from benchmarks.plaid.checkpoints import table
+
+    rows = table(tiny_run, num_images=64, num_reals=64).splitlines()
+    assert rows[0].startswith("| checkpoint | kimg | alpha | peaks |")
+    cells = [row.strip("| ").split(" | ") for row in rows[2:]]
+    last = {c[0]: float(c[1]) for c in cells}["last.ckpt"]
+    assert last == pytest.approx(0.256)
+    # Only 8x8 checkpoints: from the fade-in (alpha < 1) to the end (alpha 1).
+    kimg = [float(c[1]) for c in cells]
+    assert kimg == sorted(kimg) and min(kimg) > 0.064
+    alphas = [float(c[2]) for c in cells]
+    assert alphas[0] < 1 and alphas[-1] == 1.0
+    assert all(int(c[3]) >= 0 and float(c[5]) > 0 for c in cells)
