@@ -31,8 +31,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
-from benchmarks.run_folder import checkpoints, run_config, run_images
-from progan_lightning.checkpoint import generator_from_checkpoint, load_checkpoint
+from benchmarks.run_folder import final_stage_checkpoints, run_config, run_images
 from progan_lightning.imaging import to_float
 from progan_lightning.losses import real_sign
 from progan_lightning.networks import Discriminator, seeded_latents
@@ -87,12 +86,8 @@ def table(run: Path, whole: int, held_out: int, batch: int) -> str:
         "| checkpoint | train | held-out | fake | memorised | r_t train | r_t held-out |",
         "|---|---|---|---|---|---|---|",
     ]
-    for path in checkpoints(run):
-        checkpoint = load_checkpoint(path)
-        G = generator_from_checkpoint(checkpoint, source=path)
-        stage = G.num_stages - 1
-        if G.trained_stage != stage or G.trained_alpha < 1:
-            continue
+    for path, checkpoint, G in final_stage_checkpoints(run, stable_only=True):
+        stage = G.trained_stage
         state = checkpoint["state_dict"]
         D.load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("D.")})
         D.eval()

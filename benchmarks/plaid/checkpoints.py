@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.plaid.study import spectrum_scores
-from benchmarks.run_folder import checkpoints, run_config, run_images
-from progan_lightning.checkpoint import generator_from_checkpoint, images_seen, load_checkpoint
+from benchmarks.run_folder import final_stage_checkpoints, run_config, run_images
+from progan_lightning.checkpoint import images_seen
 from progan_lightning.imaging import to_uint8
 from progan_lightning.networks import seeded_latents
 
@@ -31,11 +31,7 @@ def table(run: str | Path, num_images: int = 1024, num_reals: int = 2048) -> str
         "| checkpoint | kimg | alpha | peaks | strongest peak | 0.5 ring |",
         "|---|---|---|---|---|---|",
     ]
-    for path in checkpoints(run):
-        checkpoint = load_checkpoint(path)
-        G = generator_from_checkpoint(checkpoint, source=path)
-        if G.trained_stage != G.num_stages - 1:
-            continue
+    for path, checkpoint, G in final_stage_checkpoints(run):
         with torch.no_grad():
             z = seeded_latents((num_images, G.z_dim), 0)
             fakes = to_uint8(G(z, G.trained_stage, G.trained_alpha)).numpy()

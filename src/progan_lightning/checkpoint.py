@@ -212,18 +212,18 @@ def images_seen(checkpoint: Mapping[str, Any]) -> int:
     return int(checkpoint.get("progress", {}).get("cur_nimg", 0))
 
 
-def check_resume(ckpt_path: str | None, model: L.LightningModule, growth: Any) -> bool:
+def check_resume(ckpt_path: str | None, model: L.LightningModule, growth: Any) -> int:
     """Check a checkpoint against the config before anything runs.
 
     Returns:
-        Whether there is anything left to train (False: the checkpoint has seen
-        ``growth.total_kimg`` already, so a resume does nothing).
+        The images the checkpoint has trained on (0 without one). At or past
+        ``growth.total_kimg`` the run is finished and a resume does nothing (logged here).
 
     Raises:
         ValueError: The file is unreadable, or its networks or growth schedule differ.
     """
     if not ckpt_path:
-        return True
+        return 0
     checkpoint = load_checkpoint(ckpt_path, mmap=True)
     check_architecture(checkpoint, model)
     check_weights(checkpoint, model, ckpt_path)
@@ -236,8 +236,7 @@ def check_resume(ckpt_path: str | None, model: L.LightningModule, growth: Any) -
             f"{growth.total_kimg:g}: the run is finished, nothing to train (raise "
             "growth.total_kimg to train longer)"
         )
-        return False
-    return True
+    return nimg
 
 
 def check_schedule(

@@ -19,12 +19,7 @@ from omegaconf import DictConfig, open_dict
 
 from progan_lightning.callbacks.checkpoint import SafeCheckpoint
 from progan_lightning.callbacks.growth import ProgressiveGrowth
-from progan_lightning.checkpoint import (
-    check_resume,
-    find_last_checkpoint,
-    images_seen,
-    load_checkpoint,
-)
+from progan_lightning.checkpoint import check_resume, find_last_checkpoint
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
 from progan_lightning.faults import Diverged, Preempted, WriteFailed
 from progan_lightning.fs import expand_path
@@ -146,8 +141,7 @@ class Plan:
         mbstd_group_size: D's minibatch-stddev group.
         schedule: The growth schedule, laid out once for the above.
         ckpt_path: The checkpoint to resume from (``ckpt_path=last`` resolved), or None.
-        pending: Whether anything is left to train (False: the checkpoint has seen
-            ``growth.total_kimg`` already).
+        resume_nimg: The images that checkpoint has trained on (0 without one).
     """
 
     world_size: int
@@ -157,7 +151,13 @@ class Plan:
     mbstd_group_size: int
     schedule: GrowthSchedule
     ckpt_path: str | None
-    pending: bool
+    resume_nimg: int
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything is left to train (False: the checkpoint has seen
+        ``growth.total_kimg`` already)."""
+        return self.resume_nimg < self.schedule.total_nimg
 
 
 @dataclass
@@ -260,7 +260,7 @@ def build(cfg: DictConfig) -> Run:
         mbstd_group_size=group,
         schedule=schedule,
         ckpt_path=ckpt_path,
-        pending=check_resume(ckpt_path, model, growth),
+        resume_nimg=check_resume(ckpt_path, model, growth),
     )
     return Run(cfg, plan, datamodule, model, growth, callbacks, loggers, trainer)
 
@@ -286,8 +286,7 @@ def fit(run: Run) -> dict[str, Any]:
             if trainer.is_global_zero:
                 record(run)
                 if run.plan.ckpt_path is not None:
-                    nimg = images_seen(load_checkpoint(run.plan.ckpt_path, mmap=True))
-                    resume_histories(run.loggers, nimg)
+                    resume_histories(run.loggers, run.plan.resume_nimg)
             log_hyperparameters(cfg, run.loggers)
             setup_wandb(run.loggers)
             trainer.fit(model=model, datamodule=run.datamodule, ckpt_path=run.plan.ckpt_path)
