@@ -60,7 +60,9 @@ def test_the_studies_live_outside_the_package():
 
 def test_the_licence_and_python_versions_match_the_package_metadata():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert project["project"]["license"] == {"text": "MIT"}
+    # An SPDX expression (setuptools >= 77; its licence table is deprecated).
+    assert project["project"]["license"] == "MIT"
+    assert project["project"]["license-files"] == ["LICENSE"]
     licence = (REPO / "LICENSE").read_text()
     assert licence.startswith("MIT License\n") and "progan-lightning contributors" in licence
     # The tests (tomllib, for one) need 3.11; ruff checks the code for the same floor.
