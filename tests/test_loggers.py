@@ -212,3 +212,58 @@ def test_the_cut_keeps_every_row_up_to_the_checkpoints_images_and_nothing_after(
     assert cut_rows_past(path, 64) == 2
     assert path.read_bytes() == "".join(text.splitlines(keepends=True)[:4]).encode()
     assert cut_rows_past(tmp_path / "none.csv", 0) == 0  # no file: nothing to do
+
+
+def tensorboard_steps(run: Path) -> tuple[dict[str, list[tuple[int, float]]], dict[str, list[int]]]:
+    """What TensorBoard shows of a run dir's event files, restarts purged as its loaders do:
+    each scalar tag's ``(step, value)`` and each image tag's steps."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    scalars = {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
+    images = {t: [e.step for e in events.Images(t)] for t in events.Tags()["images"]}
+    return scalars, images
+
+
+def assert_one_history(tag: str, points: list[tuple[int, float]]) -> None:
+    """Steps never go back, and a step logged twice (``progress/kimg`` beside a tick's
+    values) holds one value."""
+    steps = [step for step, _ in points]
+    assert steps == sorted(steps), tag
+    assert len(set(points)) == len(set(steps)), tag
+
+
+def test_tensorboard_plots_everything_against_the_images_seen(make_cfg, tmp_path: Path):
+    """One x-axis for every scalar and image, the official summaries' own: the real images
+    trained on (the losses logged per batch, the metrics and throughput per tick and the
+    sample grids alike), so that no curve goes back and the metrics line up with the losses."""
+    train(make_cfg("logger=tensorboard", *SHORT, "metrics=swd"))
+    scalars, images = tensorboard_steps(tmp_path)
+    assert {"loss/D", "metrics/swd_avg", "lr/G", "throughput/img_per_sec"} <= set(scalars)
+    for tag, points in scalars.items():
+        assert_one_history(tag, points)
+    for step, kimg in scalars["progress/kimg"]:
+        assert step == round(kimg * 1000)
+    assert scalars["loss/D"][-1][0] == scalars["metrics/swd_avg"][-1][0] == 192  # the end
+    assert images["samples/fakes"][-1] == 192 and images["samples/reals"][0] == 0
+
+
+def test_a_resume_purges_the_tensorboard_steps_logged_after_its_checkpoint(make_cfg):
+    """The resume's event file tells TensorBoard to drop what the earlier files hold past the
+    checkpoint (``purge_step``), so that each curve has each step once."""
+    cfg = make_cfg("logger=tensorboard", "callbacks.model_checkpoint.every_n_epochs=1")
+    train(cfg)
+    run = Path(cfg.paths.output_dir)
+    first, _ = tensorboard_steps(run)
+    (earlier,) = (run / "checkpoints").glob("*kimg00000.192.ckpt")
+    with open_dict(cfg):
+        cfg.ckpt_path = str(earlier)
+    train(cfg)
+    scalars, images = tensorboard_steps(run)
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    for tag, points in {**scalars, **{t: [(s, 0) for s in v] for t, v in images.items()}}.items():
+        assert_one_history(tag, points)
+    assert scalars["loss/D"][-1][0] == 320
+    kept = [p for p in first["loss/D"] if p[0] <= 192]
+    assert scalars["loss/D"][: len(kept)] == kept  # the first run's up to the checkpoint

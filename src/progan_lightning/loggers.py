@@ -2,7 +2,8 @@
 
 A resumed run logs on into the same histories: the CSV logger appends to ``metrics.csv``
 (:class:`CSVLogger`), after dropping the rows a crashed run logged past its checkpoint
-(:func:`resume_histories`), TensorBoard writes a new event file into the same folder, and W&B
+(:func:`resume_histories`), TensorBoard writes a new event file into the same folder (which
+drops the steps the earlier files logged past the checkpoint), and W&B
 resumes the run whose id the run dir keeps (``wandb/run-id``).
 """
 
@@ -107,9 +108,21 @@ def _kimg(row: list[str], column: int) -> float:
 
 def resume_histories(loggers: list[Logger], nimg: int) -> None:
     """Before a resume from a checkpoint at ``nimg`` images: drop what a CSV logger's file
-    holds past it (:func:`cut_rows_past`), so that the history has each step once."""
+    holds past it (:func:`cut_rows_past`), and have TensorBoard drop what its earlier event
+    files hold past it, so that each history has each step once.
+
+    TensorBoard keeps the event files; the resume's new file starts with a restart marker at
+    step ``nimg + 1`` (``SummaryWriter(purge_step=...)``), and TensorBoard's loaders discard
+    the earlier files' events from that step on (the steps are images, :func:`log_step`).
+    Call this before a TensorBoard logger writes anything: its writer is made on first use.
+    """
     for logger in loggers:
-        if isinstance(logger, CSVLogger):
+        if isinstance(logger, TensorBoardLogger):
+            if logger._experiment is None:  # its SummaryWriter's arguments, not yet used
+                logger._kwargs["purge_step"] = nimg + 1
+            else:
+                log.warning(f"{logger.log_dir}: already written to, its steps are not purged")
+        elif isinstance(logger, CSVLogger):
             path = Path(logger.log_dir) / ExperimentWriter.NAME_METRICS_FILE
             dropped = cut_rows_past(path, nimg)
             if dropped:
@@ -232,11 +245,20 @@ def log_hyperparameters(cfg: DictConfig, loggers: list[Logger]) -> None:
         logger.log_hyperparams(resolved)
 
 
+def log_step(module: L.LightningModule) -> int:
+    """Every logger's step (TensorBoard's x-axis, the CSV's ``step``): the real images trained
+    on, global across devices, as in the official code's summaries. The module logs it as
+    ``step`` with each batch's values; Lightning's own step would count batches, and the
+    trainer's ``global_step`` two optimizer steps per batch, each changing with the batch
+    size."""
+    return int(module.cur_nimg)
+
+
 def log_values(trainer: L.Trainer, values: dict[str, float]) -> None:
-    """Send scalars to every logger at the trainer's step (include ``progress/kimg`` so that
-    dashboards can plot them against images seen)."""
+    """Send scalars to every logger at :func:`log_step` (include ``progress/kimg``, W&B's
+    x-axis)."""
     for logger in trainer.loggers:
-        logger.log_metrics(values, step=trainer.global_step)
+        logger.log_metrics(values, step=log_step(trainer.lightning_module))
 
 
 def log_image(loggers: list[Logger], key: str, image: np.ndarray, step: int) -> None:

@@ -61,7 +61,7 @@ class ProGAN(L.LightningModule):
     ``alpha`` and phase are written by the ``ProgressiveGrowth`` callback, the module only
     adds the images it trains on (``cur_nimg``, global across devices); it is saved in
     checkpoints. Nothing depends on ``global_step``, which counts two optimizer steps per
-    batch.
+    batch; the loggers plot against ``cur_nimg``.
 
     Args:
         G: Generator built at full depth.
@@ -373,6 +373,9 @@ class ProGAN(L.LightningModule):
             self.log("augment/p", self.augment.p)
         if self.augment.controller is not None:
             self.log("augment/rt", self.augment.controller.signal)
+        # Every logger's x-axis is the real images trained on (see loggers.log_step): a
+        # logged "step" replaces Lightning's count of batches. float64 keeps it exact.
+        self.log("step", torch.tensor(self.cur_nimg, dtype=torch.float64))
         self.log_dict(
             {
                 "progress/kimg": self.cur_nimg / 1000,

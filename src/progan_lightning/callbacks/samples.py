@@ -19,7 +19,7 @@ from progan_lightning.imaging import (
     save_png,
     to_float,
 )
-from progan_lightning.loggers import log_animation, log_image
+from progan_lightning.loggers import log_animation, log_image, log_step
 from progan_lightning.networks import seeded_latents, slerp
 
 
@@ -133,7 +133,7 @@ class SampleGrid(L.Callback):
         else:
             grid = make_grid(self.real_images(trainer, res, images), tile=self.tile)
         save_png(self.dirpath / f"reals_res{res}.png", grid)
-        log_image(trainer.loggers, "samples/reals", grid, trainer.global_step)
+        log_image(trainer.loggers, "samples/reals", grid, log_step(pl_module))
 
     def real_images(self, trainer: L.Trainer, res: int, batch: torch.Tensor) -> torch.Tensor:
         """``num_images`` reals for the grid, as many as the fakes grid shows: a seeded draw
@@ -166,7 +166,7 @@ class SampleGrid(L.Callback):
         kimg = pl_module.cur_nimg / 1000
         grid, res = self.fakes_grid(pl_module)
         save_png(self.dirpath / f"fakes_kimg{kimg:09.3f}_res{res}.png", grid)
-        log_image(trainer.loggers, "samples/fakes", grid, trainer.global_step)
+        log_image(trainer.loggers, "samples/fakes", grid, log_step(pl_module))
         if self.interp_images > 0 and phase_or_run_ended(trainer, pl_module):
             path = self.dirpath / f"interp_kimg{kimg:09.3f}_res{res}.gif"
             save_gif(path, self.interpolation_frames(pl_module))
