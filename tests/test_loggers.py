@@ -214,7 +214,10 @@ def test_the_cut_keeps_every_row_up_to_the_checkpoints_images_and_nothing_after(
     assert cut_rows_past(tmp_path / "none.csv", 0) == 0  # no file: nothing to do
 
 
-def tensorboard_steps(run: Path) -> tuple[dict[str, list[tuple[int, float]]], dict[str, list[int]]]:
+Points = list[tuple[int, float]]
+
+
+def tensorboard_steps(run: Path) -> tuple[dict[str, Points], dict[str, list[int]]]:
     """What TensorBoard shows of a run dir's event files, restarts purged as its loaders do:
     each scalar tag's ``(step, value)`` and each image tag's steps."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -226,7 +229,7 @@ def tensorboard_steps(run: Path) -> tuple[dict[str, list[tuple[int, float]]], di
     return scalars, images
 
 
-def assert_one_history(tag: str, points: list[tuple[int, float]]) -> None:
+def assert_one_history(tag: str, points: Points) -> None:
     """Steps never go back, and a step logged twice (``progress/kimg`` beside a tick's
     values) holds one value."""
     steps = [step for step, _ in points]
