@@ -3,7 +3,7 @@ G_ema exported from it.
 
 A ``.ckpt`` is Lightning's checkpoint (``state_dict`` of G, D and G_ema, optimizer states,
 callback states: the growth schedule under ``ProgressiveGrowth``) plus the entries of
-:func:`module_entries` and ``rng_states``. It is written by
+:func:`module_entries` and ``rng_states`` (``rng.py``). It is written by
 :class:`~progan_lightning.callbacks.checkpoint.SafeCheckpoint` (atomically, at tick ends)
 and read only by :func:`load_checkpoint`, with ``torch.load(weights_only=True)``: a file
 never runs code when loaded unless the user opts in (``allow_pickle``).
@@ -18,19 +18,18 @@ Entries this module defines:
   rebuilds G_ema from them, a resume checks them);
 - ``classes``: ``{"names": [...]}`` of a conditional run;
 - ``grad_scalers``: the fp16 loss scalers' states;
-- ``rng_states``: torch, numpy, python (and CUDA) RNG states, for an exact resume.
+- ``rng_states``: torch, numpy, python (and CUDA) RNG states, for an exact resume (rank 0's);
+- ``rank_rng_states``: every rank's, in rank order, written by a data-parallel run.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
-import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from progan_lightning.export import (
@@ -352,27 +351,3 @@ def export_checkpoint(
     G = generator_from_checkpoint(checkpoint, source=Path(ckpt_path).expanduser())
     out = Path(ckpt_path).with_suffix(".safetensors") if out is None else out
     return export_generator(G, out, G.trained_stage, G.trained_alpha)
-
-
-def rng_states() -> dict[str, Any]:
-    """Global RNG states (torch CPU/CUDA, numpy, python) as weights-only-loadable values."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    """Restore what :func:`rng_states` returned."""
-    torch.set_rng_state(states["torch"])
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = states["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])

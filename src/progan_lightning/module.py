@@ -26,6 +26,7 @@ from progan_lightning.precision import (
     resolve_precision,
 )
 from progan_lightning.progress import TrainingProgress
+from progan_lightning.rng import seed_rank
 from progan_lightning.schedule import Phase, stage_resolution
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -195,7 +196,11 @@ class ProGAN(L.LightningModule):
         return self.progress.phase_index
 
     def setup(self, stage: str) -> None:
-        """Take the G step's label distribution from the data (the stored labels' counts)."""
+        """Give each rank of a data-parallel run a random stream of its own (``seed`` makes
+        them equal, see ``rng.py``; a resume then restores each rank's saved one), and take
+        the G step's label distribution from the data (the stored labels' counts)."""
+        if stage == "fit" and self.world_size > 1:
+            seed_rank(torch.initial_seed(), self.global_rank)
         datamodule = self.trainer.datamodule
         if datamodule is None:
             return

@@ -13,10 +13,10 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_info
 
-from progan_lightning.checkpoint import rng_states, set_rng_states
 from progan_lightning.export import export_generator
 from progan_lightning.faults import Diverged, WriteFailed
 from progan_lightning.fs import temp_path
+from progan_lightning.rng import gather_rng_states, restore_rank
 from progan_lightning.run_paths import LAST_CHECKPOINT, last_checkpoint
 
 # How torch's zip writer reports a failed write (it raises RuntimeError, not OSError).
@@ -44,9 +44,10 @@ class SafeCheckpoint(Checkpoint):
     survive; ``phase<i>_kimg<kimg>.ckpt`` is kept at every phase end. Each file is written
     to a temporary name and renamed, so a kill during a write leaves the previous file
     intact. SIGTERM/SIGINT (e.g. SLURM pre-emption) finish the current batch, end the tick
-    there, write ``last.ckpt`` and stop. Checkpoints hold the global RNG states, restored
-    when training resumes. Only a finished run (images seen reached ``total_kimg``) exports
-    G_ema at the end of fit (see ``export.py``); a stopped one leaves the export untouched.
+    there, write ``last.ckpt`` and stop. Checkpoints hold the global RNG states of every
+    rank, each restored on its rank when training resumes (``rng.py``). Only a finished run
+    (images seen reached ``total_kimg``) exports G_ema at the end of fit (see ``export.py``);
+    a stopped one leaves the export untouched.
     Non-finite weights are never written (:class:`~progan_lightning.faults.Diverged`).
 
     Args:
@@ -81,7 +82,7 @@ class SafeCheckpoint(Checkpoint):
         self.export_path = Path(export_path) if export_path else None
         self.signal_received: int | None = None
         self._old_handlers: dict[int, Any] = {}
-        self._rng: dict[str, Any] | None = None
+        self._rng: list[dict[str, Any]] | None = None  # each rank's, from a checkpoint
         self._last_kept_nimg = 0
 
     # Writing.
@@ -142,7 +143,7 @@ class SafeCheckpoint(Checkpoint):
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         # After every restore and set-up hook: the next batch sees the saved RNG states.
         if self._rng is not None:
-            set_rng_states(self._rng)
+            restore_rank(self._rng, trainer.global_rank, trainer.world_size)
             self._rng = None
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
@@ -185,12 +186,16 @@ class SafeCheckpoint(Checkpoint):
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint["rng_states"] = rng_states()
+        ranks = gather_rng_states()
+        checkpoint["rng_states"] = ranks[0]
+        if len(ranks) > 1:
+            checkpoint["rank_rng_states"] = ranks
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        self._rng = checkpoint.get("rng_states")
+        saved = checkpoint.get("rng_states")
+        self._rng = checkpoint.get("rank_rng_states") or ([saved] if saved else None)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_kept_nimg": self._last_kept_nimg}

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 
 from progan_lightning.data.stream import split_batch
+from progan_lightning.rng import fingerprint
 
 
 class DistributedConsistency(L.Callback):
@@ -17,7 +18,10 @@ class DistributedConsistency(L.Callback):
 
     After every batch each rank contributes ``[cur_nimg, stage, alpha, resolution, local
     batch]``; the images seen, stage, alpha and resolution must match on all ranks and the
-    local batches must add up to the global batch just counted. At the end of training the
+    local batches must add up to the global batch just counted. Before every batch the ranks
+    compare fingerprints of the random states the step draws from (:func:`~progan_lightning.
+    rng.fingerprint`): each rank must draw its own latents, labels and penalty mixes, or the
+    global batch holds each fake once per rank. At the end of training the
     weights of G, D and G_ema must be identical on all ranks. With ``dirpath`` set, each
     rank also appends its rows to ``rank<r>.jsonl`` (for tests and post-mortems).
 
@@ -29,6 +33,17 @@ class DistributedConsistency(L.Callback):
         super().__init__()
         self.dirpath = Path(dirpath) if dirpath else None
         self._rows: list[dict[str, Any]] = []
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, _: int
+    ) -> None:
+        mine = torch.tensor(fingerprint(pl_module.device), device=pl_module.device)
+        prints = pl_module.all_gather(mine).reshape(-1).cpu().tolist()  # [world]
+        if len(set(prints)) != len(prints):
+            raise RuntimeError(
+                f"ranks draw the same random numbers at {pl_module.cur_nimg} images (RNG "
+                f"fingerprints {prints}): each rank would generate the same fakes"
+            )
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, _: int
