@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,10 @@ from progan_lightning.faults import Diverged, Preempted, UserError, WriteFailed
 from progan_lightning.train import train
 
 QUIET = ("logger=none", "metrics=none")
+
+
+RUN = Path("/data/runs/faces")
+EARLIER = RUN / "checkpoints" / "kimg00000.096.ckpt"
 
 
 def train_command(cache_dir: Path, *args: str, multirun: bool = False) -> list[str]:
@@ -342,9 +347,42 @@ def test_sigterm_from_outside_exits_143_with_last_checkpoint(tmp_path: Path, cac
     output = (tmp_path / "log.txt").read_text()
     assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
     assert "stopped by SIGTERM" in output and "Traceback" not in output
-    assert load_checkpoint(last)["progress"]["cur_nimg"] > 0
+    nimg = load_checkpoint(last)["progress"]["cur_nimg"]
+    assert nimg > 0
     assert not (run / "generator.safetensors").exists()
     assert not (run / ".run.owner").exists()  # the lock was released
+
+    # The message's resume command works as printed: the run's own overrides come from its
+    # folder (here a shorter schedule, to end soon).
+    hint = re.search(r"resume with the override (\S+) ", output)
+    assert hint is not None and hint[1] == f"resume={run}", output[-2000:]
+    end = f"growth.total_kimg={(nimg + 32) / 1000}"
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), hint[1], end], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_checkpoint(last)["progress"]["cur_nimg"] == nimg + 32
+    assert (run / "generator.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        (Preempted(2, RUN / "checkpoints" / "last.ckpt"), f"the override resume={RUN} "),
+        (
+            WriteFailed(RUN / "checkpoints" / "last.ckpt", "No space", EARLIER),
+            f"the overrides resume={RUN} ckpt_path={EARLIER}",
+        ),
+        (Diverged("loss/D", 96, "fade8", EARLIER), f"resume={RUN} ckpt_path={EARLIER} and"),
+    ],
+)
+def test_a_stop_names_the_resume_that_takes_the_runs_own_settings(error, hint):
+    """Resuming with ckpt_path=FILE alone composes the default config, which the checkpoint
+    of a run with its own settings does not fit: the message gives the folder's resume."""
+    error.run_dir = RUN
+    assert hint in str(error)
+    error.run_dir = None  # a run without a folder record (a test's, from Python)
+    assert f"ckpt_path={error.checkpoint}" in str(error) and "resume=" not in str(error)
 
 
 def test_non_finite_weights_are_never_written(make_cfg, tmp_path: Path):

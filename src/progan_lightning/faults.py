@@ -24,6 +24,8 @@ import re
 import signal
 from pathlib import Path
 
+from progan_lightning.run_paths import LAST_CHECKPOINT
+
 USER_ERROR_EXIT_CODE = 2
 DIVERGED_EXIT_CODE = 3
 WRITE_FAILED_EXIT_CODE = 4
@@ -64,9 +66,26 @@ class DamagedFile(UserError):
 
 
 class TrainingStopped(Exception):
-    """Training ended early for a reason the user can act on; ``exit_code`` is the status."""
+    """Training ended early for a reason the user can act on; ``exit_code`` is the status.
+
+    ``run_dir``: the run's folder, set once the run has written its record there; the message
+    then resumes by that folder (:meth:`resume_with`)."""
 
     exit_code = 1
+    run_dir: Path | None = None
+
+    def resume_with(self, checkpoint: Path) -> str:
+        """The overrides that resume from ``checkpoint``, with a word saying how many.
+
+        With the run's folder known: ``resume=RUN`` (its ``last.ckpt``) or ``resume=RUN
+        ckpt_path=FILE``, which compose the run's own recorded overrides (``ckpt_path=FILE``
+        alone would compose the default config, which a run with settings of its own does
+        not fit). Without it: ``ckpt_path=FILE``."""
+        if self.run_dir is None:
+            return f"the override ckpt_path={checkpoint}"
+        if checkpoint.name == LAST_CHECKPOINT:
+            return f"the override resume={self.run_dir}"
+        return f"the overrides resume={self.run_dir} ckpt_path={checkpoint}"
 
 
 class Diverged(TrainingStopped):
@@ -89,7 +108,7 @@ class Diverged(TrainingStopped):
     def __str__(self) -> str:
         where = (
             f"the newest good checkpoint is {self.checkpoint} (resume from it with "
-            f"ckpt_path={self.checkpoint} and a lower growth.lr or model.optimizer.lr)"
+            f"{self.resume_with(self.checkpoint)} and a lower growth.lr or model.optimizer.lr)"
             if self.checkpoint
             else "no checkpoint was written yet; lower growth.lr or model.optimizer.lr"
         )
@@ -116,7 +135,7 @@ class Preempted(TrainingStopped):
         name = signal.Signals(self.signum).name
         return (
             f"stopped by {name}: {self.checkpoint} written, no final export; resume with "
-            f"ckpt_path={self.checkpoint} (exit status {self.exit_code})"
+            f"{self.resume_with(self.checkpoint)} (exit status {self.exit_code})"
         )
 
 
@@ -153,7 +172,7 @@ class WriteFailed(TrainingStopped):
         else:
             where = (
                 f"the previous checkpoint {self.checkpoint} is intact; {fix} and resume with "
-                f"ckpt_path={self.checkpoint}"
+                f"{self.resume_with(self.checkpoint)}"
             )
         return f"could not write {self.path} ({self.reason}); {where}"
 

@@ -21,7 +21,7 @@ from progan_lightning.callbacks.checkpoint import SafeCheckpoint
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.checkpoint import check_resume, find_last_checkpoint
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
-from progan_lightning.faults import Diverged, Preempted, WriteFailed
+from progan_lightning.faults import Diverged, Preempted, TrainingStopped, WriteFailed
 from progan_lightning.fs import expand_path
 from progan_lightning.growth_plan import GrowthPlan, resolve_growth
 from progan_lightning.instantiate import instantiate, instantiate_dict
@@ -40,7 +40,7 @@ from progan_lightning.official.finetune import init_from_official
 from progan_lightning.precision import float32_matmul_precision, resolve_precision
 from progan_lightning.run_lock import check_fresh_run_dir, holds_run_dir, run_dir_lock
 from progan_lightning.run_paths import checkpoint_dir, last_checkpoint
-from progan_lightning.run_record import task_overrides, write_record
+from progan_lightning.run_record import recorded_overrides, task_overrides, write_record
 from progan_lightning.schedule import GrowthSchedule, check_resolution, resolution_stage
 
 log = logging.getLogger(__name__)
@@ -275,6 +275,8 @@ def fit(run: Run) -> dict[str, Any]:
     Raises:
         Diverged: The run diverged (``checkpoint``: the newest checkpoint left).
         Preempted: A signal stopped it (``last.ckpt`` written).
+        WriteFailed: A checkpoint could not be written.
+        Each with ``run_dir`` set once the run's record is in its folder.
     """
     if not run.plan.pending:
         return {}
@@ -293,8 +295,11 @@ def fit(run: Run) -> dict[str, Any]:
             if saver is not None and saver.signal_received is not None:
                 raise Preempted(saver.signal_received, last_checkpoint(saver.dirpath))
             upload_generator(cfg, model, run.loggers)
-    except Diverged as err:
-        err.checkpoint = newest_checkpoint(checkpoint_dir(cfg))
+    except TrainingStopped as err:
+        if isinstance(err, Diverged):
+            err.checkpoint = newest_checkpoint(checkpoint_dir(cfg))
+        if recorded_overrides(cfg.paths.output_dir) is not None:
+            err.run_dir = Path(cfg.paths.output_dir)  # its message resumes by the folder
         raise
     finally:
         finish_wandb()

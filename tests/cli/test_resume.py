@@ -35,6 +35,16 @@ def test_resume_is_short_for_the_last_checkpoint_of_a_folder(run: Path):
     ]
 
 
+def test_resume_with_a_checkpoint_of_the_folder_resumes_from_that_one(run: Path):
+    """``resume=RUN ckpt_path=FILE``: the run's overrides, its folder, the checkpoint given."""
+    earlier = f"{run}/checkpoints/kimg00000.064.ckpt"
+    assert with_recorded_overrides([f"resume={run}", f"ckpt_path={earlier}"]) == [
+        *RECORDED,
+        f"hydra.run.dir={run}",
+        f"ckpt_path={earlier}",
+    ]
+
+
 @pytest.mark.parametrize(
     "given",
     [

@@ -73,7 +73,8 @@ def _value(overrides: list[str], key: str) -> str | None:
 
 def with_recorded_overrides(overrides: list[str], multirun: bool = False) -> list[str]:
     """``overrides`` completed for a resume by folder: ``resume=RUN`` spelt out as
-    ``ckpt_path=last hydra.run.dir=RUN`` (``hydra.sweep.dir`` in a multirun); when they set
+    ``ckpt_path=last hydra.run.dir=RUN`` (``hydra.sweep.dir`` in a multirun; without
+    ``ckpt_path=last`` when they give a ``ckpt_path``, another checkpoint); when they set
     ``ckpt_path`` and the folder (a path, not an interpolation) and that folder holds a
     record, its recorded overrides come first, less those whose key the new ones set.
     Anything else is returned as it is (Hydra reports an override it cannot parse).
@@ -87,7 +88,8 @@ def with_recorded_overrides(overrides: list[str], multirun: bool = False) -> lis
         for override in overrides:
             if override_key(override) == RESUME_KEY:
                 folder = _value([override], RESUME_KEY)
-                expanded += ["ckpt_path=last", f"{folder_key}={folder}"]
+                given = any(override_key(o) == "ckpt_path" for o in overrides)
+                expanded += [*([] if given else ["ckpt_path=last"]), f"{folder_key}={folder}"]
             else:
                 expanded.append(override)
         folder = _value(expanded, folder_key)
