@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, TINY
+from helpers import REPO, TINY, compose_config
 from progan_lightning.checkpoint import load_checkpoint
 from progan_lightning.data.datamodule import build_datamodule
 from progan_lightning.faults import Diverged, Preempted, UserError, WriteFailed
@@ -465,3 +465,27 @@ def test_a_diverged_job_of_a_multirun_lets_the_sweep_go_on(tmp_path: Path, cache
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "training diverged at kimg" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("model.G.fmap_max=8", "model.G.fmap_max: checkpoint 8, config 16"),
+        ("growth.fade_kimg=0.032", r"phase 1 \(fade8\) ran 0.064 -> 0.096 kimg"),
+    ],
+)
+def test_a_checkpoint_of_a_run_the_config_does_not_fit_names_that_runs_resume(
+    make_cfg, tmp_path: Path, cache_dir: Path, setting: str, message: str
+):
+    """``ckpt_path=FILE`` alone composes the config on the command line (into a new folder),
+    which a run started with settings of its own does not fit: the refusal names the resume
+    that takes them from the run's folder."""
+    train(make_cfg(*QUIET, setting, "growth.total_kimg=0.16"))
+    (earlier,) = (tmp_path / "checkpoints").glob("phase01_*.ckpt")
+    cfg = compose_config(tmp_path / "new", cache_dir, [*TINY, *QUIET, f"ckpt_path={earlier}"])
+    with pytest.raises(ValueError, match=message) as refused:
+        train(cfg)
+    assert str(refused.value).endswith(
+        f"; to continue that run with the settings it was started with, resume with the "
+        f"overrides resume={tmp_path} ckpt_path={earlier}"
+    )

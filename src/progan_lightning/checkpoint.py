@@ -38,7 +38,7 @@ from progan_lightning.export import (
     export_generator,
     mark_trained,
 )
-from progan_lightning.faults import DamagedFile
+from progan_lightning.faults import CheckpointMismatch, DamagedFile
 from progan_lightning.networks import Generator, init_kwarg
 from progan_lightning.run_paths import LAST_CHECKPOINT
 from progan_lightning.schedule import GrowthSchedule
@@ -89,7 +89,7 @@ def check_architecture(checkpoint: dict[str, Any], module: L.LightningModule) ->
     if module.num_classes and saved_names and saved_names != module.class_names:
         diffs.append(f"classes: checkpoint {saved_names}, data {module.class_names}")
     if diffs:
-        raise ValueError(
+        raise CheckpointMismatch(
             "the checkpoint does not fit this config (resume with the settings it was "
             "trained with): " + "; ".join(diffs)
         )
@@ -254,7 +254,7 @@ def check_schedule(
     """
     conflicts = schedule.resume_conflicts(saved, nimg) if saved else []
     if conflicts:
-        raise ValueError(
+        raise CheckpointMismatch(
             f"ckpt_path={source} was trained with another growth schedule: "
             + "; ".join(conflicts)
             + ". Resume with its growth.* settings (its run's .hydra/config.yaml); only "

@@ -65,27 +65,37 @@ class DamagedFile(UserError):
         return f"{self.path}: {self.what}" + (f"; {self.fix}" if self.fix else "")
 
 
+class CheckpointMismatch(UserError):
+    """A checkpoint the config does not fit (other networks, classes or growth schedule); the
+    settings it was trained with fit it."""
+
+
+def resume_overrides(checkpoint: Path, run_dir: Path | None) -> str:
+    """The overrides that resume from ``checkpoint``, with a word saying how many.
+
+    With its run's folder known: ``resume=RUN`` (for its ``last.ckpt``) or ``resume=RUN
+    ckpt_path=FILE``, which compose the run's own recorded overrides (``ckpt_path=FILE``
+    alone composes the config on the command line, which a run with settings of its own does
+    not fit). Without it: ``ckpt_path=FILE``."""
+    if run_dir is None:
+        return f"the override ckpt_path={checkpoint}"
+    if checkpoint.name == LAST_CHECKPOINT:
+        return f"the override resume={run_dir}"
+    return f"the overrides resume={run_dir} ckpt_path={checkpoint}"
+
+
 class TrainingStopped(Exception):
     """Training ended early for a reason the user can act on; ``exit_code`` is the status.
 
     ``run_dir``: the run's folder, set once the run has written its record there; the message
-    then resumes by that folder (:meth:`resume_with`)."""
+    then resumes by that folder (:func:`resume_overrides`)."""
 
     exit_code = 1
     run_dir: Path | None = None
 
     def resume_with(self, checkpoint: Path) -> str:
-        """The overrides that resume from ``checkpoint``, with a word saying how many.
-
-        With the run's folder known: ``resume=RUN`` (its ``last.ckpt``) or ``resume=RUN
-        ckpt_path=FILE``, which compose the run's own recorded overrides (``ckpt_path=FILE``
-        alone would compose the default config, which a run with settings of its own does
-        not fit). Without it: ``ckpt_path=FILE``."""
-        if self.run_dir is None:
-            return f"the override ckpt_path={checkpoint}"
-        if checkpoint.name == LAST_CHECKPOINT:
-            return f"the override resume={self.run_dir}"
-        return f"the overrides resume={self.run_dir} ckpt_path={checkpoint}"
+        """:func:`resume_overrides` of ``checkpoint`` in this run."""
+        return resume_overrides(checkpoint, self.run_dir)
 
 
 class Diverged(TrainingStopped):

@@ -21,7 +21,14 @@ from progan_lightning.callbacks.checkpoint import SafeCheckpoint
 from progan_lightning.callbacks.growth import ProgressiveGrowth
 from progan_lightning.checkpoint import check_resume, find_last_checkpoint
 from progan_lightning.data.datamodule import ProGANDataModule, build_datamodule
-from progan_lightning.faults import Diverged, Preempted, TrainingStopped, WriteFailed
+from progan_lightning.faults import (
+    CheckpointMismatch,
+    Diverged,
+    Preempted,
+    TrainingStopped,
+    WriteFailed,
+    resume_overrides,
+)
 from progan_lightning.fs import expand_path
 from progan_lightning.growth_plan import GrowthPlan, resolve_growth
 from progan_lightning.instantiate import instantiate, instantiate_dict
@@ -260,9 +267,32 @@ def build(cfg: DictConfig) -> Run:
         mbstd_group_size=group,
         schedule=schedule,
         ckpt_path=ckpt_path,
-        resume_nimg=check_resume(ckpt_path, model, growth),
+        resume_nimg=check_fit(cfg, ckpt_path, model, growth),
     )
     return Run(cfg, plan, datamodule, model, growth, callbacks, loggers, trainer)
+
+
+def check_fit(cfg: DictConfig, ckpt_path: str | None, model: ProGAN, growth: Any) -> int:
+    """:func:`check_resume`, whose refusal of a checkpoint that the config does not fit names
+    the resume that takes the settings of the run that wrote it, when that run's folder is
+    not this run's and holds its record (``ckpt_path=FILE`` alone composes the config on the
+    command line).
+
+    Returns:
+        The images the checkpoint has trained on (0 without one).
+    """
+    try:
+        return check_resume(ckpt_path, model, growth)
+    except CheckpointMismatch as error:
+        checkpoint = Path(str(ckpt_path)).expanduser()
+        owner = checkpoint.parent.parent  # <run>/checkpoints/<file>
+        this_run = owner.resolve() == Path(cfg.paths.output_dir).expanduser().resolve()
+        if this_run or recorded_overrides(owner) is None:
+            raise
+        raise CheckpointMismatch(
+            f"{error}; to continue that run with the settings it was started with, resume "
+            f"with {resume_overrides(checkpoint, owner)}"
+        ) from None
 
 
 def fit(run: Run) -> dict[str, Any]:
