@@ -50,7 +50,10 @@ def test_export_load_generate_reproduces_module(trained, tmp_path: Path):
     weights, _ = export_checkpoint(
         tmp_path / "checkpoints" / "last.ckpt", tmp_path / "x.safetensors"
     )
-    for G in (from_export, load_any(weights), load_any(tmp_path / "checkpoints" / "last.ckpt")):
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    # A run's folder stands for its newest checkpoint (the end of training, or where it
+    # stopped: newer than an export an earlier end wrote).
+    for G in (from_export, load_any(weights), load_any(last), load_any(tmp_path)):
         assert (G.trained_stage, G.trained_alpha) == (model.stage, model.alpha)
         with torch.no_grad():
             torch.testing.assert_close(G(z, G.trained_stage, G.trained_alpha), expected)
@@ -119,6 +122,15 @@ def test_export_pair_from_different_runs_is_refused(tmp_path: Path):
     assert str(second) in str(error.value) and str(arch) in str(error.value)
     with pytest.raises(ValueError, match="different exports"):
         load_any(arch)
+
+
+def test_a_folder_that_is_not_a_run_is_refused_naming_what_source_takes(tmp_path: Path):
+    (tmp_path / "images").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"images is a folder without checkpoints/; give"):
+        load_any(tmp_path / "images")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)  # a run that wrote none yet
+    with pytest.raises(FileNotFoundError, match=r"no readable checkpoint in .*run/checkpoints"):
+        load_any(tmp_path / "run")
 
 
 def test_export_without_id_still_loads(tmp_path: Path):

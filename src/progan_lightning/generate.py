@@ -2,6 +2,7 @@
 
 progan-generate source=outputs/.../generator.safetensors
 progan-generate source=outputs/.../checkpoints/last.ckpt num_images=64
+progan-generate source=outputs/quickstart/runs/<run>   # a run's newest checkpoint
 progan-generate source=... resolution=16 device=cuda
 progan-generate source=... class=star          # conditional generators
 progan-generate source=... class=[star,3]      # names or indices
@@ -19,12 +20,17 @@ from typing import Any, overload
 import torch
 from torch import Tensor, nn
 
-from progan_lightning.checkpoint import generator_from_checkpoint, load_checkpoint
+from progan_lightning.checkpoint import (
+    find_last_checkpoint,
+    generator_from_checkpoint,
+    load_checkpoint,
+)
 from progan_lightning.export import check_checkpoint_file, load_generator
 from progan_lightning.fs import check_folder, expand_path
 from progan_lightning.imaging import label_rows, make_grid, save_gif, save_png, view_tile
 from progan_lightning.networks import seeded_latents, slerp
 from progan_lightning.official import example_latents
+from progan_lightning.run_paths import CHECKPOINT_DIR
 from progan_lightning.schedule import resolution_stage, stage_resolution
 
 log = logging.getLogger(__name__)
@@ -34,13 +40,40 @@ def load_any(
     source: str | Path, device: str | torch.device = "cpu", allow_pickle: bool = False
 ) -> nn.Module:
     """G_ema from an export (``.safetensors``/``.json``), an official ProGAN pickle (``.pkl``:
-    its ``Gs``) or a training checkpoint (``.ckpt``)."""
+    its ``Gs``), a training checkpoint (``.ckpt``) or a training run's folder (its newest
+    checkpoint, :func:`run_checkpoint`)."""
     path = expand_path(source, "source")
+    if path.is_dir():
+        path = run_checkpoint(path)
     if path.suffix in (".safetensors", ".json", ".pkl"):
         return load_generator(path, device)
     check_checkpoint_file(path)
     checkpoint = load_checkpoint(path, allow_pickle=allow_pickle)
     return generator_from_checkpoint(checkpoint, device, source=path)
+
+
+def run_checkpoint(run: Path) -> Path:
+    """The newest checkpoint of a training run's folder (``last.ckpt``, as ``ckpt_path=last``
+    finds it): G_ema where training ended or stopped, newer than an export that an earlier
+    end of the run wrote.
+
+    Raises:
+        FileNotFoundError: The folder has no ``checkpoints/``, or no readable checkpoint in it.
+    """
+    checkpoints = run / CHECKPOINT_DIR
+    if not checkpoints.is_dir():
+        raise FileNotFoundError(
+            f"source={run} is a folder without {CHECKPOINT_DIR}/; give a training run's folder, "
+            "an export's .safetensors, a .ckpt or an official .pkl"
+        )
+    try:
+        path = find_last_checkpoint(checkpoints)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"source={run}: no readable checkpoint in {checkpoints} (the run wrote none yet)"
+        ) from None
+    log.info(f"source={run}: its newest checkpoint, {path}")
+    return path
 
 
 def stage_for(G: nn.Module, resolution: int | None) -> tuple[int, float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from progan_lightning.cli.resume import complete_argv, with_recorded_overrides
+from progan_lightning.cli.resume import complete_argv, with_recorded_overrides, with_run_data
 
 RECORDED = ["data=folder", "data.path=/data/faces", "data.resolution=16", "growth.total_kimg=60"]
 
@@ -106,3 +106,28 @@ def test_an_unreadable_record_is_refused_in_one_line(run: Path):
     with pytest.raises(ValueError, match=message) as error:
         with_recorded_overrides(["ckpt_path=last", f"hydra.run.dir={run}"])
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "source", ["{run}", "{run}/generator.safetensors", "{run}/checkpoints/last.ckpt"]
+)
+def test_evaluating_a_run_scores_it_on_the_data_it_was_trained_on(run: Path, source: str):
+    """``progan-evaluate source=RUN`` (or its export, or a checkpoint of it): the run's
+    recorded data overrides come first; the others (its schedule, networks) do not."""
+    given = [f"source={source.format(run=run)}", "metrics=swd"]
+    assert with_run_data(given) == [*RECORDED[:3], *given]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["source={run}", "data.resolution=8"],  # the command line chooses the data
+        ["source={run}", "experiment=celebahq"],
+        ["source=reals"],
+        ["source={run}/../elsewhere/generator.safetensors"],  # not in a run's folder
+        ["num_images=16"],
+    ],
+)
+def test_an_evaluation_that_chooses_its_data_is_left_as_it_is(run: Path, given: list[str]):
+    given = [o.format(run=run) for o in given]
+    assert with_run_data(given) == given

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers import REPO, TINY_CLI, run_python, run_train
+from helpers import REPO, TINY_CLI, run_command, run_python, run_train
 
 # The tiny run on a folder of PNGs with every logger (W&B disabled): every override the resume
 # must read back from the folder (the schedule's length comes last, so a resume can extend it).
@@ -86,6 +87,23 @@ def test_a_run_resumes_and_extends_from_its_folder_alone(tmp_path: Path):
     )
     assert generate.returncode == 2, generate.stderr[-2000:]
     assert f"hydra.run.dir={run} holds a training run" in generate.stderr
+    assert record_hashes(run) == before
+
+    # progan-evaluate of the run by its folder alone: its newest checkpoint, scored on the
+    # folder of images it was trained on (the default data, grayscale digits, would be
+    # refused: the generator draws RGB).
+    scored = run_command(
+        "evaluate",
+        f"source={run}",
+        "metrics=swd",
+        "num_images=16",
+        f"hydra.run.dir={tmp_path / 'scores'}",
+        f"paths.cache_dir={tmp_path}/cache",
+        cwd=tmp_path,
+    )
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    result = json.loads((tmp_path / "scores" / "evaluate.json").read_text())
+    assert result["resolution"] == 4 and result["metrics/swd_avg"] > 0  # its trained stage
     assert record_hashes(run) == before
 
     # The resume with only the folder and a longer schedule.

@@ -4,7 +4,9 @@
 ones; a new override of a recorded key replaces it. A multirun, ``progan-train -m
 ckpt_path=last hydra.sweep.dir=SWEEP`` (or ``-m resume=SWEEP``), takes the sweep's overrides
 (its sweep lists included) from the ``multirun.yaml`` that Hydra's sweeper keeps in the sweep
-dir, so every job runs again in its own folder and resumes there.
+dir, so every job runs again in its own folder and resumes there. ``progan-evaluate
+source=RUN`` (a run's folder, export or checkpoint) takes the run's data overrides the same
+way (:func:`with_run_data`).
 
 Hydra composes the config from the command line before the task runs, so the command line is
 completed here, before Hydra parses it. Completing it twice gives the same line (every
@@ -14,6 +16,7 @@ completed command, compose exactly what rank 0 composed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -21,6 +24,7 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
+from progan_lightning.run_paths import CHECKPOINT_DIR
 from progan_lightning.run_record import recorded_overrides
 
 RESUME_KEY = "resume"
@@ -103,13 +107,59 @@ def with_recorded_overrides(overrides: list[str], multirun: bool = False) -> lis
     return [*kept, *expanded]
 
 
-def complete_argv(argv: list[str]) -> list[str]:
-    """A command line (without the program) with its overrides completed by
-    :func:`with_recorded_overrides`: its flags first, then the overrides."""
+def _chooses_data(key: str) -> bool:
+    """Whether an override's key chooses the data (``experiment``, ``data``, ``data.*``)."""
+    return key in ("experiment", "data") or key.startswith("data.")
+
+
+def source_run(source: str | Path) -> Path | None:
+    """The training run's folder that ``source`` names or lies in: the folder itself, the
+    folder of its export (``RUN/generator.safetensors``) or of a checkpoint
+    (``RUN/checkpoints/FILE``); None unless that folder holds a run's record."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        run = path
+    elif path.parent.name == CHECKPOINT_DIR:
+        run = path.parent.parent
+    else:
+        run = path.parent
+    return run if recorded_overrides(run) is not None else None
+
+
+def with_run_data(overrides: list[str], multirun: bool = False) -> list[str]:
+    """``progan-evaluate``'s overrides completed when ``source`` is a training run (its
+    folder, export or checkpoint, :func:`source_run`) and they choose no data: the run's
+    recorded overrides that chose its data come first, so that its generator is scored on
+    the data it was trained on. Anything else is returned as it is.
+
+    Raises:
+        ValueError: The run's record is not a list of overrides.
+    """
+    try:
+        source = _value(overrides, "source")
+        if not source or source == "reals" or "${" in source:
+            return overrides
+        if any(_chooses_data(override_key(o)) for o in overrides):
+            return overrides
+        run = source_run(source)
+        if run is None:
+            return overrides
+        recorded = recorded_overrides(run) or []
+        return [*(o for o in recorded if _chooses_data(override_key(o))), *overrides]
+    except HydraException:
+        return overrides
+
+
+def complete_argv(
+    argv: list[str], complete: Callable[[list[str], bool], list[str]] = with_recorded_overrides
+) -> list[str]:
+    """A command line (without the program) with its overrides completed by ``complete``
+    (:func:`with_recorded_overrides`: a training resume; :func:`with_run_data`: an
+    evaluation of a run): its flags first, then the overrides."""
     args, unknown = get_args_parser().parse_known_args(argv)
     if not args.overrides or unknown:
         return argv
     flags = list(argv)
     for override in args.overrides:
         flags.remove(override)
-    return [*flags, *with_recorded_overrides(args.overrides, args.multirun)]
+    return [*flags, *complete(args.overrides, args.multirun)]
