@@ -154,3 +154,16 @@ def test_a_checkpoint_carries_its_format_version_and_a_newer_one_is_refused(tmp_
     message = str(error.value)
     assert f"checkpoint format {FORMAT_VERSION + 1}" in message and "\n" not in message
     assert f"reads format {FORMAT_VERSION}" in message and "upgrade" in message
+
+
+def test_a_folder_given_as_a_checkpoint_names_the_file_to_give(tmp_path: Path):
+    """``progan-export RUN`` (or ``ckpt_path=RUN``): the folder exists, it is not a file."""
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").touch()
+    with pytest.raises(IsADirectoryError, match=rf"{tmp_path} is a folder, not a checkpoint; "):
+        load_checkpoint(tmp_path)
+    message = f"{tmp_path / 'checkpoints' / 'last.ckpt'} (the newest)"
+    with pytest.raises(IsADirectoryError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_checkpoint(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not found; give an existing .ckpt file"):
+        load_checkpoint(tmp_path / "missing.ckpt")

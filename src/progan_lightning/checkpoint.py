@@ -40,7 +40,7 @@ from progan_lightning.export import (
 )
 from progan_lightning.faults import CheckpointMismatch, DamagedFile
 from progan_lightning.networks import Generator, init_kwarg
-from progan_lightning.run_paths import LAST_CHECKPOINT
+from progan_lightning.run_paths import CHECKPOINT_DIR, LAST_CHECKPOINT
 from progan_lightning.schedule import GrowthSchedule
 
 if TYPE_CHECKING:  # Lightning is not loaded for export and generate (seconds on a small CPU).
@@ -119,11 +119,20 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        IsADirectoryError: ``path`` is a folder (the message names its newest checkpoint).
         DamagedFile: a truncated or damaged file; objects the safe loader refuses (without
             ``allow_pickle``); a torch file that is not a progan-lightning training checkpoint.
             The message names the other checkpoints beside it.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        found = _newest_first(path / CHECKPOINT_DIR) or _newest_first(path)
+        fix = (
+            f"give one of its checkpoints: {found[0]} (the newest)"
+            if found
+            else f"give a .ckpt file (a run keeps them in its {CHECKPOINT_DIR}/ folder)"
+        )
+        raise IsADirectoryError(f"{path} is a folder, not a checkpoint; {fix}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; give an existing .ckpt file")
     try:
