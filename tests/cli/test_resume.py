@@ -131,3 +131,21 @@ def test_evaluating_a_run_scores_it_on_the_data_it_was_trained_on(run: Path, sou
 def test_an_evaluation_that_chooses_its_data_is_left_as_it_is(run: Path, given: list[str]):
     given = [o.format(run=run) for o in given]
     assert with_run_data(given) == given
+
+
+def test_a_sweep_that_kept_no_list_of_overrides_is_refused_naming_each_runs_resume(
+    tmp_path: Path,
+):
+    """An Optuna sweep samples its trials and keeps no ``multirun.yaml``: resumed by its
+    folder, each job would compose the default config (its sampled values lost, silently for
+    a learning rate), so the resume is refused, naming the resume of each run by its folder."""
+    sweep = tmp_path / "sweep"
+    for job, lr in (("0", "0.002"), ("1", "0.003")):
+        (sweep / job / ".hydra").mkdir(parents=True)
+        (sweep / job / ".hydra" / "overrides.yaml").write_text(f"- model.optimizer.lr={lr}\n")
+    for given in (["ckpt_path=last", f"hydra.sweep.dir={sweep}"], [f"resume={sweep}"]):
+        with pytest.raises(ValueError, match=rf"keeps no multirun.yaml.*resume={sweep / '0'}"):
+            with_recorded_overrides(given, multirun=True)
+    fresh = tmp_path / "fresh"  # no runs in it: nothing to resume, nothing refused here
+    given = ["ckpt_path=last", f"hydra.sweep.dir={fresh}"]
+    assert with_recorded_overrides(given, multirun=True) == given

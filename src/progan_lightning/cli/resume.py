@@ -53,6 +53,28 @@ def sweep_overrides(sweep_dir: str | Path) -> list[str] | None:
     return overrides
 
 
+def check_sweep_runs(sweep_dir: str | Path) -> None:
+    """Refuse to resume a sweep folder that holds runs but no :data:`SWEEP_RECORD` (a
+    sweeper such as Optuna samples its trials and keeps no list of overrides): each job
+    would compose the default config, its sampled values lost.
+
+    Raises:
+        ValueError: Naming the runs and the resume of each by its folder.
+    """
+    folder = Path(sweep_dir).expanduser()
+    if not folder.is_dir():
+        return
+    runs = sorted(p for p in folder.iterdir() if p.is_dir() and recorded_overrides(p) is not None)
+    if runs:
+        shown = ", ".join(p.name for p in runs[:5]) + (" ..." if len(runs) > 5 else "")
+        raise ValueError(
+            f"hydra.sweep.dir={sweep_dir} holds runs ({shown}) but keeps no {SWEEP_RECORD}, "
+            "the list of a sweep's overrides that Hydra's default sweeper writes (Optuna "
+            "samples its trials and keeps none), so its jobs would lose their settings: resume "
+            f"each run by its folder, without -m: resume={runs[0]}"
+        )
+
+
 def override_key(override: str) -> str:
     """The key (or config group) an override sets: ``data`` for ``data=folder`` and
     ``+data=folder``, ``a.b`` for ``a.b=1`` and ``~a.b``."""
@@ -99,7 +121,13 @@ def with_recorded_overrides(overrides: list[str], multirun: bool = False) -> lis
         folder = _value(expanded, folder_key)
         if not _value(expanded, "ckpt_path") or not folder or "${" in folder:
             return expanded
-        recorded = (sweep_overrides(folder) if multirun else recorded_overrides(folder)) or []
+        if multirun:
+            recorded = sweep_overrides(folder)
+            if recorded is None:
+                check_sweep_runs(folder)
+        else:
+            recorded = recorded_overrides(folder)
+        recorded = recorded or []
         given = {override_key(o) for o in expanded}
         kept = [o for o in recorded if override_key(o) not in given]
     except HydraException:
