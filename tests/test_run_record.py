@@ -6,7 +6,12 @@ from pathlib import Path
 
 import yaml
 
-from progan_lightning.run_record import recorded_overrides, task_overrides, write_record
+from progan_lightning.run_record import (
+    recorded_cwd,
+    recorded_overrides,
+    task_overrides,
+    write_record,
+)
 
 
 def test_a_fresh_run_records_its_config_overrides_and_versions(make_cfg, tmp_path: Path):
@@ -20,6 +25,8 @@ def test_a_fresh_run_records_its_config_overrides_and_versions(make_cfg, tmp_pat
     run = yaml.safe_load((record / "run.yaml").read_text())
     assert set(run["versions"]) == {"python", "torch", "lightning", "progan-lightning"}
     assert "started" in run and not (record / "resumes.yaml").exists()
+    # Where it was started: the folder its relative paths (data.path=images) are relative to.
+    assert run["cwd"] == str(Path.cwd()) and recorded_cwd(tmp_path) == Path.cwd()
 
 
 def test_a_resume_appends_its_entry_and_keeps_the_original(make_cfg, tmp_path: Path):
@@ -42,3 +49,10 @@ def test_a_resume_into_a_folder_without_a_record_records_the_run(make_cfg, tmp_p
     write_record(tmp_path, make_cfg("ckpt_path=/elsewhere/last.ckpt"), ["x=1"], resume=True)
     assert recorded_overrides(tmp_path) == ["x=1"]
     assert not (tmp_path / ".hydra" / "resumes.yaml").exists()
+
+
+def test_a_record_without_a_start_folder_reads_as_none(tmp_path: Path):
+    (tmp_path / ".hydra").mkdir()
+    assert recorded_cwd(tmp_path) is None  # no record
+    (tmp_path / ".hydra" / "run.yaml").write_text("started: x\n")  # before it was recorded
+    assert recorded_cwd(tmp_path) is None

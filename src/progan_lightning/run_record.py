@@ -4,7 +4,7 @@
 - ``config.yaml``: the resolved config of the run's start;
 - ``overrides.yaml``: the command-line overrides it was started with (a resume by folder
   composes these first: ``cli/resume.py``);
-- ``run.yaml``: when it started and the versions it ran with;
+- ``run.yaml``: when and in which folder (``cwd``) it started, and the versions it ran with;
 - ``resumes.yaml``: one entry per resume (its own overrides, when, the versions), appended.
 
 The first three are written once, when the run starts; a resume only appends its entry, so
@@ -14,6 +14,7 @@ Every file is written atomically (:func:`~progan_lightning.fs.atomic_write`).
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -92,6 +93,17 @@ def recorded_overrides(run_dir: str | Path) -> list[str] | None:
     return overrides
 
 
+def recorded_cwd(run_dir: str | Path) -> Path | None:
+    """The folder ``run_dir``'s run was started in (``run.yaml``'s ``cwd``: relative paths
+    among its overrides are relative to it), or None when the record does not say."""
+    path = Path(run_dir).expanduser() / RECORD_DIR / RUN_NAME
+    try:
+        cwd = yaml.safe_load(path.read_text()).get("cwd")
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, AttributeError):
+        return None
+    return Path(cwd) if isinstance(cwd, str) and cwd else None
+
+
 def _dump(path: Path, value: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(yaml.safe_dump(value, sort_keys=False)))
 
@@ -119,13 +131,14 @@ def write_record(
     original = recorded_overrides(run_dir) if resume else None
     if original is None or not (folder / CONFIG_NAME).is_file():
         _dump(folder / CONFIG_NAME, resolved_config(cfg))
-        _dump(folder / RUN_NAME, {"started": started, "versions": versions()})
+        _dump(folder / RUN_NAME, {"started": started, "cwd": os.getcwd(), "versions": versions()})
         _dump(folder / OVERRIDES_NAME, list(overrides))
         return folder / OVERRIDES_NAME
     resumes_path = folder / RESUMES_NAME
     resumes = yaml.safe_load(resumes_path.read_text()) if resumes_path.is_file() else None
     entry = {
         "started": started,
+        "cwd": os.getcwd(),
         "overrides": [o for o in overrides if o not in original],
         "versions": versions(),
     }

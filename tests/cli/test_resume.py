@@ -149,3 +149,39 @@ def test_a_sweep_that_kept_no_list_of_overrides_is_refused_naming_each_runs_resu
     fresh = tmp_path / "fresh"  # no runs in it: nothing to resume, nothing refused here
     given = ["ckpt_path=last", f"hydra.sweep.dir={fresh}"]
     assert with_recorded_overrides(given, multirun=True) == given
+
+
+def test_relative_paths_of_the_record_are_read_from_the_folder_the_run_started_in(
+    run: Path, tmp_path: Path
+):
+    """``data.path=images`` typed in /data: a resume or an evaluation from another folder
+    reads /data/images (the paths settings: keys ``path``, ``*_path``, ``*_dir``,
+    ``dirpath`` and ``init_from``); other values and absolute or ``~`` paths stay as typed."""
+    started = tmp_path / "started in"
+    recorded = [
+        "data=folder",
+        "data.path=images",
+        "+init_from=nets/g.pkl",
+        "paths.cache_dir='~/cache'",
+        "callbacks.model_checkpoint.export_path=/abs/g.safetensors",
+        "data.resolution=16",
+    ]
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in recorded))
+    (run / ".hydra" / "run.yaml").write_text(yaml.safe_dump({"cwd": str(started)}))
+    expected = [
+        "data=folder",
+        f"data.path='{started / 'images'}'",  # quoted: the folder's name holds a space
+        f"+init_from='{started / 'nets/g.pkl'}'",
+        *recorded[3:],
+    ]
+    assert with_recorded_overrides([f"resume={run}"]) == [
+        *expected,
+        "ckpt_path=last",
+        f"hydra.run.dir={run}",
+    ]
+    assert with_run_data([f"source={run}"]) == [
+        expected[0],
+        expected[1],
+        recorded[-1],
+        f"source={run}",
+    ]

@@ -144,3 +144,22 @@ def test_a_second_run_racing_for_a_folder_is_refused_and_leaves_the_record(tmp_p
     assert "seed=3" in (run / ".hydra" / "overrides.yaml").read_text()
     assert yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["seed"] == 3
     assert not (run / ".run.owner").exists()  # released at exit
+
+
+@pytest.mark.slow
+def test_a_run_resumes_from_another_folder_with_its_relative_data_path(tmp_path: Path):
+    """``data.path=images`` typed in the folder the run was started in: its resume by folder
+    from another folder reads the same images (the record keeps where the run started)."""
+    png_folder(tmp_path / "images")
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    run_train(
+        [*FOLDER_CLI, "data.path=images", "growth.total_kimg=0.032", f"hydra.run.dir={run}"],
+        tmp_path,
+    )
+    elsewhere.mkdir()
+    resumed = run_python(
+        [str(REPO / "train.py"), f"resume={run}", "growth.total_kimg=0.064"], cwd=elsewhere
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert max(kimg_rows(run)) == pytest.approx(0.064)
+    assert "data.path=images" in (run / ".hydra" / "overrides.yaml").read_text()  # as typed

@@ -16,6 +16,7 @@ completed command, compose exactly what rank 0 composed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,10 +26,21 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 from progan_lightning.run_paths import CHECKPOINT_DIR
-from progan_lightning.run_record import recorded_overrides
+from progan_lightning.run_record import recorded_cwd, recorded_overrides
 
 RESUME_KEY = "resume"
 SWEEP_RECORD = "multirun.yaml"
+
+
+def sweep_cwd(sweep_dir: str | Path) -> Path | None:
+    """The folder a sweep was started in (``hydra.runtime.cwd`` of its ``multirun.yaml``), or
+    None when the file does not say."""
+    try:
+        record = yaml.safe_load((Path(sweep_dir).expanduser() / SWEEP_RECORD).read_text())
+        cwd = record["hydra"]["runtime"]["cwd"]
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError):
+        return None
+    return Path(cwd) if isinstance(cwd, str) and cwd else None
 
 
 def sweep_overrides(sweep_dir: str | Path) -> list[str] | None:
@@ -86,6 +98,49 @@ def override_key(override: str) -> str:
     )
 
 
+def is_path_key(key: str) -> bool:
+    """Whether a setting names a file or folder: ``init_from``, and the keys whose last part
+    is ``path``, ``dirpath`` or ends in ``_path`` or ``_dir`` (``data.path``,
+    ``paths.cache_dir``, ``callbacks.model_checkpoint.export_path``)."""
+    last = key.rsplit(".", 1)[-1]
+    return key == "init_from" or last in ("path", "dirpath") or last.endswith(("_path", "_dir"))
+
+
+_PLAIN = re.compile(r"[\w./+:@%-]+")  # a value Hydra reads unquoted
+
+
+def anchored(overrides: list[str], cwd: Path | None) -> list[str]:
+    """``overrides`` recorded by a run started in ``cwd``, their relative paths (the values
+    of :func:`is_path_key` settings) made absolute against it, so that a resume or an
+    evaluation from another folder reads the same files. Absolute paths, ``~`` and ``$VAR``
+    paths, interpolations and other settings stay as they were typed."""
+    if cwd is None:
+        return overrides
+    parser = OverridesParser.create()
+    out = []
+    for override in overrides:
+        try:
+            parsed = parser.parse_override(override)
+        except HydraException:  # Hydra reports it when it parses the line
+            out.append(override)
+            continue
+        value = None if parsed.is_delete() else parsed.value()
+        if (
+            parsed.package is not None
+            or not is_path_key(parsed.key_or_group)
+            or not isinstance(value, str)
+            or not value
+            or value.startswith(("/", "~", "$"))
+            or "${" in value
+        ):
+            out.append(override)
+            continue
+        path = str(cwd / value)
+        quoted = path if _PLAIN.fullmatch(path) else "'" + path.replace("'", "\\'") + "'"
+        out.append(f"{override.split('=', 1)[0]}={quoted}")
+    return out
+
+
 def _value(overrides: list[str], key: str) -> str | None:
     parser = OverridesParser.create()
     found = None
@@ -122,12 +177,11 @@ def with_recorded_overrides(overrides: list[str], multirun: bool = False) -> lis
         if not _value(expanded, "ckpt_path") or not folder or "${" in folder:
             return expanded
         if multirun:
-            recorded = sweep_overrides(folder)
-            if recorded is None:
+            recorded = anchored(sweep_overrides(folder) or [], sweep_cwd(folder))
+            if not (Path(folder).expanduser() / SWEEP_RECORD).is_file():
                 check_sweep_runs(folder)
         else:
-            recorded = recorded_overrides(folder)
-        recorded = recorded or []
+            recorded = anchored(recorded_overrides(folder) or [], recorded_cwd(folder))
         given = {override_key(o) for o in expanded}
         kept = [o for o in recorded if override_key(o) not in given]
     except HydraException:
@@ -172,7 +226,7 @@ def with_run_data(overrides: list[str], multirun: bool = False) -> list[str]:
         run = source_run(source)
         if run is None:
             return overrides
-        recorded = recorded_overrides(run) or []
+        recorded = anchored(recorded_overrides(run) or [], recorded_cwd(run))
         return [*(o for o in recorded if _chooses_data(override_key(o))), *overrides]
     except HydraException:
         return overrides
