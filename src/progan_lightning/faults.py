@@ -93,10 +93,6 @@ class TrainingStopped(Exception):
     exit_code = 1
     run_dir: Path | None = None
 
-    def resume_with(self, checkpoint: Path) -> str:
-        """:func:`resume_overrides` of ``checkpoint`` in this run."""
-        return resume_overrides(checkpoint, self.run_dir)
-
 
 class Diverged(TrainingStopped):
     """A non-finite loss or gradient: the step was not applied (weights, G_ema and every
@@ -118,7 +114,8 @@ class Diverged(TrainingStopped):
     def __str__(self) -> str:
         where = (
             f"the newest good checkpoint is {self.checkpoint} (resume from it with "
-            f"{self.resume_with(self.checkpoint)} and a lower growth.lr or model.optimizer.lr)"
+            f"{resume_overrides(self.checkpoint, self.run_dir)} and a lower growth.lr or "
+            "model.optimizer.lr)"
             if self.checkpoint
             else "no checkpoint was written yet; lower growth.lr or model.optimizer.lr"
         )
@@ -145,7 +142,7 @@ class Preempted(TrainingStopped):
         name = signal.Signals(self.signum).name
         return (
             f"stopped by {name}: {self.checkpoint} written, no final export; resume with "
-            f"{self.resume_with(self.checkpoint)} (exit status {self.exit_code})"
+            f"{resume_overrides(self.checkpoint, self.run_dir)} (exit status {self.exit_code})"
         )
 
 
@@ -182,7 +179,7 @@ class WriteFailed(TrainingStopped):
         else:
             where = (
                 f"the previous checkpoint {self.checkpoint} is intact; {fix} and resume with "
-                f"{self.resume_with(self.checkpoint)}"
+                f"{resume_overrides(self.checkpoint, self.run_dir)}"
             )
         return f"could not write {self.path} ({self.reason}); {where}"
 
