@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from progan_lightning.fs import atomic_write
+from progan_lightning.run_paths import CHECKPOINT_DIR
 
 RECORD_DIR = ".hydra"
 CONFIG_NAME = "config.yaml"
@@ -102,6 +103,20 @@ def recorded_cwd(run_dir: str | Path) -> Path | None:
     except (OSError, yaml.YAMLError, UnicodeDecodeError, AttributeError):
         return None
     return Path(cwd) if isinstance(cwd, str) and cwd else None
+
+
+def run_of(path: str | Path) -> Path | None:
+    """The training run whose folder ``path`` names or lies in: the folder itself, the
+    folder of its export (``RUN/generator.safetensors``) or of a checkpoint
+    (``RUN/checkpoints/FILE``); None unless that folder holds a run's record."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        run = path
+    elif path.parent.name == CHECKPOINT_DIR:
+        run = path.parent.parent
+    else:
+        run = path.parent
+    return run if recorded_overrides(run) is not None else None
 
 
 def _dump(path: Path, value: Any) -> None:

@@ -47,7 +47,12 @@ from progan_lightning.official.finetune import init_from_official
 from progan_lightning.precision import float32_matmul_precision, resolve_precision
 from progan_lightning.run_lock import check_fresh_run_dir, holds_run_dir, run_dir_lock
 from progan_lightning.run_paths import checkpoint_dir, last_checkpoint
-from progan_lightning.run_record import recorded_overrides, task_overrides, write_record
+from progan_lightning.run_record import (
+    recorded_overrides,
+    run_of,
+    task_overrides,
+    write_record,
+)
 from progan_lightning.schedule import GrowthSchedule, check_resolution, resolution_stage
 
 log = logging.getLogger(__name__)
@@ -285,9 +290,8 @@ def check_fit(cfg: DictConfig, ckpt_path: str | None, model: ProGAN, growth: Any
         return check_resume(ckpt_path, model, growth)
     except CheckpointMismatch as error:
         checkpoint = Path(str(ckpt_path)).expanduser()
-        owner = checkpoint.parent.parent  # <run>/checkpoints/<file>
-        this_run = owner.resolve() == Path(cfg.paths.output_dir).expanduser().resolve()
-        if this_run or recorded_overrides(owner) is None:
+        owner = run_of(checkpoint)
+        if owner is None or owner.resolve() == Path(cfg.paths.output_dir).expanduser().resolve():
             raise
         raise CheckpointMismatch(
             f"{error}; to continue that run with the settings it was started with, resume "

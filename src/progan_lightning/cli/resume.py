@@ -25,8 +25,7 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from progan_lightning.run_paths import CHECKPOINT_DIR
-from progan_lightning.run_record import recorded_cwd, recorded_overrides
+from progan_lightning.run_record import recorded_cwd, recorded_overrides, run_of
 
 RESUME_KEY = "resume"
 SWEEP_RECORD = "multirun.yaml"
@@ -194,23 +193,10 @@ def _chooses_data(key: str) -> bool:
     return key in ("experiment", "data") or key.startswith("data.")
 
 
-def source_run(source: str | Path) -> Path | None:
-    """The training run's folder that ``source`` names or lies in: the folder itself, the
-    folder of its export (``RUN/generator.safetensors``) or of a checkpoint
-    (``RUN/checkpoints/FILE``); None unless that folder holds a run's record."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        run = path
-    elif path.parent.name == CHECKPOINT_DIR:
-        run = path.parent.parent
-    else:
-        run = path.parent
-    return run if recorded_overrides(run) is not None else None
-
-
 def with_run_data(overrides: list[str], multirun: bool = False) -> list[str]:
     """``progan-evaluate``'s overrides completed when ``source`` is a training run (its
-    folder, export or checkpoint, :func:`source_run`) and they choose no data: the run's
+    folder, export or checkpoint: :func:`~progan_lightning.run_record.run_of`) and they
+    choose no data: the run's
     recorded overrides that chose its data come first, so that its generator is scored on
     the data it was trained on. Anything else is returned as it is.
 
@@ -223,7 +209,7 @@ def with_run_data(overrides: list[str], multirun: bool = False) -> list[str]:
             return overrides
         if any(_chooses_data(override_key(o)) for o in overrides):
             return overrides
-        run = source_run(source)
+        run = run_of(source)
         if run is None:
             return overrides
         recorded = anchored(recorded_overrides(run) or [], recorded_cwd(run))
